@@ -1,0 +1,33 @@
+//! Build script: turns the selected interpreter's configuration into `cfg`s, refuses
+//! interpreters whose `PyType_Spec` ignores buffer slots, and (feature `abi-check`) runs
+//! bindgen over `src/abi/wrapper.h` against that interpreter's headers.
+//!
+//! The interpreter is the one pyo3-ffi selects: `PYO3_PYTHON`, else `python3` on `PATH`.
+
+#[cfg(feature = "abi-check")]
+#[path = "src/abi/generate.rs"]
+mod abi_generate;
+
+/// The first CPython whose `PyType_FromSpec` honours `Py_bf_getbuffer`/`Py_bf_releasebuffer`
+/// (bpo-40724, CPython 3.9). Earlier versions accept the slots and silently drop them.
+const MIN_MINOR: u8 = 9;
+
+fn main() {
+    pyo3_build_config::use_pyo3_cfgs();
+    let config = pyo3_build_config::get();
+    let version = config.version();
+    if version.major != 3 || version.minor < MIN_MINOR {
+        eprintln!(
+            "error: bufferkit needs CPython 3.{MIN_MINOR} or newer, but the selected interpreter is \
+             {}.{}: before 3.{MIN_MINOR}, PyType_FromSpec silently ignores the buffer slots, so the \
+             types would build and then export nothing (set PYO3_PYTHON to a newer interpreter)",
+            version.major, version.minor
+        );
+        std::process::exit(1);
+    }
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    #[cfg(feature = "abi-check")]
+    abi_generate::generate(config);
+}

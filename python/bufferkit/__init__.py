@@ -1,0 +1,8 @@
+"""bufferkit: export the CPython buffer protocol (PEP 3118) correctly, safely and fast.
+
+The types live in the native module ``bufferkit._bufferkit``; this package re-exports them so
+that ``bufferkit.Buffer`` is the public name (and ``Buffer.__module__ == 'bufferkit'``).
+"""
+
+from ._bufferkit import *  # noqa: F401,F403
+from ._bufferkit import __all__  # noqa: F401

@@ -1,0 +1,328 @@
+//! The safe exporter side: the [`BufferExporter`] trait, the [`ExportCounter`] and
+//! [`Memory`].
+//!
+//! # Who owns what
+//!
+//! A buffer export hands a consumer a raw pointer into memory the exporter owns, and the
+//! buffer protocol's only promise about that pointer is temporal: it stays valid from a
+//! successful `bf_getbuffer` until the matching `bf_releasebuffer`. Nothing else ties the
+//! consumer to the memory. So every exporter must answer one question before anything that
+//! would move, shrink or free its memory: *is anything exported right now?* That is what the
+//! [`ExportCounter`] is for. The getbuffer slot increments it after the request passed every
+//! check and before the pointer leaves; the releasebuffer slot decrements it. An owner that
+//! wants to close, resize or freeze asks the counter, and the counter says no while the count
+//! is not zero.
+//!
+//! The counter also holds the two states an export depends on, *read-only* and *closed*, in
+//! the same word as the count. That makes "check the state, then count the export" and "check
+//! the count, then change the state" single steps: a close can never slip between a
+//! getbuffer's check and its increment, and a freeze can never let a writable export through.
+//!
+//! Shape, strides and format are not per-export data: they live in the exporting object (in a
+//! [`Layout`]) and every export points at the same arrays, so an export allocates nothing.
+//! They must therefore not change while anything is exported, which is part of the one
+//! contract of [`BufferExporter`].
+//!
+//! A consumer's `view->obj` holds a strong reference to the exporter, so the object, and with
+//! it the counter and the layout, outlives every export. Memory may still outlive the last
+//! export: some consumers (`numpy.ndarray(shape, buffer=obj)`) release the export at once and
+//! keep only a reference to the object and the raw pointer. An owner that frees memory before
+//! the object dies must decide whether such a consumer can exist; bufferkit's `Buffer` frees at
+//! `close()` only memory that was never exported, and otherwise when it is deallocated.
+//!
+//! # Threads
+//!
+//! With the GIL, every slot call and every Python-level method runs with the GIL held, and the
+//! GIL orders them: a load followed by a store of the counter cannot be interleaved with
+//! another thread's. The counter's hot path (acquire and release) therefore uses relaxed loads
+//! and stores of an atomic word, which cost what a plain integer costs, and is only reachable
+//! with a [`Gil`] token. On free-threaded builds (`Py_GIL_DISABLED`) the same operations are
+//! compare-and-swap loops, so the guarantees hold without the GIL.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::layout::Layout;
+
+/// Proof that the current thread holds the GIL (or, on a free-threaded build, is attached to
+/// the interpreter), for as long as `'py`.
+///
+/// bufferkit's trampolines make one for every slot and method call; there is no other safe way
+/// to get one.
+#[derive(Clone, Copy, Debug)]
+pub struct Gil<'py> {
+    _held: PhantomData<&'py ()>,
+    // Not Send and not Sync: the token must not leave the thread that holds the GIL.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Gil<'_> {
+    /// Asserts that the calling thread holds the GIL for the lifetime of the token.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread must hold the GIL (be attached to the interpreter) for as long as
+    /// the returned token or any copy of it exists.
+    pub const unsafe fn assume() -> Self {
+        Self { _held: PhantomData, _not_send: PhantomData }
+    }
+}
+
+const CLOSED: usize = 1 << (usize::BITS - 1);
+const READONLY: usize = 1 << (usize::BITS - 2);
+const EVER: usize = 1 << (usize::BITS - 3);
+const COUNT: usize = EVER - 1;
+
+/// Counts live exports, and holds the read-only and closed states they depend on.
+#[derive(Debug)]
+pub struct ExportCounter {
+    // INVARIANTS: bits `COUNT` hold the number of exports granted by `acquire` and not yet
+    // given back by `release`; `CLOSED` and `READONLY`, once set, are never cleared;
+    // `CLOSED` is only set while the count is 0 and the count never leaves 0 after it;
+    // `EVER` is set by the first `acquire`.
+    state: AtomicUsize,
+}
+
+/// What a counter looked like at one moment; see [`ExportCounter::snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot(usize);
+
+impl Snapshot {
+    /// No more exports: the owner has closed (or released) the object.
+    pub const fn closed(self) -> bool {
+        self.0 & CLOSED != 0
+    }
+    /// Exports are read-only.
+    pub const fn readonly(self) -> bool {
+        self.0 & READONLY != 0
+    }
+    /// Live exports.
+    pub const fn count(self) -> usize {
+        self.0 & COUNT
+    }
+    /// Whether anything was ever exported (and so may still hold a pointer obtained then).
+    pub const fn ever_exported(self) -> bool {
+        self.0 & EVER != 0
+    }
+}
+
+/// An owner's request to change state was refused because exports are live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exported(pub usize);
+
+impl ExportCounter {
+    /// A counter with no exports, open, writable or not.
+    pub const fn new(readonly: bool) -> Self {
+        Self { state: AtomicUsize::new(if readonly { READONLY } else { 0 }) }
+    }
+
+    /// The current state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.state.load(Ordering::Acquire))
+    }
+
+    /// Live exports now.
+    pub fn count(&self) -> usize {
+        self.snapshot().count()
+    }
+
+    /// Counts one more export, if the state is still `seen` (the caller decided on that
+    /// snapshot). Returns false when the state moved on; the caller takes a new snapshot and
+    /// decides again.
+    pub(crate) fn acquire(&self, _gil: Gil<'_>, seen: Snapshot) -> bool {
+        debug_assert!(!seen.closed() && seen.count() < COUNT);
+        #[cfg(not(Py_GIL_DISABLED))]
+        {
+            // The GIL orders this load/store pair against every other change of the word.
+            self.state.store((seen.0 + 1) | EVER, Ordering::Relaxed);
+            true
+        }
+        #[cfg(Py_GIL_DISABLED)]
+        {
+            self.state.compare_exchange(seen.0, (seen.0 + 1) | EVER, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        }
+    }
+
+    /// Gives back one export counted by [`acquire`](Self::acquire).
+    pub(crate) fn release(&self, _gil: Gil<'_>) {
+        #[cfg(not(Py_GIL_DISABLED))]
+        {
+            let now = self.state.load(Ordering::Relaxed);
+            debug_assert!(now & COUNT > 0, "release without an export");
+            self.state.store(now.wrapping_sub(1), Ordering::Relaxed);
+        }
+        #[cfg(Py_GIL_DISABLED)]
+        {
+            let before = self.state.fetch_sub(1, Ordering::AcqRel);
+            debug_assert!(before & COUNT > 0, "release without an export");
+        }
+    }
+
+    fn set_if_unexported(&self, bit: usize) -> Result<bool, Exported> {
+        let mut now = self.state.load(Ordering::Acquire);
+        loop {
+            if now & bit != 0 {
+                return Ok(false);
+            }
+            if now & COUNT != 0 {
+                return Err(Exported(now & COUNT));
+            }
+            match self.state.compare_exchange_weak(now, now | bit, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(true),
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// Ends exporting for good, if nothing is exported. Returns `Ok(true)` if this call closed
+    /// it, `Ok(false)` if it was closed already.
+    pub fn close(&self, _gil: Gil<'_>) -> Result<bool, Exported> {
+        self.set_if_unexported(CLOSED)
+    }
+
+    /// Makes every later export read-only, if nothing is exported now (every live export of a
+    /// writable object may be written through). Returns `Ok(false)` if it was read-only
+    /// already.
+    pub fn freeze(&self, _gil: Gil<'_>) -> Result<bool, Exported> {
+        if self.snapshot().readonly() {
+            return Ok(false);
+        }
+        self.set_if_unexported(READONLY)
+    }
+}
+
+/// The memory an exporter hands out: a block and a layout inside it.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory<'a> {
+    // INVARIANTS: `layout.required_len() <= len`.
+    base: NonNull<u8>,
+    len: usize,
+    layout: &'a Layout,
+}
+
+impl<'a> Memory<'a> {
+    /// A block of `len` bytes at `base` seen through `layout`. `None` if the layout addresses
+    /// bytes past `len`.
+    ///
+    /// Making a `Memory` is safe: it promises nothing by itself. The promise is made by the
+    /// [`BufferExporter`] that returns it.
+    #[inline]
+    pub fn new(base: NonNull<u8>, len: usize, layout: &'a Layout) -> Option<Self> {
+        (layout.required_len() <= len).then_some(Self { base, len, layout })
+    }
+
+    /// The start of the block.
+    pub fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+    /// The block's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the block is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The layout.
+    pub fn layout(&self) -> &'a Layout {
+        self.layout
+    }
+    /// The address of element `(0, ..., 0)`, which is what `Py_buffer.buf` holds.
+    #[inline]
+    pub fn first_item(&self) -> *mut u8 {
+        // `wrapping_add` keeps this free of unsafe; the offset is inside the block (or one
+        // past its end for an empty layout) by the invariant of `Layout`, so it does not wrap.
+        self.base.as_ptr().wrapping_add(self.layout.offset() as usize)
+    }
+}
+
+/// A Rust type whose memory bufferkit exports through the buffer protocol.
+///
+/// Implement it for the value that a bufferkit Python object holds
+/// ([`Object<T>`](crate::ffi::Object)); bufferkit's generic slots
+/// ([`getbuffer`](crate::ffi::getbuffer), [`releasebuffer`](crate::ffi::releasebuffer))
+/// do everything else: they check each request against the layout and the counter, fill the
+/// `Py_buffer`, count the export and give it back. The implementor writes no unsafe code other
+/// than the `unsafe impl` line.
+///
+/// # Safety
+///
+/// The one contract: **while [`counter()`](Self::counter) counts a live export, the memory
+/// returned by [`memory()`](Self::memory) stays allocated, at the same address, readable, and
+/// writable unless the counter is read-only; and `memory()` keeps returning the same block and
+/// the same layout.** Concretely, do not free, move, shrink or re-layout the memory, and do not
+/// write to it through Rust references that assume exclusive access, unless the counter shows
+/// no exports (its [`close`](ExportCounter::close) and [`freeze`](ExportCounter::freeze)
+/// refuse while exports are live, which is the tool for this). Consumers write through the
+/// pointer without Rust's knowledge: memory handed out writable must be behind `UnsafeCell` or
+/// a raw pointer, never a `&[u8]` that Rust assumes immutable.
+///
+/// # Panics
+///
+/// A panic in `memory()` or `counter()` does not unwind into CPython: the slot turns it into a
+/// `SystemError` and refuses the export.
+///
+/// # Implementer notes
+///
+/// `memory()` runs on every export: return references to fields, compute nothing. A
+/// [`Layout`] made once at construction answers every question an export asks.
+pub unsafe trait BufferExporter {
+    /// The word in `"operation on {ENDED} {type}"`, the `ValueError` raised when exporting
+    /// after the counter was closed.
+    const ENDED: &'static str = "closed";
+
+    /// This object's export counter.
+    fn counter(&self) -> &ExportCounter;
+
+    /// The memory to export. Called only while the counter is open.
+    fn memory(&self) -> Memory<'_>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gil() -> Gil<'static> {
+        // SAFETY: the counter never calls into Python; the token only stands for "the caller
+        // orders these calls", which a single-threaded test does.
+        unsafe { Gil::assume() }
+    }
+
+    #[test]
+    fn close_and_freeze_refuse_while_exported() {
+        let c = ExportCounter::new(false);
+        let s = c.snapshot();
+        assert!(c.acquire(gil(), s));
+        assert!(c.acquire(gil(), c.snapshot()));
+        assert_eq!(c.count(), 2);
+        assert_eq!(c.close(gil()), Err(Exported(2)));
+        assert_eq!(c.freeze(gil()), Err(Exported(2)));
+        c.release(gil());
+        c.release(gil());
+        assert_eq!(c.freeze(gil()), Ok(true));
+        assert_eq!(c.freeze(gil()), Ok(false));
+        assert!(c.snapshot().readonly());
+        assert_eq!(c.close(gil()), Ok(true));
+        assert_eq!(c.close(gil()), Ok(false));
+        assert!(c.snapshot().closed());
+        assert_eq!(c.count(), 0);
+    }
+
+    #[test]
+    fn readonly_counter_freezes_trivially() {
+        let c = ExportCounter::new(true);
+        assert!(c.acquire(gil(), c.snapshot()));
+        assert_eq!(c.freeze(gil()), Ok(false));
+        c.release(gil());
+    }
+
+    #[test]
+    fn memory_refuses_a_layout_that_does_not_fit() {
+        use crate::layout::{Format, Order};
+        let l = Layout::contiguous(Format::bytes(), &[16], Order::C).unwrap();
+        let base = NonNull::<u8>::dangling();
+        assert!(Memory::new(base, 15, &l).is_none());
+        assert_eq!(Memory::new(base, 16, &l).unwrap().first_item(), base.as_ptr());
+    }
+}

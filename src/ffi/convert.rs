@@ -1,0 +1,135 @@
+//! Conversions between Rust values and Python objects, and the few calls into Python that
+//! bufferkit makes (none of them on an export path).
+
+use core::ffi::{c_char, CStr};
+
+use pyo3_ffi as ffi;
+
+use super::error::{check_ptr, Error, PyResult};
+use super::object::{Borrowed, Owned};
+
+/// The text of a `str`.
+pub fn str_of(obj: Borrowed<'_>) -> PyResult<String> {
+    let mut size: ffi::Py_ssize_t = 0;
+    // SAFETY: `obj` is live and the GIL is held (`Borrowed`); PyUnicode_AsUTF8AndSize raises
+    // TypeError for a non-str and returns a buffer owned by `obj`, valid while `obj` lives.
+    let data = check_ptr(unsafe { ffi::PyUnicode_AsUTF8AndSize(obj.as_ptr(), &mut size) }.cast_mut())?;
+    // SAFETY: `data` points to `size` bytes of UTF-8 (the call above), alive for this scope.
+    let bytes = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Whether `obj` is a `str`.
+pub fn is_str(obj: Borrowed<'_>) -> bool {
+    // SAFETY: `obj` is live and the GIL is held.
+    unsafe { ffi::PyUnicode_Check(obj.as_ptr()) != 0 }
+}
+
+/// A new `str`.
+pub fn new_str(text: &str) -> PyResult<Owned> {
+    // SAFETY: `text` is valid UTF-8 of the given length; the call copies it.
+    unsafe { Owned::from_new(ffi::PyUnicode_FromStringAndSize(text.as_ptr().cast::<c_char>(), text.len() as ffi::Py_ssize_t)) }
+}
+
+/// A new `int`.
+pub fn new_int(value: isize) -> PyResult<Owned> {
+    // SAFETY: plain constructor; the GIL is held by every caller (they hold a `Borrowed` or
+    // `Gil`).
+    unsafe { Owned::from_new(ffi::PyLong_FromSsize_t(value)) }
+}
+
+/// A new `int` from an unsigned value.
+pub fn new_uint(value: usize) -> PyResult<Owned> {
+    // SAFETY: as in `new_int`.
+    unsafe { Owned::from_new(ffi::PyLong_FromSize_t(value)) }
+}
+
+/// `True` or `False`.
+pub fn new_bool(value: bool) -> PyResult<Owned> {
+    // SAFETY: as in `new_int`.
+    unsafe { Owned::from_new(ffi::PyBool_FromLong(core::ffi::c_long::from(value))) }
+}
+
+/// `None`.
+pub fn none() -> Owned {
+    // SAFETY: Py_None is the immortal None singleton; from_borrowed takes a new reference.
+    Owned::from_borrowed(unsafe { Borrowed::from_ptr(ffi::Py_None()) }.expect("None is not NULL"))
+}
+
+/// A new tuple of the given objects.
+pub fn new_tuple(items: &[Borrowed<'_>]) -> PyResult<Owned> {
+    // SAFETY: the GIL is held (callers hold `Borrowed`s); PyTuple_New returns a new tuple.
+    let tuple = unsafe { Owned::from_new(ffi::PyTuple_New(items.len() as ffi::Py_ssize_t)) }?;
+    for (i, item) in items.iter().enumerate() {
+        let item = Owned::from_borrowed(*item);
+        // SAFETY: `tuple` is a fresh tuple of this length; PyTuple_SetItem steals `item`.
+        unsafe { ffi::PyTuple_SetItem(tuple.as_ptr(), i as ffi::Py_ssize_t, item.into_raw()) };
+    }
+    Ok(tuple)
+}
+
+/// A new tuple of ints.
+pub fn new_int_tuple(values: &[isize]) -> PyResult<Owned> {
+    // SAFETY: the GIL is held by every caller.
+    let tuple = unsafe { Owned::from_new(ffi::PyTuple_New(values.len() as ffi::Py_ssize_t)) }?;
+    for (i, &v) in values.iter().enumerate() {
+        let item = new_int(v)?;
+        // SAFETY: `tuple` is a fresh tuple of this length; PyTuple_SetItem steals `item`.
+        unsafe { ffi::PyTuple_SetItem(tuple.as_ptr(), i as ffi::Py_ssize_t, item.into_raw()) };
+    }
+    Ok(tuple)
+}
+
+/// `operator.index(obj)` as a `Py_ssize_t`; `what` names the argument in error messages.
+pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> PyResult<isize> {
+    // SAFETY: `obj` is live and the GIL is held.
+    let index = unsafe { Owned::from_new(ffi::PyNumber_Index(obj.as_ptr())) };
+    let index = match index {
+        Ok(index) => index,
+        Err(_) => {
+            // SAFETY: the GIL is held; replace the generic message with one naming `what`.
+            unsafe { ffi::PyErr_Clear() };
+            return Err(Error::type_error(format!("{} must be an int, not {}", what(), obj.type_name())));
+        }
+    };
+    // SAFETY: `index` is an int.
+    let value = unsafe { ffi::PyLong_AsSsize_t(index.as_ptr()) };
+    // SAFETY: the GIL is held.
+    if value == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
+        // SAFETY: the GIL is held; the OverflowError is replaced by one naming `what`.
+        unsafe { ffi::PyErr_Clear() };
+        return Err(Error::overflow_error(format!("{} does not fit in Py_ssize_t", what())));
+    }
+    Ok(value)
+}
+
+/// `getattr(obj, name)`.
+pub fn getattr(obj: Borrowed<'_>, name: &CStr) -> PyResult<Owned> {
+    // SAFETY: `obj` is live, `name` a C string, the GIL is held.
+    unsafe { Owned::from_new(ffi::PyObject_GetAttrString(obj.as_ptr(), name.as_ptr())) }
+}
+
+/// `import name`.
+pub fn import(name: &CStr) -> PyResult<Owned> {
+    // SAFETY: `name` is a C string; callers hold the GIL.
+    unsafe { Owned::from_new(ffi::PyImport_ImportModule(name.as_ptr())) }
+}
+
+/// `callable(*args)`.
+pub fn call(callable: Borrowed<'_>, args: &[Borrowed<'_>]) -> PyResult<Owned> {
+    let args = new_tuple(args)?;
+    // SAFETY: `callable` is live, `args` a tuple, the GIL is held.
+    unsafe { Owned::from_new(ffi::PyObject_Call(callable.as_ptr(), args.as_ptr(), core::ptr::null_mut())) }
+}
+
+/// `obj.name(*args)`.
+pub fn call_method(obj: Borrowed<'_>, name: &CStr, args: &[Borrowed<'_>]) -> PyResult<Owned> {
+    let method = getattr(obj, name)?;
+    call(method.borrow(), args)
+}
+
+/// Whether the current exception is an instance of `class`; the GIL must be held.
+pub fn error_matches(class: *mut ffi::PyObject) -> bool {
+    // SAFETY: callers hold the GIL; `class` is an exception class.
+    unsafe { ffi::PyErr_ExceptionMatches(class) != 0 }
+}

@@ -1,0 +1,134 @@
+//! Errors on their way to CPython: a Rust [`Error`] becomes a raised exception at the FFI
+//! boundary, and a Rust panic becomes a `SystemError` there (the boundary itself is in
+//! `trampoline.rs` and `slots.rs`).
+//!
+//! Mirrors the error half of PyO3's `src/impl_/trampoline.rs` and `panic.rs`: no panic crosses
+//! an `extern "C"` function, and every refusal reaches Python as the exception CPython itself
+//! would raise, with a message in CPython's style.
+
+use core::any::Any;
+use std::ffi::CString;
+
+use pyo3_ffi as ffi;
+
+use crate::exporter::Gil;
+
+/// The exception classes bufferkit raises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `TypeError`: an argument of the wrong type.
+    Type,
+    /// `ValueError`: an argument of the right type and a wrong value; an operation on a
+    /// closed or released object.
+    Value,
+    /// `OverflowError`: a size that cannot be represented.
+    Overflow,
+    /// `BufferError`: a refused buffer request, or a change refused while exported.
+    Buffer,
+    /// `MemoryError`: an allocation failed.
+    Memory,
+    /// `SystemError`: a bug, such as a Rust panic.
+    System,
+}
+
+/// An error on its way to Python.
+#[derive(Debug)]
+pub enum Error {
+    /// A Python exception is already set (a C-API call failed and raised it).
+    Raised,
+    /// An exception to raise.
+    New(Kind, String),
+}
+
+/// The result of everything that may raise.
+pub type PyResult<T> = Result<T, Error>;
+
+impl Error {
+    /// `TypeError(msg)`
+    pub fn type_error(msg: impl Into<String>) -> Self {
+        Self::New(Kind::Type, msg.into())
+    }
+    /// `ValueError(msg)`
+    pub fn value_error(msg: impl Into<String>) -> Self {
+        Self::New(Kind::Value, msg.into())
+    }
+    /// `OverflowError(msg)`
+    pub fn overflow_error(msg: impl Into<String>) -> Self {
+        Self::New(Kind::Overflow, msg.into())
+    }
+    /// `BufferError(msg)`
+    pub fn buffer_error(msg: impl Into<String>) -> Self {
+        Self::New(Kind::Buffer, msg.into())
+    }
+    /// `MemoryError(msg)`
+    pub fn memory_error(msg: impl Into<String>) -> Self {
+        Self::New(Kind::Memory, msg.into())
+    }
+
+    /// The error a caught panic becomes.
+    pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+        Self::New(Kind::System, format!("bufferkit: Rust panic: {what}"))
+    }
+
+    /// Makes this the current Python exception.
+    pub fn restore(self, _gil: Gil<'_>) {
+        let (kind, msg) = match self {
+            Self::Raised => {
+                // SAFETY: the GIL is held (`_gil`); PyErr_Occurred only reads the thread state.
+                if unsafe { ffi::PyErr_Occurred() }.is_null() {
+                    (Kind::System, "bufferkit: error return without an exception set".to_owned())
+                } else {
+                    return;
+                }
+            }
+            Self::New(kind, msg) => (kind, msg),
+        };
+        // A message with a NUL byte cannot be a C string: cut it there rather than lose it.
+        let msg = CString::new(msg).unwrap_or_else(|e| {
+            let end = e.nul_position();
+            CString::new(&e.into_vec()[..end]).unwrap_or_default()
+        });
+        // SAFETY: the exception classes are statics CPython initialises before any module
+        // loads (`Doc/c-api/exceptions.rst`, "Standard Exceptions"); reading them is a read of
+        // an initialised pointer.
+        let class = unsafe {
+            match kind {
+                Kind::Type => ffi::PyExc_TypeError,
+                Kind::Value => ffi::PyExc_ValueError,
+                Kind::Overflow => ffi::PyExc_OverflowError,
+                Kind::Buffer => ffi::PyExc_BufferError,
+                Kind::Memory => ffi::PyExc_MemoryError,
+                Kind::System => ffi::PyExc_SystemError,
+            }
+        };
+        // SAFETY: the GIL is held; `class` is an exception class and `msg` a valid C string,
+        // which PyErr_SetString copies.
+        unsafe { ffi::PyErr_SetString(class, msg.as_ptr()) };
+    }
+}
+
+/// `Err(Error::Raised)` if `ptr` is NULL (the C-API call that returned it raised), else
+/// `Ok(ptr)`.
+#[inline]
+pub fn check_ptr<T>(ptr: *mut T) -> PyResult<*mut T> {
+    if ptr.is_null() {
+        Err(Error::Raised)
+    } else {
+        Ok(ptr)
+    }
+}
+
+/// `Err(Error::Raised)` if a C-API status is -1.
+#[inline]
+pub fn check_status(status: core::ffi::c_int) -> PyResult<core::ffi::c_int> {
+    if status == -1 {
+        Err(Error::Raised)
+    } else {
+        Ok(status)
+    }
+}

@@ -1,0 +1,87 @@
+//! The module definition and its slot functions: `Py_mod_exec`, `m_traverse`, `m_clear`,
+//! `m_free`, each a shim over `crate::module` inside the panic boundary.
+
+use core::ffi::{c_int, c_void};
+use core::ptr;
+
+use pyo3_ffi as ffi;
+
+use super::error::{Error, PyResult};
+use super::object::Borrowed;
+use super::trampoline::guard;
+use crate::exporter::Gil;
+
+unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
+    // SAFETY: CPython runs Py_mod_exec with the GIL held on the new module.
+    let gil = unsafe { Gil::assume() };
+    guard(gil, -1, |gil| {
+        // SAFETY: the module is live for the call.
+        let module = unsafe { Borrowed::from_ptr(module) }.ok_or(Error::Raised)?;
+        crate::module::exec(gil, module).map(|()| 0)
+    })
+}
+
+unsafe extern "C" fn module_traverse(module: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: the GC calls m_traverse with a live module of this definition; traverse cannot
+    // panic (it only reads state and calls `visit`).
+    unsafe { crate::module::traverse(module, visit, arg) }
+}
+
+unsafe extern "C" fn module_clear(module: *mut ffi::PyObject) -> c_int {
+    // SAFETY: called with the GIL held on a live module of this definition.
+    unsafe { crate::module::clear(module) };
+    0
+}
+
+unsafe extern "C" fn module_free(module: *mut c_void) {
+    // SAFETY: m_free gets the module being freed, with the GIL held.
+    unsafe { crate::module::clear(module.cast()) };
+}
+
+static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 2] = [
+    ffi::PyModuleDef_Slot { slot: ffi::Py_mod_exec, value: module_exec as *mut c_void },
+    ffi::PyModuleDef_Slot { slot: 0, value: ptr::null_mut() },
+];
+
+/// The definition of `bufferkit._bufferkit`.
+pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
+    m_base: ffi::PyModuleDef_HEAD_INIT,
+    m_name: c"bufferkit._bufferkit".as_ptr(),
+    m_doc: c"The native part of bufferkit; import bufferkit instead.".as_ptr(),
+    m_size: core::mem::size_of::<crate::module::State>() as ffi::Py_ssize_t,
+    m_methods: ptr::null_mut(),
+    // SAFETY: only the address of the static is taken; CPython reads it during module
+    // creation and never writes it.
+    m_slots: (&raw mut MODULE_SLOTS).cast(),
+    m_traverse: Some(module_traverse),
+    m_clear: Some(module_clear),
+    m_free: Some(module_free),
+};
+
+/// The bufferkit module that defined `tp` or its nearest bufferkit base (Python subclasses of
+/// bufferkit types are made by `class` statements and have no module of their own).
+///
+/// # Safety
+///
+/// The GIL is held and `tp` is live.
+pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
+    // PyType_GetModuleByDef does this from 3.11 on, but it joined the limited API only in
+    // 3.13, after the abi3 floor (3.11); walking `tp_base` works on every version. Only heap
+    // types are asked: before 3.10 PyType_GetSlot refuses static types.
+    let mut ty = tp;
+    // SAFETY (loop body): `ty` is a live type (tp, then its bases); the GIL is held (caller).
+    while !ty.is_null() && unsafe { ffi::PyType_GetFlags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
+        // SAFETY: as above; returns a borrowed module or NULL with an exception set.
+        let module = unsafe { ffi::PyType_GetModule(ty) };
+        if module.is_null() {
+            // SAFETY: the GIL is held; a type made by a `class` statement has no module.
+            unsafe { ffi::PyErr_Clear() };
+        } else if unsafe { ffi::PyModule_GetDef(module) } == &raw mut MODULE_DEF {
+            // (SAFETY: `module` is a live module; PyModule_GetDef only reads it.)
+            return Ok(module);
+        }
+        // SAFETY: `ty` is a heap type; its `tp_base` slot is a borrowed type or NULL.
+        ty = unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_base) }.cast();
+    }
+    Err(Error::type_error("not a bufferkit type"))
+}

@@ -1,0 +1,149 @@
+//! The generic buffer slots registered for every [`BufferExporter`]: `bf_getbuffer` and
+//! `bf_releasebuffer`.
+//!
+//! Mirrors `ndarray_getbuf`/`ndarray_releasebuf` of CPython's `Modules/_testbuffer.c` (the
+//! reference exporter) and the shape of nanobind's `nb_ndarray_getbuffer`: `view->obj` is
+//! cleared first, every refusal says why, every field is filled only when its flag asks.
+
+use core::ffi::c_int;
+use core::ptr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3_ffi as ffi;
+
+use super::error::{Error, PyResult};
+use super::object::{Borrowed, Object};
+use crate::exporter::{BufferExporter, Gil};
+use crate::fill::fill;
+use crate::request::{Refusal, Request};
+
+/// `bf_getbuffer` for instances of `Object<T>`.
+///
+/// The contract of `Doc/c-api/typeobj.rst` (`PyBufferProcs.bf_getbuffer`), and where each step
+/// happens below:
+///
+/// > 1. Check if the request can be met. If not, raise `BufferError`, set `view->obj` to
+/// >    NULL and return -1.
+/// > 2. Fill in the requested fields.
+/// > 3. Increment an internal counter for the number of exports.
+/// > 4. Set `view->obj` to exporter and increment `view->obj`.
+/// > 5. Return 0.
+///
+/// Steps 1 and 3 are one step here: the counter's state (closed, read-only) is what the
+/// request is checked against, and the export is counted only if that state has not changed
+/// since (see [`ExportCounter`](crate::exporter::ExportCounter)). Step 2 follows; nothing can
+/// fail after the count.
+///
+/// # Safety
+///
+/// CPython calls it with the GIL held, `obj` an instance of a type whose instances are
+/// `Object<T>` (the slot is registered only on such types), and `view` the consumer's
+/// `Py_buffer`.
+pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: CPython calls slots with the GIL held (caller).
+    let gil = unsafe { Gil::assume() };
+    if view.is_null() {
+        // Python 2's "lock without a view" form; CPython 3's bytearray refuses it the same way.
+        Error::buffer_error("getbuffer: a NULL view is not supported").restore(gil);
+        return -1;
+    }
+    // SAFETY: `view` is the consumer's Py_buffer, valid for writes (caller). Clearing `obj`
+    // first keeps every early return (and a panic) within "view->obj is NULL on failure".
+    unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+    // SAFETY: forwarded from the caller: GIL held, `obj` an `Object<T>`, `view` writable.
+    let done = catch_unwind(AssertUnwindSafe(|| unsafe { export::<T>(gil, obj, view, flags) }));
+    let err = match done {
+        Ok(Ok(())) => return 0, // step 5
+        Ok(Err(err)) => err,
+        Err(panic) => Error::from_panic(panic),
+    };
+    // SAFETY: as above; a panic may have come after the fill, so clear `obj` again.
+    unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+    err.restore(gil);
+    -1
+}
+
+/// The body of [`getbuffer`], which may return early with an error.
+///
+/// # Safety
+///
+/// As for [`getbuffer`], with `view` non-NULL.
+#[inline(always)]
+unsafe fn export<T: BufferExporter>(gil: Gil<'_>, obj: *mut ffi::PyObject, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    // SAFETY: `obj` is a live `Object<T>` (caller) that the consumer's reference keeps alive.
+    let this = unsafe { Object::<T>::value_of(obj) };
+    let counter = this.counter();
+    let mut seen = counter.snapshot();
+    if seen.closed() {
+        return Err(ended::<T>(obj));
+    }
+    // Step 1: check.
+    let request = Request::new(flags).map_err(|why| refuse(obj, Refusal::Malformed(flags, why), ""))?;
+    let memory = loop {
+        let memory = this.memory();
+        let layout = memory.layout();
+        if let Err(refusal) = request.check(layout.facts(seen.readonly())) {
+            return Err(refuse(obj, refusal, layout.format().as_str()));
+        }
+        // Step 3: count, unless the state moved on since it was checked.
+        if counter.acquire(gil, seen) {
+            break memory;
+        }
+        seen = counter.snapshot();
+        if seen.closed() {
+            return Err(ended::<T>(obj));
+        }
+    };
+    // Step 2: fill.
+    // SAFETY: `view` is writable (caller); the export was counted above, so by the contract of
+    // `BufferExporter` the memory stays valid until the matching release.
+    unsafe { fill(view, &memory, request, seen.readonly()) };
+    // Step 4: the consumer's reference.
+    // SAFETY: `obj` is live and the GIL is held; the new reference is the one `view->obj`
+    // holds, which PyBuffer_Release gives back.
+    unsafe { ffi::Py_INCREF(obj) };
+    // SAFETY: `view` is writable (caller).
+    unsafe { ptr::addr_of_mut!((*view).obj).write(obj) };
+    Ok(())
+}
+
+#[cold]
+fn refuse(obj: *mut ffi::PyObject, refusal: Refusal, format: &str) -> Error {
+    // SAFETY: `obj` is the live exporter and the GIL is held (we are inside its getbuffer).
+    let name = unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    Error::buffer_error(refusal.message(&name, format).to_string())
+}
+
+#[cold]
+fn ended<T: BufferExporter>(obj: *mut ffi::PyObject) -> Error {
+    // SAFETY: as in `refuse`.
+    let name = unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    Error::value_error(format!("operation on {} {name}", T::ENDED))
+}
+
+/// `bf_releasebuffer` for instances of `Object<T>`: gives the export back to the counter.
+///
+/// `Doc/c-api/typeobj.rst` (`bf_releasebuffer`): "1. Decrement an internal counter for the
+/// number of exports. 2. If the counter is 0, free all memory associated with view." bufferkit
+/// allocates nothing per export, so step 2 has nothing to free. `view->obj` is not touched:
+/// `PyBuffer_Release` releases that reference after this returns.
+///
+/// # Safety
+///
+/// CPython calls it with the GIL held, for a view that [`getbuffer`] filled for `obj`.
+pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(obj: *mut ffi::PyObject, _view: *mut ffi::Py_buffer) {
+    // SAFETY: CPython calls slots with the GIL held (caller).
+    let gil = unsafe { Gil::assume() };
+    // SAFETY: `obj` is a live `Object<T>` kept alive by the view being released (caller).
+    let released = catch_unwind(AssertUnwindSafe(|| unsafe { Object::<T>::value_of(obj) }.counter().release(gil)));
+    if let Err(panic) = released {
+        Error::from_panic(panic).restore(gil);
+        // SAFETY: an exception is set and `obj` is live; releasebuffer cannot fail, so the
+        // error goes to sys.unraisablehook.
+        unsafe { ffi::PyErr_WriteUnraisable(obj) };
+    }
+}

@@ -1,0 +1,215 @@
+//! The panic boundary of every method, getter and type slot: a Rust function that returns a
+//! [`PyResult`] becomes a C function that returns a value or NULL/-1 with an exception set, and
+//! a panic becomes a `SystemError`.
+//!
+//! Mirrors PyO3's `src/impl_/trampoline.rs`. The macros at the end define the `extern "C"`
+//! shims with the exact C signature of each kind of callable (`METH_NOARGS`,
+//! `METH_VARARGS | METH_KEYWORDS`, `getter`, `newfunc`, ...) and hand everything to the
+//! generic functions here; they hide no control flow of the functions they wrap.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3_ffi as ffi;
+
+use super::error::{Error, PyResult};
+use super::object::{Borrowed, Object, Owned};
+use crate::exporter::Gil;
+
+/// A method's receiver: the GIL token, the object, and the Rust value inside it.
+pub struct This<'py, T> {
+    /// The GIL, held for the call.
+    pub gil: Gil<'py>,
+    /// The receiving object.
+    pub obj: Borrowed<'py>,
+    /// The value inside it.
+    pub value: &'py T,
+}
+
+impl<T> Clone for This<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for This<'_, T> {}
+
+/// Runs `body` inside the panic boundary; `failed` is what the C caller reads as "an exception
+/// is set" (NULL or -1).
+#[inline(always)]
+pub fn guard<'py, R>(gil: Gil<'py>, failed: R, body: impl FnOnce(Gil<'py>) -> PyResult<R>) -> R {
+    let err = match catch_unwind(AssertUnwindSafe(|| body(gil))) {
+        Ok(Ok(value)) => return value,
+        Ok(Err(err)) => err,
+        Err(panic) => Error::from_panic(panic),
+    };
+    err.restore(gil);
+    failed
+}
+
+/// The receiver of a method of a type whose instances are `Object<T>`.
+///
+/// # Safety
+///
+/// The GIL is held for `'py`, and `slf` is a live instance of such a type (CPython checks the
+/// receiver's type before calling a method or getter defined on it).
+#[inline(always)]
+pub unsafe fn this<'py, T>(gil: Gil<'py>, slf: *mut ffi::PyObject) -> PyResult<This<'py, T>> {
+    // SAFETY: `slf` is live for the call and the GIL is held (caller).
+    let obj = unsafe { Borrowed::from_ptr(slf) }.ok_or(Error::Raised)?;
+    // SAFETY: `slf` is an `Object<T>` (caller), alive for the call.
+    let value = unsafe { Object::<T>::value_of(slf) };
+    Ok(This { gil, obj, value })
+}
+
+/// A callable returning an object: NULL on error.
+///
+/// # Safety
+///
+/// Called from a C slot or method with the GIL held.
+#[inline(always)]
+pub unsafe fn object_result(body: impl FnOnce(Gil<'_>) -> PyResult<Owned>) -> *mut ffi::PyObject {
+    // SAFETY: the GIL is held (caller).
+    let gil = unsafe { Gil::assume() };
+    guard(gil, core::ptr::null_mut(), |gil| body(gil).map(Owned::into_raw))
+}
+
+/// A callable returning a `Py_ssize_t` or an int status: -1 on error.
+///
+/// # Safety
+///
+/// Called from a C slot with the GIL held.
+#[inline(always)]
+pub unsafe fn int_result<R: From<i8>>(body: impl FnOnce(Gil<'_>) -> PyResult<R>) -> R {
+    // SAFETY: the GIL is held (caller).
+    let gil = unsafe { Gil::assume() };
+    guard(gil, R::from(-1), body)
+}
+
+/// Borrows an optional argument (`kwargs` may be NULL).
+///
+/// # Safety
+///
+/// `ptr` is NULL or a live object borrowed for `'py` with the GIL held.
+#[inline(always)]
+pub unsafe fn optional<'py>(ptr: *mut ffi::PyObject) -> Option<Borrowed<'py>> {
+    // SAFETY: forwarded from the caller.
+    unsafe { Borrowed::from_ptr(ptr) }
+}
+
+/// `extern "C" fn(self, unused) -> PyObject*` for `METH_NOARGS`, from
+/// `fn(This<T>) -> PyResult<Owned>`. Also fits `getter` (the closure argument is ignored) and
+/// unary slots such as `tp_repr` and `tp_iter` (the shim takes one argument).
+macro_rules! noargs {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject, _: *mut pyo3_ffi::PyObject) -> *mut pyo3_ffi::PyObject {
+            // SAFETY: CPython calls methods with the GIL held and `slf` an instance of the
+            // defining type, whose instances are `Object<$T>`.
+            unsafe { $crate::ffi::trampoline::object_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(self, closure) -> PyObject*` (`getter`), from `fn(This<T>) -> PyResult<Owned>`.
+macro_rules! getter {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject, _: *mut core::ffi::c_void) -> *mut pyo3_ffi::PyObject {
+            // SAFETY: CPython calls getters with the GIL held and `slf` an instance of the
+            // defining type, whose instances are `Object<$T>`.
+            unsafe { $crate::ffi::trampoline::object_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(self) -> PyObject*` (`reprfunc` and other unary slots), from
+/// `fn(This<T>) -> PyResult<Owned>`.
+macro_rules! unary {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject) -> *mut pyo3_ffi::PyObject {
+            // SAFETY: CPython calls type slots with the GIL held and `slf` an instance of the
+            // type, whose instances are `Object<$T>`.
+            unsafe { $crate::ffi::trampoline::object_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(self, arg) -> PyObject*` for `METH_O` and `mp_subscript`, from
+/// `fn(This<T>, Borrowed) -> PyResult<Owned>`.
+macro_rules! onearg {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject, arg: *mut pyo3_ffi::PyObject) -> *mut pyo3_ffi::PyObject {
+            // SAFETY: CPython calls these with the GIL held, `slf` an instance of the type
+            // (whose instances are `Object<$T>`) and `arg` a live borrowed argument.
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    let arg = $crate::ffi::trampoline::optional(arg).ok_or($crate::ffi::Error::Raised)?;
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, arg)
+                })
+            }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(self, args, kwargs) -> PyObject*` for `METH_VARARGS | METH_KEYWORDS`, from
+/// `fn(This<T>, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
+macro_rules! varkw {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(
+            slf: *mut pyo3_ffi::PyObject,
+            args: *mut pyo3_ffi::PyObject,
+            kwargs: *mut pyo3_ffi::PyObject,
+        ) -> *mut pyo3_ffi::PyObject {
+            // SAFETY: CPython calls methods with the GIL held, `slf` an instance of the
+            // defining type (whose instances are `Object<$T>`), `args` a tuple and `kwargs`
+            // NULL or a dict, all borrowed for the call.
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    let args = $crate::ffi::trampoline::optional(args).ok_or($crate::ffi::Error::Raised)?;
+                    let kwargs = $crate::ffi::trampoline::optional(kwargs);
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, args, kwargs)
+                })
+            }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(first, args, kwargs) -> PyObject*` where `first` is not an instance: a type
+/// (`tp_new`, `METH_CLASS` methods) or a module (module functions). From
+/// `fn(Gil, *mut PyObject, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
+macro_rules! with_first {
+    ($First:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(
+            first: *mut $First,
+            args: *mut pyo3_ffi::PyObject,
+            kwargs: *mut pyo3_ffi::PyObject,
+        ) -> *mut pyo3_ffi::PyObject {
+            // SAFETY: CPython calls these with the GIL held, `first` live, `args` a tuple and
+            // `kwargs` NULL or a dict, all borrowed for the call.
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    let args = $crate::ffi::trampoline::optional(args).ok_or($crate::ffi::Error::Raised)?;
+                    let kwargs = $crate::ffi::trampoline::optional(kwargs);
+                    $f(gil, first, args, kwargs)
+                })
+            }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(self) -> Py_ssize_t` (`lenfunc`), from `fn(This<T>) -> PyResult<isize>`.
+macro_rules! length {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject) -> pyo3_ffi::Py_ssize_t {
+            // SAFETY: CPython calls lenfunc with the GIL held and `slf` an instance of the
+            // type, whose instances are `Object<$T>`.
+            unsafe { $crate::ffi::trampoline::int_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+        }
+        shim
+    }};
+}
+
+pub(crate) use {getter, length, noargs, onearg, unary, varkw, with_first};

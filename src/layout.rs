@@ -1,0 +1,569 @@
+//! Shape, strides, format, contiguity and bounds: the arithmetic of a PEP 3118 layout, checked
+//! once when a layout is made so that an export only copies what is already known.
+//!
+//! The contiguity rules are those of `PyBuffer_IsContiguous` in CPython's `Objects/abstract.c`
+//! (dimensions of length 1 place no demand on their stride; an empty layout is contiguous in
+//! both orders). The bounds rule is that of `verify_structure` in `Modules/_testbuffer.c`, made
+//! overflow-proof: every byte of every element a layout can address must lie inside the block
+//! of memory it describes, computed with checked arithmetic so that shapes and strides near
+//! 2**63 are refused instead of wrapping.
+#![forbid(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+
+/// The most dimensions a buffer may have (`PyBUF_MAX_NDIM`).
+pub const MAX_NDIM: usize = 64;
+
+/// Memory order of a contiguous layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Row-major: the last index varies fastest.
+    C,
+    /// Column-major: the first index varies fastest.
+    F,
+}
+
+/// A `struct`-module format string and the size of one item of it.
+///
+/// bufferkit does not parse formats: the interpreter does (`struct.calcsize`), and this type
+/// records the answer.
+// INVARIANTS: `itemsize >= 1`; `byte_format` is true exactly when `text` names one unsigned byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Format {
+    text: CString,
+    itemsize: isize,
+    byte_format: bool,
+}
+
+impl Format {
+    /// A format whose item size the interpreter computed. Refuses an item size of 0 or one that
+    /// does not fit `Py_ssize_t`.
+    pub fn new(text: CString, itemsize: usize) -> Result<Self, LayoutError> {
+        let itemsize = match isize::try_from(itemsize) {
+            Ok(n) if n >= 1 => n,
+            _ => return Err(LayoutError::ItemSize(itemsize)),
+        };
+        let byte_format = matches!(text.as_bytes(), b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']);
+        Ok(Self { text, itemsize, byte_format })
+    }
+
+    /// Unsigned bytes, `"B"`.
+    pub fn bytes() -> Self {
+        Self { text: c"B".to_owned(), itemsize: 1, byte_format: true }
+    }
+
+    /// The format string.
+    pub fn as_c_str(&self) -> &CStr {
+        &self.text
+    }
+
+    /// The format string as text (formats are ASCII; a non-UTF-8 one reads as `"?"`).
+    pub fn as_str(&self) -> &str {
+        self.text.to_str().unwrap_or("?")
+    }
+
+    /// The size in bytes of one item.
+    pub fn itemsize(&self) -> isize {
+        self.itemsize
+    }
+
+    /// Whether the format is one unsigned byte (`B`, with or without a byte-order prefix).
+    pub fn is_bytes(&self) -> bool {
+        self.byte_format
+    }
+}
+
+/// A checked description of how items lie in one block of memory.
+///
+/// A `Layout` does not hold the memory; it holds everything about it that an export hands out
+/// (format, shape, strides) and what the checks need (contiguity), and it knows the smallest
+/// block length that contains every byte it addresses ([`Layout::required_len`]).
+// INVARIANTS:
+// - `shape.len() == strides.len() <= MAX_NDIM`, every `shape[i] >= 0`;
+// - `nbytes == product(shape) * itemsize`, computed without overflow;
+// - if `nbytes > 0`, every byte of every element, at `offset + sum(i_k * strides[k]) + b` for
+//   `0 <= i_k < shape[k]` and `0 <= b < itemsize`, lies in `0..required_len`; if `nbytes == 0`,
+//   `0 <= offset <= required_len`;
+// - `c_contiguous`/`f_contiguous` are `PyBuffer_IsContiguous`'s answers for this layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    format: Format,
+    shape: Box<[isize]>,
+    strides: Box<[isize]>,
+    offset: isize,
+    nbytes: isize,
+    required_len: usize,
+    c_contiguous: bool,
+    f_contiguous: bool,
+}
+
+impl Layout {
+    /// A contiguous layout of `shape` in `order`, starting at offset 0 of its block.
+    ///
+    /// ```
+    /// use bufferkit::layout::{Format, Layout, Order};
+    /// let l = Layout::contiguous(Format::new(c"d".into(), 8).unwrap(), &[3, 4], Order::F).unwrap();
+    /// assert_eq!(l.strides(), &[8, 24]);
+    /// assert_eq!((l.nbytes(), l.is_f_contiguous(), l.is_c_contiguous()), (96, true, false));
+    /// ```
+    pub fn contiguous(format: Format, shape: &[isize], order: Order) -> Result<Self, LayoutError> {
+        check_shape(shape)?;
+        let nbytes = checked_nbytes(&format, shape)?;
+        let mut strides = vec![0; shape.len()];
+        let mut step = format.itemsize;
+        let mut fill = |k: usize| {
+            strides[k] = step;
+            // Cannot overflow: the product of all dims times itemsize fits (checked above),
+            // unless a later dim is 0, and then the step is multiplied by 0 or stays put.
+            step = step.saturating_mul(shape[k].max(1));
+        };
+        match order {
+            Order::C => (0..shape.len()).rev().for_each(&mut fill),
+            Order::F => (0..shape.len()).for_each(&mut fill),
+        }
+        let required_len = usize::try_from(nbytes).map_err(|_| LayoutError::TooLarge)?;
+        Ok(Self::assemble(format, shape.into(), strides.into(), 0, nbytes, required_len))
+    }
+
+    /// A layout with explicit strides whose element `(0, ..., 0)` lies `offset` bytes into a
+    /// block of `block_len` bytes. Refused unless every byte it addresses lies in the block.
+    ///
+    /// ```
+    /// use bufferkit::layout::{Format, Layout, LayoutError};
+    /// // Reversed bytes of a 12-byte block.
+    /// let l = Layout::strided(Format::bytes(), &[12], &[-1], 11, 12).unwrap();
+    /// assert!(!l.is_c_contiguous());
+    /// // One byte too far.
+    /// let e = Layout::strided(Format::bytes(), &[12], &[-1], 12, 12).unwrap_err();
+    /// assert!(matches!(e, LayoutError::Item { .. }));
+    /// ```
+    pub fn strided(
+        format: Format,
+        shape: &[isize],
+        strides: &[isize],
+        offset: isize,
+        block_len: usize,
+    ) -> Result<Self, LayoutError> {
+        check_shape(shape)?;
+        if strides.len() != shape.len() {
+            return Err(LayoutError::StridesLength { shape: shape.len(), strides: strides.len() });
+        }
+        let nbytes = checked_nbytes(&format, shape)?;
+        let block = isize::try_from(block_len).map_err(|_| LayoutError::TooLarge)?;
+        if offset < 0 || offset > block {
+            return Err(LayoutError::Offset { offset, block_len });
+        }
+        if nbytes > 0 {
+            check_bounds(&format, shape, strides, offset, block)?;
+        }
+        Ok(Self::assemble(format, shape.into(), strides.into(), offset, nbytes, block_len))
+    }
+
+    fn assemble(
+        format: Format,
+        shape: Box<[isize]>,
+        strides: Box<[isize]>,
+        offset: isize,
+        nbytes: isize,
+        required_len: usize,
+    ) -> Self {
+        let c_contiguous = is_contiguous(format.itemsize, nbytes, shape.iter().zip(strides.iter()).rev());
+        let f_contiguous = is_contiguous(format.itemsize, nbytes, shape.iter().zip(strides.iter()));
+        Self { format, shape, strides, offset, nbytes, required_len, c_contiguous, f_contiguous }
+    }
+
+    /// The format.
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+    /// The size in bytes of one item.
+    pub fn itemsize(&self) -> isize {
+        self.format.itemsize
+    }
+    /// The number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+    /// The length of each dimension.
+    pub fn shape(&self) -> &[isize] {
+        &self.shape
+    }
+    /// The distance in bytes between neighbours in each dimension.
+    pub fn strides(&self) -> &[isize] {
+        &self.strides
+    }
+    /// Where element `(0, ..., 0)` lies, in bytes from the start of the block.
+    pub fn offset(&self) -> isize {
+        self.offset
+    }
+    /// `product(shape) * itemsize`: the `len` of an export.
+    pub fn nbytes(&self) -> isize {
+        self.nbytes
+    }
+    /// The smallest block that holds every byte this layout addresses.
+    pub fn required_len(&self) -> usize {
+        self.required_len
+    }
+    /// `PyBuffer_IsContiguous(view, 'C')`.
+    pub fn is_c_contiguous(&self) -> bool {
+        self.c_contiguous
+    }
+    /// `PyBuffer_IsContiguous(view, 'F')`.
+    pub fn is_f_contiguous(&self) -> bool {
+        self.f_contiguous
+    }
+    /// The facts a request is checked against, for an exporter that is `readonly` or not.
+    pub fn facts(&self, readonly: bool) -> crate::request::Facts {
+        crate::request::Facts {
+            readonly,
+            c_contiguous: self.c_contiguous,
+            f_contiguous: self.f_contiguous,
+            byte_format: self.format.byte_format,
+        }
+    }
+
+    /// The same items seen through one slice per leading dimension, each given as
+    /// `(start, step, length)` already clipped to the dimension (as `PySlice_AdjustIndices`
+    /// gives them). The result addresses a subset of what `self` addresses, in the same block.
+    ///
+    /// ```
+    /// use bufferkit::layout::{Format, Layout, Order};
+    /// let l = Layout::contiguous(Format::bytes(), &[10], Order::C).unwrap();
+    /// let s = l.sliced(&[(9, -3, 4)]).unwrap(); // [9, 6, 3, 0]
+    /// assert_eq!((s.offset(), s.shape(), s.strides()), (9, &[4][..], &[-3][..]));
+    /// ```
+    pub fn sliced(&self, slices: &[(isize, isize, isize)]) -> Result<Self, LayoutError> {
+        if slices.len() > self.ndim() {
+            return Err(LayoutError::TooManySlices { slices: slices.len(), ndim: self.ndim() });
+        }
+        let mut shape = self.shape.to_vec();
+        let mut strides = self.strides.to_vec();
+        let mut offset = self.offset;
+        for (k, &(start, step, len)) in slices.iter().enumerate() {
+            if len > 0 {
+                offset = start
+                    .checked_mul(self.strides[k])
+                    .and_then(|d| offset.checked_add(d))
+                    .ok_or(LayoutError::TooLarge)?;
+            }
+            strides[k] = self.strides[k].checked_mul(step).ok_or(LayoutError::TooLarge)?;
+            shape[k] = len;
+        }
+        if shape.contains(&0) {
+            // An empty result addresses nothing; keep element 0 where the parent had it.
+            offset = self.offset;
+        }
+        Self::strided(self.format.clone(), &shape, &strides, offset, self.required_len)
+    }
+}
+
+/// Why a layout was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// More than [`MAX_NDIM`] dimensions.
+    TooManyDims(usize),
+    /// A negative dimension.
+    NegativeDim {
+        /// which dimension
+        dim: usize,
+        /// its length
+        len: isize,
+    },
+    /// An item size of 0 or beyond `Py_ssize_t`.
+    ItemSize(usize),
+    /// `product(shape) * itemsize` does not fit `Py_ssize_t`.
+    TooLarge,
+    /// `strides` and `shape` differ in length.
+    StridesLength {
+        /// `len(shape)`
+        shape: usize,
+        /// `len(strides)`
+        strides: usize,
+    },
+    /// The offset lies outside the block.
+    Offset {
+        /// the offset asked for
+        offset: isize,
+        /// the block's length
+        block_len: usize,
+    },
+    /// The element at the offset does not fit in the block (checked before any dimension).
+    Item {
+        /// the offset
+        offset: isize,
+        /// the item size
+        itemsize: isize,
+        /// the block's length
+        block_len: usize,
+    },
+    /// A dimension reaches outside the block (or beyond what arithmetic can express).
+    Dim {
+        /// which dimension
+        dim: usize,
+        /// its length
+        len: isize,
+        /// its stride
+        stride: isize,
+        /// the first byte outside the block it reaches (`None`: beyond 2**63)
+        reach: Option<isize>,
+        /// the block's length
+        block_len: usize,
+    },
+    /// More slices than dimensions.
+    TooManySlices {
+        /// slices given
+        slices: usize,
+        /// dimensions there are
+        ndim: usize,
+    },
+}
+
+impl LayoutError {
+    /// Whether this is a size that cannot be represented (an `OverflowError`), rather than a
+    /// layout that does not fit its memory (a `ValueError`).
+    pub fn is_overflow(&self) -> bool {
+        matches!(self, Self::TooLarge)
+    }
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TooManyDims(n) => write!(f, "ndim {n} exceeds the maximum of {MAX_NDIM}"),
+            Self::NegativeDim { dim, len } => write!(f, "shape[{dim}] must be >= 0, not {len}"),
+            Self::ItemSize(n) => write!(f, "itemsize must be between 1 and 2**63-1, not {n}"),
+            Self::TooLarge => f.write_str("the layout has more than 2**63-1 bytes"),
+            Self::StridesLength { shape, strides } => {
+                write!(f, "strides has {strides} entries but shape has {shape}")
+            }
+            Self::Offset { offset, block_len } => {
+                write!(f, "offset {offset} is outside the base's {block_len} bytes")
+            }
+            Self::Item { offset, itemsize, block_len } => write!(
+                f,
+                "the item at offset {offset} (itemsize {itemsize}) does not fit in the base's \
+                 {block_len} bytes"
+            ),
+            Self::Dim { dim, len, stride, reach, block_len } => {
+                write!(f, "dimension {dim} (length {len}, stride {stride}) reaches ")?;
+                match reach {
+                    Some(r) if r < 0 => write!(f, "byte {r}, before the start of the base"),
+                    Some(r) => write!(f, "byte {r}, past the end of the base's {block_len} bytes"),
+                    None => f.write_str("beyond the address space"),
+                }
+            }
+            Self::TooManySlices { slices, ndim } => {
+                write!(f, "{slices} slices given for {ndim} dimensions")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LayoutError {}
+
+fn check_shape(shape: &[isize]) -> Result<(), LayoutError> {
+    if shape.len() > MAX_NDIM {
+        return Err(LayoutError::TooManyDims(shape.len()));
+    }
+    match shape.iter().position(|&n| n < 0) {
+        Some(dim) => Err(LayoutError::NegativeDim { dim, len: shape[dim] }),
+        None => Ok(()),
+    }
+}
+
+fn checked_nbytes(format: &Format, shape: &[isize]) -> Result<isize, LayoutError> {
+    // A zero dimension makes the product 0 whatever the others are; test for it first so that
+    // (2**62, 4, 0) is an empty layout and not an overflow.
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    shape
+        .iter()
+        .try_fold(format.itemsize, |acc, &n| acc.checked_mul(n))
+        .ok_or(LayoutError::TooLarge)
+}
+
+/// Walks the dimensions, widening `[lo, hi)` (the bytes addressed so far) by each one, and
+/// blames the first dimension that takes it outside `[0, block)`.
+fn check_bounds(
+    format: &Format,
+    shape: &[isize],
+    strides: &[isize],
+    offset: isize,
+    block: isize,
+) -> Result<(), LayoutError> {
+    let block_len = block as usize; // `block` came from a usize
+    let mut lo = offset;
+    let mut hi = match offset.checked_add(format.itemsize) {
+        Some(end) if end <= block => end,
+        _ => return Err(LayoutError::Item { offset, itemsize: format.itemsize, block_len }),
+    };
+    for (dim, (&len, &stride)) in shape.iter().zip(strides).enumerate() {
+        let fail = |reach| LayoutError::Dim { dim, len, stride, reach, block_len };
+        // `len >= 1` here: empty layouts are not bounds-checked.
+        let span = (len - 1).checked_mul(stride).ok_or_else(|| fail(None))?;
+        if span < 0 {
+            lo = lo.checked_add(span).ok_or_else(|| fail(None))?;
+            if lo < 0 {
+                return Err(fail(Some(lo)));
+            }
+        } else {
+            hi = hi.checked_add(span).ok_or_else(|| fail(None))?;
+            if hi > block {
+                return Err(fail(Some(hi - 1)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `PyBuffer_IsContiguous` for one order: `dims` yields (length, stride) fastest-varying first.
+fn is_contiguous<'a>(itemsize: isize, nbytes: isize, dims: impl Iterator<Item = (&'a isize, &'a isize)>) -> bool {
+    if nbytes == 0 {
+        return true;
+    }
+    let mut expected = itemsize;
+    for (&len, &stride) in dims {
+        if len > 1 && stride != expected {
+            return false;
+        }
+        // No overflow: the product of all lengths times itemsize is nbytes, which fits.
+        expected *= len;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(text: &str, itemsize: usize) -> Format {
+        Format::new(CString::new(text).unwrap(), itemsize).unwrap()
+    }
+
+    #[test]
+    fn contiguous_strides_and_flags() {
+        let cases: &[(&[isize], Order, &[isize], bool, bool)] = &[
+            (&[], Order::C, &[], true, true),
+            (&[5], Order::C, &[4], true, true),
+            (&[3, 4], Order::C, &[16, 4], true, false),
+            (&[3, 4], Order::F, &[4, 12], false, true),
+            (&[2, 3, 4], Order::F, &[4, 8, 24], false, true),
+            (&[1, 3, 1], Order::C, &[12, 4, 4], true, true),
+            (&[3, 0], Order::C, &[4, 4], true, true),
+            (&[0, 3], Order::F, &[4, 4], true, true),
+        ];
+        for &(shape, order, strides, c, f) in cases {
+            let l = Layout::contiguous(fmt("i", 4), shape, order).unwrap();
+            assert_eq!(l.strides(), strides, "{shape:?} {order:?}");
+            assert_eq!((l.is_c_contiguous(), l.is_f_contiguous()), (c, f), "{shape:?} {order:?}");
+            assert_eq!(l.nbytes(), shape.iter().product::<isize>() * 4);
+        }
+    }
+
+    #[test]
+    fn contiguous_refusals() {
+        let e = |shape: &[isize]| Layout::contiguous(fmt("d", 8), shape, Order::C).unwrap_err();
+        assert_eq!(e(&[3, -1]), LayoutError::NegativeDim { dim: 1, len: -1 });
+        assert_eq!(e(&[1 << 62, 4]), LayoutError::TooLarge);
+        assert_eq!(e(&[isize::MAX]), LayoutError::TooLarge);
+        assert_eq!(e(&[1; 65]), LayoutError::TooManyDims(65));
+        assert!(e(&[1 << 62]).is_overflow());
+        // A zero dimension makes any other length harmless.
+        assert_eq!(Layout::contiguous(fmt("d", 8), &[isize::MAX, 0], Order::C).unwrap().nbytes(), 0);
+        assert_eq!(Format::new(c"x".into(), 0), Err(LayoutError::ItemSize(0)));
+    }
+
+    #[test]
+    fn strided_bounds() {
+        // (shape, strides, offset, block, ok?) with itemsize 4.
+        let cases: &[(&[isize], &[isize], isize, usize, bool)] = &[
+            (&[], &[], 0, 4, true),
+            (&[], &[], 1, 4, false),
+            (&[4], &[4], 0, 16, true),
+            (&[4], &[4], 4, 16, false),
+            (&[4], &[-4], 12, 16, true),
+            (&[4], &[-4], 8, 16, false),
+            (&[4], &[0], 12, 16, true),
+            (&[2, 2], &[8, 4], 0, 16, true),
+            (&[2, 2], &[-8, -4], 12, 16, true),
+            (&[3], &[1], 0, 6, true), // strides need not be multiples of itemsize
+            (&[3], &[1], 0, 5, false),
+            (&[0], &[4], 16, 16, true), // empty: offset may be one past the end
+            (&[0, 7], &[4, 1 << 60], 3, 16, true),
+            (&[1 << 62, 4], &[4, 1], 0, 64, false), // _testbuffer overflows here
+            (&[2, isize::MAX], &[1, isize::MAX], 0, 64, false),
+            (&[2], &[isize::MIN], isize::MAX, usize::MAX >> 1, false),
+            (&[isize::MAX], &[0], 0, 4, false), // nbytes overflows even if one item is addressed
+        ];
+        for &(shape, strides, offset, block, ok) in cases {
+            let r = Layout::strided(fmt("i", 4), shape, strides, offset, block);
+            assert_eq!(r.is_ok(), ok, "{shape:?} {strides:?} {offset} {block}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn bounds_messages_name_the_culprit() {
+        let e = Layout::strided(fmt("i", 4), &[2, 5], &[4, 8], 0, 32).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dimension 1 (length 5, stride 8) reaches byte 39, past the end of the base's 32 bytes"
+        );
+        let e = Layout::strided(fmt("i", 4), &[3], &[-8], 8, 32).unwrap_err();
+        assert_eq!(e.to_string(), "dimension 0 (length 3, stride -8) reaches byte -8, before the start of the base");
+        let e = Layout::strided(fmt("i", 4), &[1], &[4], -4, 32).unwrap_err();
+        assert_eq!(e.to_string(), "offset -4 is outside the base's 32 bytes");
+        let e = Layout::strided(fmt("i", 4), &[2], &[isize::MAX], 0, 32).unwrap_err();
+        assert!(e.to_string().ends_with("beyond the address space") || e.to_string().contains("past the end"), "{e}");
+    }
+
+    /// Every element of an accepted layout lies inside the block: brute force over a grid.
+    #[test]
+    fn accepted_layouts_stay_inside() {
+        let block = 24usize;
+        for itemsize in [1usize, 2, 3] {
+            for s0 in -7isize..=7 {
+                for s1 in -7isize..=7 {
+                    for n0 in 0isize..=3 {
+                        for n1 in 0isize..=3 {
+                            for offset in -2isize..=26 {
+                                let Ok(l) = Layout::strided(fmt("b", itemsize), &[n0, n1], &[s0, s1], offset, block)
+                                else {
+                                    continue;
+                                };
+                                for i in 0..n0 {
+                                    for j in 0..n1 {
+                                        let start = offset + i * s0 + j * s1;
+                                        assert!(start >= 0 && start + itemsize as isize <= block as isize);
+                                    }
+                                }
+                                assert_eq!(l.nbytes(), n0 * n1 * itemsize as isize);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slicing() {
+        let l = Layout::contiguous(fmt("h", 2), &[4, 6], Order::C).unwrap();
+        // [::-1, 1::2]
+        let s = l.sliced(&[(3, -1, 4), (1, 2, 3)]).unwrap();
+        assert_eq!((s.offset(), s.shape(), s.strides()), (3 * 12 + 2, &[4, 3][..], &[-12, 4][..]));
+        assert!(!s.is_c_contiguous());
+        // An empty slice keeps the parent's offset.
+        let e = l.sliced(&[(4, 1, 0)]).unwrap();
+        assert_eq!((e.offset(), e.nbytes()), (0, 0));
+        assert!(l.sliced(&[(0, 1, 4), (0, 1, 6), (0, 1, 1)]).is_err());
+    }
+
+    #[test]
+    fn byte_formats() {
+        for (text, bytes) in [("B", true), ("<B", true), ("!B", true), ("b", false), ("2B", false), ("BB", false)] {
+            assert_eq!(fmt(text, 1).is_bytes(), bytes, "{text}");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! bufferkit: export the CPython buffer protocol (PEP 3118) correctly, safely and fast.
+//!
+//! A native object that hands its memory to Python (to `readinto`, `numpy.frombuffer`,
+//! `hashlib`, a device driver) implements two slots, `bf_getbuffer` and `bf_releasebuffer`,
+//! and must get a dozen request flags right, count its exports, and never free memory a
+//! consumer still points into. bufferkit does all of that once, and ships it in layers:
+//!
+//! | module | role |
+//! |---|---|
+//! | [`request`] | request flags -> a typed [`Request`](request::Request); the refusal rules (no unsafe) |
+//! | [`layout`] | shape/strides/format/contiguity/bounds arithmetic, checked once (no unsafe) |
+//! | [`exporter`] | the [`BufferExporter`] trait, the [`ExportCounter`], [`Memory`] |
+//! | `fill` | the one function that writes a `Py_buffer` |
+//! | [`ffi`] | the only `extern "C"`: generic slots, trampolines, panic boundary, object handles |
+//! | [`view`] | the consumer side: [`BufferView`], RAII over `PyObject_GetBuffer`/`PyBuffer_Release` |
+//! | [`types`] | the shipped Python types (`Buffer`, ...) |
+//! | [`module`] | multi-phase init of `bufferkit._bufferkit`, module state holding the types |
+//!
+//! Dependencies point one way: `ffi` -> `fill` -> {`request`, `layout`, `exporter`}; `types`
+//! on top; `module` on top of `types`.
+//!
+//! # The safety contract
+//!
+//! An implementor of [`BufferExporter`] promises one thing: while its [`ExportCounter`] counts
+//! a live export, the memory it returned stays valid, in place, with the same layout. The
+//! counter's `close()` and `freeze()` refuse while exports are live, which is how an owner
+//! keeps that promise. Everything else (checking requests, filling the `Py_buffer`, counting,
+//! references, panics) is bufferkit's.
+//!
+//! # Unsafe code policy
+//!
+//! `unsafe_op_in_unsafe_fn`, `clippy::undocumented_unsafe_blocks` and
+//! `clippy::missing_safety_doc` are denied crate-wide (see `Cargo.toml`). Every `unsafe` block
+//! carries a `// SAFETY:` comment naming the precondition and where it is guaranteed; every
+//! `unsafe fn` has a `# Safety` section. `request` and `layout` forbid unsafe code outright.
+//! `extern "C"` functions live in `ffi` only, except the module's entry point below.
+//!
+//! # Threads and free-threaded Python
+//!
+//! With the GIL, slot calls are serialised by it and the export counter uses plain atomic
+//! loads and stores. On free-threaded CPython (3.13t and later, `Py_GIL_DISABLED`) the counter
+//! uses compare-and-swap for every change, so "check the state, then count the export" and
+//! "check the count, then close or freeze" stay indivisible without the GIL: an object can
+//! never be closed or frozen while an export obtained before it is alive. The pyo3-ffi version
+//! bufferkit builds on supports free-threaded builds from 3.14; none is tested here.
+
+pub mod exporter;
+pub mod ffi;
+mod fill;
+pub mod layout;
+pub mod module;
+pub mod request;
+pub mod types;
+pub mod view;
+
+pub use exporter::{BufferExporter, ExportCounter, Gil, Memory};
+pub use ffi::{getbuffer, releasebuffer, Object};
+pub use layout::{Format, Layout, Order};
+pub use request::Request;
+pub use view::BufferView;
+
+/// The entry point CPython looks up when importing `bufferkit._bufferkit`: returns the module
+/// definition for multi-phase initialisation (PEP 489).
+///
+/// # Safety
+///
+/// Called by the import machinery with the GIL held.
+#[no_mangle]
+pub unsafe extern "C" fn PyInit__bufferkit() -> *mut pyo3_ffi::PyObject {
+    // SAFETY: MODULE_DEF is a static that lives for the program; PyModuleDef_Init only
+    // initialises its header and returns it as an object.
+    unsafe { pyo3_ffi::PyModuleDef_Init(&raw mut ffi::module::MODULE_DEF) }
+}

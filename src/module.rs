@@ -1,0 +1,154 @@
+//! The `bufferkit._bufferkit` module: multi-phase initialisation (PEP 489) with the heap types
+//! kept in module state, as in CPython's `Modules/xxlimited.c` and pyo3-ffi's `sequential`
+//! example. No type object is static: each module object (one per interpreter) makes its own
+//! from the static specs, and module state owns them (traversed, cleared, freed with it).
+
+use core::ffi::{c_int, c_void, CStr};
+use core::ptr;
+
+use pyo3_ffi as ffi;
+
+use crate::exporter::Gil;
+use crate::ffi::convert;
+use crate::ffi::{Borrowed, Error, Owned, PyResult};
+use crate::request::flags;
+
+/// What the module object holds: strong references to its types.
+#[repr(C)]
+pub struct State {
+    /// `bufferkit.Buffer`
+    pub buffer_type: *mut ffi::PyObject,
+}
+
+impl State {
+    fn types(&mut self) -> [&mut *mut ffi::PyObject; 1] {
+        [&mut self.buffer_type]
+    }
+}
+
+/// The constants exported as module attributes, with CPython's values.
+const CONSTANTS: [(&CStr, c_int); 19] = [
+    (c"PyBUF_SIMPLE", flags::SIMPLE),
+    (c"PyBUF_WRITABLE", flags::WRITABLE),
+    (c"PyBUF_FORMAT", flags::FORMAT),
+    (c"PyBUF_ND", flags::ND),
+    (c"PyBUF_STRIDES", flags::STRIDES),
+    (c"PyBUF_C_CONTIGUOUS", flags::C_CONTIGUOUS),
+    (c"PyBUF_F_CONTIGUOUS", flags::F_CONTIGUOUS),
+    (c"PyBUF_ANY_CONTIGUOUS", flags::ANY_CONTIGUOUS),
+    (c"PyBUF_INDIRECT", flags::INDIRECT),
+    (c"PyBUF_CONTIG", flags::CONTIG),
+    (c"PyBUF_CONTIG_RO", flags::CONTIG_RO),
+    (c"PyBUF_STRIDED", flags::STRIDED),
+    (c"PyBUF_STRIDED_RO", flags::STRIDED_RO),
+    (c"PyBUF_RECORDS", flags::RECORDS),
+    (c"PyBUF_RECORDS_RO", flags::RECORDS_RO),
+    (c"PyBUF_FULL", flags::FULL),
+    (c"PyBUF_FULL_RO", flags::FULL_RO),
+    (c"PyBUF_READ", flags::READ),
+    (c"PyBUF_WRITE", flags::WRITE),
+];
+
+/// The module's state.
+///
+/// # Safety
+///
+/// `module` is a live `bufferkit._bufferkit` module object and the GIL is held.
+unsafe fn state<'a>(module: *mut ffi::PyObject) -> &'a mut State {
+    // SAFETY: the module was made from MODULE_DEF, whose m_size is size_of::<State>(), so
+    // PyModule_GetState returns that (zero-initialised, suitably aligned) block.
+    unsafe { &mut *ffi::PyModule_GetState(module).cast::<State>() }
+}
+
+/// `Py_mod_exec`: makes the types and fills the module.
+pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
+    // SAFETY: exec runs with the GIL on a module made from MODULE_DEF.
+    let state = unsafe { state(module.as_ptr()) };
+    // SAFETY: the spec is a static that lives for the program; PyType_FromModuleAndSpec reads
+    // it (and copies what it keeps) and returns a new reference to a heap type.
+    let buffer_type = unsafe {
+        Owned::from_new(ffi::PyType_FromModuleAndSpec(
+            module.as_ptr(),
+            &raw mut crate::types::buffer::BUFFER_SPEC,
+            ptr::null_mut(),
+        ))
+    }?;
+    // SAFETY: the module and the type are live; PyModule_AddType takes its own reference.
+    convert_status(unsafe { ffi::PyModule_AddType(module.as_ptr(), buffer_type.as_ptr().cast()) })?;
+    state.buffer_type = buffer_type.into_raw();
+    for (name, value) in CONSTANTS {
+        // SAFETY: the module is live, `name` a C string.
+        convert_status(unsafe { ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), value.into()) })?;
+    }
+    let mut names: Vec<&str> = vec!["Buffer"];
+    names.extend(CONSTANTS.iter().map(|(n, _)| n.to_str().unwrap_or_default()));
+    // SAFETY: the GIL is held; a new empty list.
+    let all = unsafe { Owned::from_new(ffi::PyList_New(0)) }?;
+    for name in names {
+        let name = convert::new_str(name)?;
+        // SAFETY: `all` is a list, `name` a str; PyList_Append takes its own reference.
+        convert_status(unsafe { ffi::PyList_Append(all.as_ptr(), name.as_ptr()) })?;
+    }
+    // SAFETY: the module is live; PyModule_AddObjectRef takes its own reference (3.10+), so we
+    // use PyObject_SetAttrString, which does the same on every version.
+    convert_status(unsafe { ffi::PyObject_SetAttrString(module.as_ptr(), c"__all__".as_ptr(), all.as_ptr()) })?;
+    Ok(())
+}
+
+fn convert_status(status: c_int) -> PyResult<()> {
+    if status < 0 {
+        Err(Error::Raised)
+    } else {
+        Ok(())
+    }
+}
+
+/// `m_traverse`: visits the types module state owns.
+///
+/// # Safety
+///
+/// Called by the GC with a live module from MODULE_DEF, a valid `visit` and its `arg`.
+pub unsafe fn traverse(module: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: m_traverse may be called before exec ran, when state is still zeroed: NULL
+    // entries are skipped below.
+    let state = unsafe { state(module) };
+    for ty in state.types() {
+        if !ty.is_null() {
+            // SAFETY: a strong reference we own; `visit` is the GC's callback.
+            let r = unsafe { visit(*ty, arg) };
+            if r != 0 {
+                return r;
+            }
+        }
+    }
+    0
+}
+
+/// `m_clear` and `m_free`: drops the types module state owns.
+///
+/// # Safety
+///
+/// Called with the GIL held on a live module from MODULE_DEF.
+pub unsafe fn clear(module: *mut ffi::PyObject) {
+    // SAFETY: as in `traverse`.
+    let state = unsafe { state(module) };
+    for ty in state.types() {
+        let old = core::mem::replace(ty, ptr::null_mut());
+        if !old.is_null() {
+            // SAFETY: a strong reference we owned and no longer point to.
+            unsafe { ffi::Py_DECREF(old) };
+        }
+    }
+}
+
+/// The type object of `Buffer` in the module that made `tp` (or one of its bases).
+///
+/// # Safety
+///
+/// The GIL is held and `tp` is live.
+pub unsafe fn state_of_type<'a>(tp: *mut ffi::PyTypeObject) -> PyResult<&'a State> {
+    // SAFETY: forwarded.
+    let module = unsafe { crate::ffi::module::module_of_type(tp) }?;
+    // SAFETY: module_of_type returns our module.
+    Ok(unsafe { state(module) })
+}

@@ -1,0 +1,475 @@
+//! `bufferkit.Buffer`: fixed-size, owned, zero-initialised memory that exports the buffer
+//! protocol and nothing else a user did not ask for.
+//!
+//! The object struct, its slots and its `PyType_Spec`, in the manner of CPython's
+//! `Modules/xxlimited.c`; the buffer slots are bufferkit's generic pair, instantiated for
+//! [`Buffer`] through its [`BufferExporter`] implementation.
+
+use core::ffi::{c_int, c_void};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3_ffi as ffi;
+
+use super::common::{self, kwlist, layout_attr, Attr, KwList};
+use crate::exporter::{BufferExporter, ExportCounter, Memory};
+use crate::ffi::convert::{self, new_bool, new_str, new_uint};
+use crate::ffi::trampoline::{getter, length, noargs, unary, varkw, with_first};
+use crate::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
+use crate::layout::{Format, Layout, Order};
+use crate::request::flags;
+use crate::view::{BufferView, CopyOrder};
+
+/// The value inside a `bufferkit.Buffer` object.
+pub struct Buffer {
+    // INVARIANTS: `data` points to an allocation of `max(layout.required_len(), 1)` bytes from
+    // `libc::calloc`, owned by this value, until it is freed and set to NULL, which happens
+    // exactly once: in `close()` if the counter is closed and nothing was ever exported, else
+    // in `drop`. It is never NULL while the counter is open.
+    data: AtomicPtr<u8>,
+    layout: Layout,
+    order: Order,
+    counter: ExportCounter,
+}
+
+// SAFETY: the one contract of `BufferExporter`. `memory()` returns the allocation in `data`
+// and `layout`, neither of which changes after construction; the allocation is freed only in
+// `close()` when the counter is closed with no export ever made, or in `drop`, when no export
+// can be live (each holds a reference to the object). It is raw heap memory reached only
+// through a raw pointer, so consumers may write to it. `layout` fits the allocation by
+// construction (`Layout::contiguous`, `required_len` bytes).
+unsafe impl BufferExporter for Buffer {
+    fn counter(&self) -> &ExportCounter {
+        &self.counter
+    }
+
+    #[inline]
+    fn memory(&self) -> Memory<'_> {
+        let base = NonNull::new(self.data.load(Ordering::Relaxed)).expect("an open Buffer has memory");
+        Memory::new(base, self.alloc_len(), &self.layout).expect("the layout fits the allocation")
+    }
+}
+
+impl Buffer {
+    /// Zero-initialised memory for `layout`.
+    pub fn new(layout: Layout, order: Order, readonly: bool) -> PyResult<Self> {
+        let len = layout.required_len().max(1);
+        // SAFETY: calloc with a non-zero size returns NULL or a zeroed allocation of `len`
+        // bytes, aligned for any fundamental type.
+        let data = unsafe { libc::calloc(len, 1) }.cast::<u8>();
+        if data.is_null() {
+            return Err(Error::memory_error(format!("cannot allocate a Buffer of {len} bytes")));
+        }
+        Ok(Self { data: AtomicPtr::new(data), layout, order, counter: ExportCounter::new(readonly) })
+    }
+
+    fn alloc_len(&self) -> usize {
+        self.layout.required_len().max(1)
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Frees the memory if it is still held. Only called when no export can reach it.
+    fn free(&self) {
+        let data = self.data.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !data.is_null() {
+            // SAFETY: `data` came from calloc and is freed once: the swap took it out.
+            unsafe { libc::free(data.cast::<c_void>()) };
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
+
+/// Refuses operations on a closed Buffer: ValueError "operation on closed Buffer".
+fn open(this: This<'_, Buffer>) -> PyResult<&Buffer> {
+    if this.value.counter.snapshot().closed() {
+        return Err(Error::value_error(format!("operation on closed {}", this.obj.type_name())));
+    }
+    Ok(this.value)
+}
+
+/// `Buffer(shape, format='B', *, order='C', readonly=False)`
+fn buffer_new(
+    gil: crate::exporter::Gil<'_>,
+    subtype: *mut ffi::PyTypeObject,
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
+    let mut names = kwlist([c"shape", c"format", c"order", c"readonly"]);
+    let mut shape: *mut ffi::PyObject = ptr::null_mut();
+    let mut format: *mut ffi::PyObject = ptr::null_mut();
+    let mut order: *mut ffi::PyObject = ptr::null_mut();
+    let mut readonly: c_int = 0;
+    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict (borrowed for the call); the
+    // format string's converters match the out-pointers: O -> PyObject**, p -> int*.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args.as_ptr(),
+            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+            c"O|O$Op:Buffer".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            &mut shape,
+            &mut format,
+            &mut order,
+            &mut readonly,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    // SAFETY: PyArg_ParseTupleAndKeywords stores borrowed references valid for this call.
+    let shape = unsafe { Borrowed::from_ptr(shape) }.ok_or(Error::Raised)?;
+    let shape = common::parse_shape(shape)?;
+    // SAFETY: as above (NULL when not given).
+    let format = match unsafe { Borrowed::from_ptr(format) } {
+        Some(f) => common::parse_format(f)?,
+        None => Format::bytes(),
+    };
+    // SAFETY: as above.
+    let order = parse_order(unsafe { Borrowed::from_ptr(order) })?;
+    let layout = Layout::contiguous(format, &shape, order).map_err(common::layout_error)?;
+    let value = Buffer::new(layout, order, readonly != 0)?;
+    // SAFETY: `subtype` is Buffer or a subclass (tp_new is only reached through them), whose
+    // instances are `Object<Buffer>`; the GIL is held.
+    unsafe { Object::create(gil, subtype, value) }
+}
+
+fn parse_order(obj: Option<Borrowed<'_>>) -> PyResult<Order> {
+    let Some(obj) = obj else { return Ok(Order::C) };
+    if !convert::is_str(obj) {
+        return Err(Error::type_error(format!("order must be 'C' or 'F', not {}", obj.type_name())));
+    }
+    match convert::str_of(obj)?.as_str() {
+        "C" => Ok(Order::C),
+        "F" => Ok(Order::F),
+        other => Err(Error::value_error(format!("order must be 'C' or 'F', not '{other}'"))),
+    }
+}
+
+/// `Buffer.from_buffer_copy(obj, *, readonly=False)`
+fn buffer_from_buffer_copy(
+    gil: crate::exporter::Gil<'_>,
+    cls: *mut ffi::PyObject,
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
+    let mut names = kwlist([c"obj", c"readonly"]);
+    let mut source: *mut ffi::PyObject = ptr::null_mut();
+    let mut readonly: c_int = 0;
+    // SAFETY: as in `buffer_new`: O -> PyObject**, p -> int*.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args.as_ptr(),
+            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+            c"O|$p:from_buffer_copy".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            &mut source,
+            &mut readonly,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    // SAFETY: a borrowed reference valid for this call (PyArg_ParseTupleAndKeywords).
+    let source = unsafe { Borrowed::from_ptr(source) }.ok_or(Error::Raised)?;
+    let view = BufferView::get(source, flags::FULL_RO)?;
+    let format = match view.format() {
+        Some(f) => {
+            let text = new_str(&f.to_string_lossy())?;
+            common::parse_format(text.borrow())?
+        }
+        None => Format::bytes(),
+    };
+    if format.itemsize() != view.itemsize() {
+        return Err(Error::value_error(format!(
+            "the exporter's format '{}' has itemsize {}, but it reports itemsize {}",
+            format.as_str(),
+            format.itemsize(),
+            view.itemsize()
+        )));
+    }
+    let shape = match view.shape() {
+        Some(s) => s.to_vec(),
+        None if view.ndim() == 0 => Vec::new(),
+        None => vec![view.len() / view.itemsize().max(1)],
+    };
+    let layout = Layout::contiguous(format, &shape, Order::C).map_err(common::layout_error)?;
+    if layout.nbytes() != view.len() {
+        return Err(Error::value_error(format!(
+            "the exporter reports len {} for shape {} and itemsize {}",
+            view.len(),
+            common::shape_text(&shape),
+            view.itemsize()
+        )));
+    }
+    let value = Buffer::new(layout, Order::C, readonly != 0)?;
+    let len = value.layout.nbytes() as usize;
+    let data = value.data.load(Ordering::Relaxed);
+    // SAFETY: `data` is the new Buffer's zeroed allocation of at least `len` bytes, not yet
+    // shared with anything.
+    let dst = unsafe { core::slice::from_raw_parts_mut(data, len) };
+    view.copy_to(dst, CopyOrder::C)?;
+    drop(view);
+    // SAFETY: `cls` is the class the classmethod was called on: Buffer or a subclass, whose
+    // instances are `Object<Buffer>`; the GIL is held.
+    unsafe { Object::create(gil, cls.cast(), value) }
+}
+
+fn attr(this: This<'_, Buffer>, attr: Attr) -> PyResult<Owned> {
+    layout_attr(&open(this)?.layout, attr)
+}
+
+fn buffer_readonly(this: This<'_, Buffer>) -> PyResult<Owned> {
+    new_bool(open(this)?.counter.snapshot().readonly())
+}
+
+fn buffer_exports(this: This<'_, Buffer>) -> PyResult<Owned> {
+    new_uint(this.value.counter.count())
+}
+
+fn buffer_closed(this: This<'_, Buffer>) -> PyResult<Owned> {
+    new_bool(this.value.counter.snapshot().closed())
+}
+
+fn buffer_order(this: This<'_, Buffer>) -> PyResult<Owned> {
+    new_str(match open(this)?.order {
+        Order::C => "C",
+        Order::F => "F",
+    })
+}
+
+fn buffer_tobytes(this: This<'_, Buffer>, args: Borrowed<'_>, kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+    open(this)?;
+    let mut names = kwlist([c"order"]);
+    let mut order: *mut ffi::PyObject = ptr::null_mut();
+    // SAFETY: as in `buffer_new`: O -> PyObject**.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args.as_ptr(),
+            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+            c"|O:tobytes".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            &mut order,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    // SAFETY: NULL or a borrowed reference valid for this call.
+    let order = common::parse_copy_order(unsafe { Borrowed::from_ptr(order) })?;
+    common::tobytes(this.obj, order)
+}
+
+fn buffer_tolist(this: This<'_, Buffer>) -> PyResult<Owned> {
+    let value = open(this)?;
+    common::tolist(this.obj, &value.layout)
+}
+
+fn buffer_freeze(this: This<'_, Buffer>) -> PyResult<Owned> {
+    open(this)?;
+    this.value.counter.freeze(this.gil).map_err(|e| common::exported_error("freeze", e.0))?;
+    Ok(convert::none())
+}
+
+fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
+    let closed_now = this.value.counter.close(this.gil).map_err(|e| common::exported_error("close", e.0))?;
+    // Memory that was never exported cannot be pointed into: free it now. Once exported, a
+    // consumer may hold its address with only a reference to the Buffer (numpy does, for
+    // `numpy.ndarray(shape, buffer=b)`), so it lives until the Buffer does.
+    if closed_now && !this.value.counter.snapshot().ever_exported() {
+        this.value.free();
+    }
+    Ok(convert::none())
+}
+
+fn buffer_enter(this: This<'_, Buffer>) -> PyResult<Owned> {
+    open(this)?;
+    Ok(Owned::from_borrowed(this.obj))
+}
+
+fn buffer_exit(this: This<'_, Buffer>, _args: Borrowed<'_>, _kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+    buffer_close(this)
+}
+
+fn buffer_len(this: This<'_, Buffer>) -> PyResult<isize> {
+    match open(this)?.layout.shape().first() {
+        Some(&n) => Ok(n),
+        None => Err(Error::type_error(format!("0-dim {} has no len()", this.obj.type_name()))),
+    }
+}
+
+fn buffer_repr(this: This<'_, Buffer>) -> PyResult<Owned> {
+    let tp = this.obj.type_ptr().cast::<ffi::PyObject>();
+    // SAFETY: the type of a live object is live.
+    let tp = unsafe { Borrowed::from_ptr(tp) }.ok_or(Error::Raised)?;
+    let module = convert::str_of(convert::getattr(tp, c"__module__")?.borrow())?;
+    let name = convert::str_of(convert::getattr(tp, c"__qualname__")?.borrow())?;
+    let state = this.value.counter.snapshot();
+    if state.closed() {
+        return new_str(&format!("<closed {module}.{name}>"));
+    }
+    let layout = &this.value.layout;
+    let order = match this.value.order {
+        Order::C => 'C',
+        Order::F => 'F',
+    };
+    new_str(&format!(
+        "<{module}.{name} shape={} format='{}' order='{order}' readonly={} exports={}>",
+        common::shape_text(layout.shape()),
+        layout.format().as_str(),
+        if state.readonly() { "True" } else { "False" },
+        state.count()
+    ))
+}
+
+macro_rules! layout_getter {
+    ($name:literal, $attr:expr, $doc:literal) => {
+        ffi::PyGetSetDef {
+            name: $name.as_ptr(),
+            get: Some(getter!(Buffer, |this| attr(this, $attr))),
+            set: None,
+            doc: $doc.as_ptr(),
+            closure: ptr::null_mut(),
+        }
+    };
+}
+
+const fn getset(name: &'static core::ffi::CStr, get: ffi::getter, doc: &'static core::ffi::CStr) -> ffi::PyGetSetDef {
+    ffi::PyGetSetDef { name: name.as_ptr(), get: Some(get), set: None, doc: doc.as_ptr(), closure: ptr::null_mut() }
+}
+
+const GETSET_END: ffi::PyGetSetDef =
+    ffi::PyGetSetDef { name: ptr::null(), get: None, set: None, doc: ptr::null(), closure: ptr::null_mut() };
+
+static mut BUFFER_GETSET: [ffi::PyGetSetDef; 15] = [
+    layout_getter!(c"format", Attr::Format, c"The struct-module format of one item."),
+    layout_getter!(c"itemsize", Attr::Itemsize, c"The size in bytes of one item."),
+    layout_getter!(c"ndim", Attr::Ndim, c"The number of dimensions."),
+    layout_getter!(c"shape", Attr::Shape, c"The length of each dimension, as a tuple."),
+    layout_getter!(c"strides", Attr::Strides, c"The bytes between neighbours in each dimension, as a tuple."),
+    layout_getter!(c"suboffsets", Attr::Suboffsets, c"Always (): a Buffer is never PIL-style."),
+    layout_getter!(c"nbytes", Attr::Nbytes, c"The size of the memory in bytes (product(shape) * itemsize)."),
+    layout_getter!(c"c_contiguous", Attr::CContiguous, c"Whether the memory is C-contiguous."),
+    layout_getter!(c"f_contiguous", Attr::FContiguous, c"Whether the memory is Fortran-contiguous."),
+    layout_getter!(c"contiguous", Attr::Contiguous, c"Whether the memory is C- or Fortran-contiguous."),
+    getset(c"readonly", getter!(Buffer, buffer_readonly), c"Whether exports are read-only (see freeze())."),
+    getset(c"exports", getter!(Buffer, buffer_exports), c"The number of buffer exports alive now."),
+    getset(c"closed", getter!(Buffer, buffer_closed), c"Whether close() was called."),
+    getset(c"order", getter!(Buffer, buffer_order), c"'C' or 'F': the memory order chosen at construction."),
+    GETSET_END,
+];
+
+const fn method(
+    name: &'static core::ffi::CStr,
+    meth: ffi::PyMethodDefPointer,
+    flags: c_int,
+    doc: &'static core::ffi::CStr,
+) -> ffi::PyMethodDef {
+    ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: meth, ml_flags: flags, ml_doc: doc.as_ptr() }
+}
+
+static mut BUFFER_METHODS: [ffi::PyMethodDef; 8] = [
+    method(
+        c"tobytes",
+        ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(Buffer, buffer_tobytes) },
+        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        c"tobytes($self, /, order='C')\n--\n\nThe items as bytes, in order 'C', 'F' or 'A' (as memoryview.tobytes).",
+    ),
+    method(
+        c"tolist",
+        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_tolist) },
+        ffi::METH_NOARGS,
+        c"tolist($self, /)\n--\n\nThe items as (nested) lists, as memoryview.tolist() gives them; formats\nmemoryview does not know are unpacked with struct (a tuple per item for\nformats of several values).",
+    ),
+    method(
+        c"freeze",
+        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_freeze) },
+        ffi::METH_NOARGS,
+        c"freeze($self, /)\n--\n\nMake the Buffer read-only from now on.\n\nRaises BufferError while anything is exported (every export of a writable\nBuffer may be written through).",
+    ),
+    method(
+        c"close",
+        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_close) },
+        ffi::METH_NOARGS,
+        c"close($self, /)\n--\n\nEnd the Buffer's use: later exports and operations raise ValueError.\n\nRaises BufferError while anything is exported. Memory that was never\nexported is freed now, otherwise when the Buffer is deallocated.",
+    ),
+    method(
+        c"__enter__",
+        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_enter) },
+        ffi::METH_NOARGS,
+        c"__enter__($self, /)\n--\n\nReturn the Buffer.",
+    ),
+    method(
+        c"__exit__",
+        ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(Buffer, buffer_exit) },
+        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        c"__exit__($self, /, *exc_info)\n--\n\nclose() the Buffer.",
+    ),
+    method(
+        c"from_buffer_copy",
+        ffi::PyMethodDefPointer { PyCFunctionWithKeywords: with_first!(ffi::PyObject, buffer_from_buffer_copy) },
+        ffi::METH_VARARGS | ffi::METH_KEYWORDS | ffi::METH_CLASS,
+        c"from_buffer_copy($type, /, obj, *, readonly=False)\n--\n\nA new Buffer holding a copy of any exporter's items, with its format\n('B' if it gives none) and shape, in C order.",
+    ),
+    ffi::PyMethodDef::zeroed(),
+];
+
+const fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
+    ffi::PyType_Slot { slot, pfunc }
+}
+
+const SLOT_END: ffi::PyType_Slot = ffi::PyType_Slot { slot: 0, pfunc: ptr::null_mut() };
+
+static mut BUFFER_SLOTS: [ffi::PyType_Slot; 10] = [
+    slot(ffi::Py_tp_new, with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void),
+    slot(ffi::Py_tp_dealloc, crate::ffi::dealloc::<Buffer> as *mut c_void),
+    slot(ffi::Py_bf_getbuffer, crate::ffi::getbuffer::<Buffer> as *mut c_void),
+    slot(ffi::Py_bf_releasebuffer, crate::ffi::releasebuffer::<Buffer> as *mut c_void),
+    slot(ffi::Py_tp_repr, unary!(Buffer, buffer_repr) as *mut c_void),
+    slot(ffi::Py_mp_length, length!(Buffer, buffer_len) as *mut c_void),
+    // SAFETY: only the address of the static is taken; CPython reads the table during
+    // PyType_FromModuleAndSpec, on one thread, and never writes it.
+    slot(ffi::Py_tp_getset, (&raw mut BUFFER_GETSET).cast()),
+    // SAFETY: as above.
+    slot(ffi::Py_tp_methods, (&raw mut BUFFER_METHODS).cast()),
+    slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
+    SLOT_END,
+];
+
+const DOC: &core::ffi::CStr = c"Buffer(shape, format='B', *, order='C', readonly=False)
+--
+
+Fixed-size, zero-initialised memory that exports the buffer protocol.
+
+shape is an int or a tuple of ints (() makes a 0-d Buffer); format any
+single-item struct format ('B', '<i', 'd', '2h', ...); order 'C' or 'F'
+decides the strides. Exports are counted (see exports): while any is
+alive, close() and freeze() raise BufferError.";
+
+/// `Py_TPFLAGS_IMMUTABLETYPE` where it exists (3.10+): the class's attributes cannot be
+/// reassigned, as for built-in types.
+#[cfg(Py_3_10)]
+const IMMUTABLE: core::ffi::c_ulong = ffi::Py_TPFLAGS_IMMUTABLETYPE;
+#[cfg(not(Py_3_10))]
+const IMMUTABLE: core::ffi::c_ulong = 0;
+
+/// The type's spec, for `PyType_FromModuleAndSpec`.
+pub static mut BUFFER_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
+    name: c"bufferkit.Buffer".as_ptr(),
+    basicsize: Object::<Buffer>::BASICSIZE,
+    itemsize: 0,
+    flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | IMMUTABLE) as _,
+    // SAFETY: only the address of the static is taken (see BUFFER_SLOTS).
+    slots: (&raw mut BUFFER_SLOTS).cast(),
+};
+
+// The value follows the object header at an alignment CPython's allocators provide.
+const _: () = assert!(core::mem::align_of::<Buffer>() <= 16);

@@ -1,0 +1,272 @@
+//! What `Buffer` and `View` share: the memoryview-compatible attributes of a [`Layout`],
+//! `tobytes()`/`tolist()` through the object's own export, argument parsing for formats and
+//! shapes, and the messages for objects that are closed or exported.
+
+use core::ffi::{c_char, CStr};
+use std::ffi::CString;
+
+use pyo3_ffi as ffi;
+
+use crate::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
+use crate::ffi::{Borrowed, Error, Owned, PyResult};
+use crate::layout::{Format, Layout, LayoutError};
+use crate::request::flags;
+use crate::view::{BufferView, CopyOrder};
+
+/// The keyword list `PyArg_ParseTupleAndKeywords` takes (its constness changed in 3.13).
+#[cfg(Py_3_13)]
+pub type KwList = *const *const c_char;
+/// The keyword list `PyArg_ParseTupleAndKeywords` takes (its constness changed in 3.13).
+#[cfg(not(Py_3_13))]
+pub type KwList = *mut *mut c_char;
+
+/// A NULL-terminated keyword list for `PyArg_ParseTupleAndKeywords`.
+pub fn kwlist<const N: usize>(names: [&'static CStr; N]) -> Vec<*mut c_char> {
+    names.iter().map(|n| n.as_ptr().cast_mut()).chain(core::iter::once(core::ptr::null_mut())).collect()
+}
+
+/// The memoryview-compatible attributes every bufferkit exporter has.
+#[derive(Clone, Copy, Debug)]
+pub enum Attr {
+    /// `format`
+    Format,
+    /// `itemsize`
+    Itemsize,
+    /// `ndim`
+    Ndim,
+    /// `shape`
+    Shape,
+    /// `strides`
+    Strides,
+    /// `suboffsets` (always `()`)
+    Suboffsets,
+    /// `nbytes`
+    Nbytes,
+    /// `c_contiguous`
+    CContiguous,
+    /// `f_contiguous`
+    FContiguous,
+    /// `contiguous`
+    Contiguous,
+}
+
+/// The value of `attr` for `layout`.
+pub fn layout_attr(layout: &Layout, attr: Attr) -> PyResult<Owned> {
+    match attr {
+        Attr::Format => new_str(layout.format().as_str()),
+        Attr::Itemsize => new_int(layout.itemsize()),
+        Attr::Ndim => new_int(layout.ndim() as isize),
+        Attr::Shape => new_int_tuple(layout.shape()),
+        Attr::Strides => new_int_tuple(layout.strides()),
+        Attr::Suboffsets => new_int_tuple(&[]),
+        Attr::Nbytes => new_int(layout.nbytes()),
+        Attr::CContiguous => new_bool(layout.is_c_contiguous()),
+        Attr::FContiguous => new_bool(layout.is_f_contiguous()),
+        Attr::Contiguous => new_bool(layout.is_c_contiguous() || layout.is_f_contiguous()),
+    }
+}
+
+/// "cannot close: 2 exported buffers"
+pub fn exported_error(action: &str, count: usize) -> Error {
+    let s = if count == 1 { "" } else { "s" };
+    Error::buffer_error(format!("cannot {action}: {count} exported buffer{s}"))
+}
+
+/// The item size of a `struct` format, as the interpreter computes it; refuses formats that
+/// `struct` rejects, that have no size, or that unpack to no value (pad bytes only).
+pub fn parse_format(text: Borrowed<'_>) -> PyResult<Format> {
+    if !convert::is_str(text) {
+        return Err(Error::type_error(format!("format must be a str, not {}", text.type_name())));
+    }
+    let fmt = convert::str_of(text)?;
+    let bad = |why: &str| Error::value_error(format!("bad format '{fmt}': {why}"));
+    if !fmt.is_ascii() {
+        return Err(bad("formats are ASCII"));
+    }
+    let c_fmt = CString::new(fmt.clone()).map_err(|_| bad("embedded NUL"))?;
+    let module = convert::import(c"struct")?;
+    let packer = match convert::call_method(module.borrow(), c"Struct", &[text]) {
+        Ok(packer) => packer,
+        Err(_) => {
+            let why = pending_message();
+            return Err(bad(&why));
+        }
+    };
+    let size = convert::getattr(packer.borrow(), c"size")?;
+    let size = convert::index_arg(size.borrow(), &|| "struct size".into())?;
+    if size <= 0 {
+        return Err(bad("it has no size"));
+    }
+    // A format of pad bytes only ('x', '4x') describes no value: nothing to read or write.
+    let zeros = bytes_of_zeros(size)?;
+    let values = convert::call_method(packer.borrow(), c"unpack", &[zeros.borrow()])?;
+    // SAFETY: `values` is a tuple (Struct.unpack returns one) and the GIL is held.
+    if unsafe { ffi::PyObject_Size(values.as_ptr()) } == 0 {
+        return Err(bad("it has no items, only pad bytes"));
+    }
+    Format::new(c_fmt, size as usize).map_err(|e| bad(&e.to_string()))
+}
+
+fn bytes_of_zeros(len: isize) -> PyResult<Owned> {
+    // SAFETY: a NULL source with a length makes a bytes object; the GIL is held by callers.
+    let bytes = unsafe { Owned::from_new(ffi::PyBytes_FromStringAndSize(core::ptr::null(), len)) }?;
+    // SAFETY: fresh bytes object of `len` bytes, not shared yet.
+    let data = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) };
+    if data.is_null() {
+        return Err(Error::Raised);
+    }
+    // SAFETY: `data` holds `len` writable bytes.
+    unsafe { core::ptr::write_bytes(data, 0, len as usize) };
+    Ok(bytes)
+}
+
+/// Takes the pending exception and returns its message (for re-raising with context).
+pub fn pending_message() -> String {
+    let mut kind = core::ptr::null_mut();
+    let mut value = core::ptr::null_mut();
+    let mut tb = core::ptr::null_mut();
+    // SAFETY: the GIL is held by callers; PyErr_Fetch moves the exception into our pointers
+    // (new references or NULL).
+    unsafe { ffi::PyErr_Fetch(&mut kind, &mut value, &mut tb) };
+    // SAFETY: each is NULL or a new reference we own.
+    let (kind, value, tb) = unsafe { (Owned::from_new(kind), Owned::from_new(value), Owned::from_new(tb)) };
+    drop((kind, tb));
+    // SAFETY: the GIL is held; PyObject_Str returns a new reference or NULL.
+    let text = value.ok().and_then(|v| unsafe { Owned::from_new(ffi::PyObject_Str(v.as_ptr())) }.ok());
+    let text = text.and_then(|t| convert::str_of(t.borrow()).ok()).unwrap_or_default();
+    // SAFETY: the GIL is held; a failed str() must not leave an exception behind.
+    unsafe { ffi::PyErr_Clear() };
+    text
+}
+
+/// A shape argument: an int, or a tuple or list of ints.
+pub fn parse_shape(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
+    // SAFETY: `obj` is live and the GIL is held.
+    let is_seq = unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
+    if !is_seq {
+        // SAFETY: as above.
+        if unsafe { ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
+            return Err(Error::type_error(format!("shape must be an int or a tuple of ints, not {}", obj.type_name())));
+        }
+        return Ok(vec![convert::index_arg(obj, &|| "shape".into())?]);
+    }
+    // SAFETY: `obj` is a tuple or list.
+    let n = unsafe { ffi::PyObject_Size(obj.as_ptr()) };
+    if n < 0 {
+        return Err(Error::Raised);
+    }
+    if n as usize > crate::layout::MAX_NDIM {
+        return Err(Error::value_error(LayoutError::TooManyDims(n as usize).to_string()));
+    }
+    (0..n)
+        .map(|i| {
+            // SAFETY: `obj` is a sequence of length `n`; PySequence_GetItem returns a new
+            // reference (the list may not change under us: no Python code runs in between).
+            let item = unsafe { Owned::from_new(ffi::PySequence_GetItem(obj.as_ptr(), i)) }?;
+            convert::index_arg(item.borrow(), &|| format!("shape[{i}]"))
+        })
+        .collect()
+}
+
+/// A `LayoutError` as the exception CPython would raise for it.
+pub fn layout_error(e: LayoutError) -> Error {
+    if e.is_overflow() {
+        Error::overflow_error(e.to_string())
+    } else {
+        Error::value_error(e.to_string())
+    }
+}
+
+/// An `order` argument of `tobytes()`: `None`, `'C'`, `'F'` or `'A'`.
+pub fn parse_copy_order(obj: Option<Borrowed<'_>>) -> PyResult<CopyOrder> {
+    let Some(obj) = obj else { return Ok(CopyOrder::C) };
+    // SAFETY: `obj` is live and the GIL is held.
+    if unsafe { obj.as_ptr() == ffi::Py_None() } {
+        return Ok(CopyOrder::C);
+    }
+    if !convert::is_str(obj) {
+        return Err(Error::type_error(format!("order must be a str or None, not {}", obj.type_name())));
+    }
+    match convert::str_of(obj)?.as_str() {
+        "C" => Ok(CopyOrder::C),
+        "F" => Ok(CopyOrder::F),
+        "A" => Ok(CopyOrder::A),
+        other => Err(Error::value_error(format!("order must be 'C', 'F', 'A' or None, not '{other}'"))),
+    }
+}
+
+/// `obj.tobytes(order)` through the object's own export.
+pub fn tobytes(obj: Borrowed<'_>, order: CopyOrder) -> PyResult<Owned> {
+    let view = BufferView::get(obj, flags::FULL_RO)?;
+    view.to_bytes(order)
+}
+
+/// `obj.tolist()`: memoryview's answer where memoryview knows the format, else the items
+/// unpacked by `struct` (a tuple per item for formats of several values, like
+/// `_testbuffer.ndarray.tolist()`).
+pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
+    // SAFETY: `obj` is live and the GIL is held; a memoryview is a new reference.
+    let mv = unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(obj.as_ptr())) }?;
+    let listed = convert::call_method(mv.borrow(), c"tolist", &[]);
+    let released = convert::call_method(mv.borrow(), c"release", &[]);
+    match listed {
+        Ok(list) => {
+            released?;
+            return Ok(list);
+        }
+        // SAFETY: reading an exception class static (initialised before any module loads).
+        Err(_) if convert::error_matches(unsafe { ffi::PyExc_NotImplementedError }) => {
+            // SAFETY: the GIL is held; memoryview does not know this format: unpack it.
+            unsafe { ffi::PyErr_Clear() };
+            released?;
+        }
+        Err(e) => return Err(e),
+    }
+    let bytes = tobytes(obj, CopyOrder::C)?;
+    let module = convert::import(c"struct")?;
+    let fmt = new_str(layout.format().as_str())?;
+    let packer = convert::call_method(module.borrow(), c"Struct", &[fmt.borrow()])?;
+    let items = convert::call_method(packer.borrow(), c"iter_unpack", &[bytes.borrow()])?;
+    // SAFETY: `items` is an iterator; PySequence_List drains it into a new list.
+    let items = unsafe { Owned::from_new(ffi::PySequence_List(items.as_ptr())) }?;
+    let mut flat = Vec::new();
+    // SAFETY: `items` is a list; its length does not change (no Python code runs below).
+    let n = unsafe { ffi::PyList_Size(items.as_ptr()) };
+    for i in 0..n {
+        // SAFETY: 0 <= i < len(items); PyList_GetItem returns a borrowed reference.
+        let t = unsafe { Borrowed::from_ptr(ffi::PyList_GetItem(items.as_ptr(), i)) }.ok_or(Error::Raised)?;
+        // SAFETY: `t` is a tuple produced by iter_unpack.
+        let item = if unsafe { ffi::PyObject_Size(t.as_ptr()) } == 1 {
+            // SAFETY: `t` is a 1-tuple.
+            unsafe { Owned::from_new(ffi::PySequence_GetItem(t.as_ptr(), 0)) }?
+        } else {
+            Owned::from_borrowed(t)
+        };
+        flat.push(item);
+    }
+    let mut next = flat.into_iter();
+    nest(&mut next, layout.shape())
+}
+
+fn nest(items: &mut impl Iterator<Item = Owned>, shape: &[isize]) -> PyResult<Owned> {
+    let Some((&len, rest)) = shape.split_first() else {
+        return items.next().ok_or_else(|| Error::value_error("fewer items than the shape needs"));
+    };
+    // SAFETY: the GIL is held by callers; a new list of `len` NULL slots, each set below.
+    let list = unsafe { Owned::from_new(ffi::PyList_New(len)) }?;
+    for i in 0..len {
+        let item = nest(items, rest)?;
+        // SAFETY: `list` is fresh with `len` slots; PyList_SetItem steals `item`.
+        unsafe { ffi::PyList_SetItem(list.as_ptr(), i, item.into_raw()) };
+    }
+    Ok(list)
+}
+
+/// `"(3, 4)"` / `"(5,)"` / `"()"`: a shape as Python prints a tuple.
+pub fn shape_text(shape: &[isize]) -> String {
+    match shape {
+        [] => "()".into(),
+        [n] => format!("({n},)"),
+        _ => format!("({})", shape.iter().map(isize::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}

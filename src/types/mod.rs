@@ -1,0 +1,6 @@
+//! The shipped Python types, one file each: the object's Rust value, its slots, its spec.
+
+pub mod buffer;
+pub mod common;
+
+pub use buffer::Buffer;
