@@ -112,11 +112,13 @@ impl Layout {
         let nbytes = checked_nbytes(&format, shape)?;
         let mut strides = vec![0; shape.len()];
         let mut step = format.itemsize;
+        // CPython's strides (PyBuffer_FillContiguousStrides): the running product of the
+        // dimensions, so a dimension of length 0 zeroes every stride beyond it. Without a zero
+        // the product cannot overflow (checked above); with one nothing is addressed, and
+        // saturation only keeps the arithmetic defined.
         let mut fill = |k: usize| {
             strides[k] = step;
-            // Cannot overflow: the product of all dims times itemsize fits (checked above),
-            // unless a later dim is 0, and then the step is multiplied by 0 or stays put.
-            step = step.saturating_mul(shape[k].max(1));
+            step = step.saturating_mul(shape[k]);
         };
         match order {
             Order::C => (0..shape.len()).rev().for_each(&mut fill),
@@ -451,8 +453,8 @@ mod tests {
             (&[3, 4], Order::F, &[4, 12], false, true),
             (&[2, 3, 4], Order::F, &[4, 8, 24], false, true),
             (&[1, 3, 1], Order::C, &[12, 4, 4], true, true),
-            (&[3, 0], Order::C, &[4, 4], true, true),
-            (&[0, 3], Order::F, &[4, 4], true, true),
+            (&[3, 0], Order::C, &[0, 4], true, true),
+            (&[0, 3], Order::F, &[4, 0], true, true),
         ];
         for &(shape, order, strides, c, f) in cases {
             let l = Layout::contiguous(fmt("i", 4), shape, order).unwrap();

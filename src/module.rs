@@ -18,11 +18,15 @@ use crate::request::flags;
 pub struct State {
     /// `bufferkit.Buffer`
     pub buffer_type: *mut ffi::PyObject,
+    /// `bufferkit.View`
+    pub view_type: *mut ffi::PyObject,
+    /// `bufferkit.BufferInfo`, the named tuple `inspect()` returns
+    pub info_type: *mut ffi::PyObject,
 }
 
 impl State {
-    fn types(&mut self) -> [&mut *mut ffi::PyObject; 1] {
-        [&mut self.buffer_type]
+    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 3] {
+        [&mut self.buffer_type, &mut self.view_type, &mut self.info_type]
     }
 }
 
@@ -64,23 +68,14 @@ unsafe fn state<'a>(module: *mut ffi::PyObject) -> &'a mut State {
 pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     // SAFETY: exec runs with the GIL on a module made from MODULE_DEF.
     let state = unsafe { state(module.as_ptr()) };
-    // SAFETY: the spec is a static that lives for the program; PyType_FromModuleAndSpec reads
-    // it (and copies what it keeps) and returns a new reference to a heap type.
-    let buffer_type = unsafe {
-        Owned::from_new(ffi::PyType_FromModuleAndSpec(
-            module.as_ptr(),
-            &raw mut crate::types::buffer::BUFFER_SPEC,
-            ptr::null_mut(),
-        ))
-    }?;
-    // SAFETY: the module and the type are live; PyModule_AddType takes its own reference.
-    convert_status(unsafe { ffi::PyModule_AddType(module.as_ptr(), buffer_type.as_ptr().cast()) })?;
-    state.buffer_type = buffer_type.into_raw();
+    state.buffer_type = add_type(module, &raw mut crate::types::buffer::BUFFER_SPEC)?;
+    state.view_type = add_type(module, &raw mut crate::types::view::VIEW_SPEC)?;
+    state.info_type = info_type(module)?;
     for (name, value) in CONSTANTS {
         // SAFETY: the module is live, `name` a C string.
         convert_status(unsafe { ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), value.into()) })?;
     }
-    let mut names: Vec<&str> = vec!["Buffer"];
+    let mut names: Vec<&str> = vec!["Buffer", "View", "BufferInfo", "inspect"];
     names.extend(CONSTANTS.iter().map(|(n, _)| n.to_str().unwrap_or_default()));
     // SAFETY: the GIL is held; a new empty list.
     let all = unsafe { Owned::from_new(ffi::PyList_New(0)) }?;
@@ -93,6 +88,47 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     // use PyObject_SetAttrString, which does the same on every version.
     convert_status(unsafe { ffi::PyObject_SetAttrString(module.as_ptr(), c"__all__".as_ptr(), all.as_ptr()) })?;
     Ok(())
+}
+
+/// Makes a heap type from `spec`, adds it to the module, and returns a strong reference for
+/// module state.
+fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the spec is a static that lives for the program; PyType_FromModuleAndSpec reads
+    // it (and copies what it keeps) and returns a new reference to a heap type.
+    let tp = unsafe { Owned::from_new(ffi::PyType_FromModuleAndSpec(module.as_ptr(), spec, ptr::null_mut())) }?;
+    // SAFETY: the module and the type are live; PyModule_AddType takes its own reference.
+    convert_status(unsafe { ffi::PyModule_AddType(module.as_ptr(), tp.as_ptr().cast()) })?;
+    Ok(tp.into_raw())
+}
+
+/// The fields of `inspect()`'s result, in `Py_buffer` order.
+pub const INFO_FIELDS: [&str; 10] =
+    ["buf", "obj", "len", "itemsize", "readonly", "ndim", "format", "shape", "strides", "suboffsets"];
+
+/// `BufferInfo = collections.namedtuple('BufferInfo', INFO_FIELDS, module='bufferkit')`
+fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
+    let collections = convert::import(c"collections")?;
+    let namedtuple = convert::getattr(collections.borrow(), c"namedtuple")?;
+    let name = convert::new_str("BufferInfo")?;
+    let fields = convert::new_str(&INFO_FIELDS.join(" "))?;
+    let args = convert::new_tuple(&[name.borrow(), fields.borrow()])?;
+    // SAFETY: the GIL is held; a new dict.
+    let kwargs = unsafe { Owned::from_new(ffi::PyDict_New()) }?;
+    let module_name = convert::new_str("bufferkit")?;
+    // SAFETY: a dict, a C-string key and a str value.
+    convert_status(unsafe { ffi::PyDict_SetItemString(kwargs.as_ptr(), c"module".as_ptr(), module_name.as_ptr()) })?;
+    // SAFETY: callable, tuple and dict are live.
+    let tp = unsafe { Owned::from_new(ffi::PyObject_Call(namedtuple.as_ptr(), args.as_ptr(), kwargs.as_ptr())) }?;
+    let doc = convert::new_str(
+        "BufferInfo(buf, obj, len, itemsize, readonly, ndim, format, shape, strides, suboffsets)\n\n\
+         The Py_buffer a consumer got, as inspect() returns it: buf is the address as an\n\
+         int; format, shape, strides and suboffsets are None where the pointer was NULL.",
+    )?;
+    // SAFETY: the new class is live; setting its docstring.
+    convert_status(unsafe { ffi::PyObject_SetAttrString(tp.as_ptr(), c"__doc__".as_ptr(), doc.as_ptr()) })?;
+    // SAFETY: the module is live; PyObject_SetAttrString takes its own reference.
+    convert_status(unsafe { ffi::PyObject_SetAttrString(module.as_ptr(), c"BufferInfo".as_ptr(), tp.as_ptr()) })?;
+    Ok(tp.into_raw())
 }
 
 fn convert_status(status: c_int) -> PyResult<()> {
@@ -112,7 +148,7 @@ pub unsafe fn traverse(module: *mut ffi::PyObject, visit: ffi::visitproc, arg: *
     // SAFETY: m_traverse may be called before exec ran, when state is still zeroed: NULL
     // entries are skipped below.
     let state = unsafe { state(module) };
-    for ty in state.types() {
+    for ty in state.objects() {
         if !ty.is_null() {
             // SAFETY: a strong reference we own; `visit` is the GC's callback.
             let r = unsafe { visit(*ty, arg) };
@@ -132,7 +168,7 @@ pub unsafe fn traverse(module: *mut ffi::PyObject, visit: ffi::visitproc, arg: *
 pub unsafe fn clear(module: *mut ffi::PyObject) {
     // SAFETY: as in `traverse`.
     let state = unsafe { state(module) };
-    for ty in state.types() {
+    for ty in state.objects() {
         let old = core::mem::replace(ty, ptr::null_mut());
         if !old.is_null() {
             // SAFETY: a strong reference we owned and no longer point to.
@@ -141,7 +177,17 @@ pub unsafe fn clear(module: *mut ffi::PyObject) {
     }
 }
 
-/// The type object of `Buffer` in the module that made `tp` (or one of its bases).
+/// The state of a module object.
+///
+/// # Safety
+///
+/// `module` is a live `bufferkit._bufferkit` module and the GIL is held.
+pub unsafe fn state_of_module<'a>(module: *mut ffi::PyObject) -> &'a State {
+    // SAFETY: forwarded.
+    unsafe { state(module) }
+}
+
+/// The state of the bufferkit module that made `tp` (or one of its bases).
 ///
 /// # Safety
 ///

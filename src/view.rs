@@ -143,9 +143,11 @@ impl<'py> BufferView<'py> {
                 self.raw.len
             )));
         }
+        // The full API before 3.11 declares the view `*mut`; the function only reads it.
+        let raw = core::ptr::addr_of!(self.raw).cast_mut();
         // SAFETY: `dst` is writable for `len` bytes and `raw` is a filled view; the call
         // follows shape/strides/suboffsets, which the exporter guarantees are in bounds.
-        let status = unsafe { ffi::PyBuffer_ToContiguous(dst.as_mut_ptr().cast(), &self.raw, self.raw.len, order.as_c_char()) };
+        let status = unsafe { ffi::PyBuffer_ToContiguous(dst.as_mut_ptr().cast(), raw, self.raw.len, order.as_c_char()) };
         if status == -1 {
             Err(Error::Raised)
         } else {

@@ -44,5 +44,5 @@ const _: () = {
     assert!(flags::FULL_RO == ffi::PyBUF_FULL_RO);
     assert!(flags::READ == ffi::PyBUF_READ);
     assert!(flags::WRITE == ffi::PyBUF_WRITE);
-    assert!(crate::layout::MAX_NDIM == ffi::PyBUF_MAX_NDIM);
+    assert!(crate::layout::MAX_NDIM == ffi::PyBUF_MAX_NDIM as usize);
 };

@@ -38,6 +38,28 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::module::clear(module.cast()) };
 }
 
+static mut MODULE_METHODS: [ffi::PyMethodDef; 2] = [
+    ffi::PyMethodDef {
+        ml_name: c"inspect".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionWithKeywords: super::trampoline::with_first!(ffi::PyObject, crate::types::inspect::inspect),
+        },
+        ml_flags: ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        ml_doc: c"inspect(obj, flags=PyBUF_FULL_RO)
+--
+
+The Py_buffer a consumer gets from obj for the request flags, as a
+BufferInfo named tuple (released before returning):
+
+    >>> bufferkit.inspect(bytearray(b'ab'), bufferkit.PyBUF_ND)
+    BufferInfo(buf=..., obj=bytearray(b'ab'), len=2, itemsize=1, readonly=False,
+               ndim=1, format=None, shape=(2,), strides=None, suboffsets=None)
+
+Refused requests raise what the exporter raised (BufferError).".as_ptr(),
+    },
+    ffi::PyMethodDef::zeroed(),
+];
+
 static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 2] = [
     ffi::PyModuleDef_Slot { slot: ffi::Py_mod_exec, value: module_exec as *mut c_void },
     ffi::PyModuleDef_Slot { slot: 0, value: ptr::null_mut() },
@@ -49,7 +71,9 @@ pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
     m_name: c"bufferkit._bufferkit".as_ptr(),
     m_doc: c"The native part of bufferkit; import bufferkit instead.".as_ptr(),
     m_size: core::mem::size_of::<crate::module::State>() as ffi::Py_ssize_t,
-    m_methods: ptr::null_mut(),
+    // SAFETY: only the address of the static is taken; CPython reads it during module
+    // creation and never writes it.
+    m_methods: (&raw mut MODULE_METHODS).cast(),
     // SAFETY: only the address of the static is taken; CPython reads it during module
     // creation and never writes it.
     m_slots: (&raw mut MODULE_SLOTS).cast(),

@@ -11,9 +11,9 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3_ffi as ffi;
 
-use super::common::{self, kwlist, layout_attr, Attr, KwList};
+use super::common::{self, getset_table, kwlist, method_table, open, slot, KwList, Shipped, IMMUTABLE, SLOT_END};
 use crate::exporter::{BufferExporter, ExportCounter, Memory};
-use crate::ffi::convert::{self, new_bool, new_str, new_uint};
+use crate::ffi::convert::{self, new_bool, new_str};
 use crate::ffi::trampoline::{getter, length, noargs, unary, varkw, with_first};
 use crate::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
 use crate::layout::{Format, Layout, Order};
@@ -50,6 +50,12 @@ unsafe impl BufferExporter for Buffer {
     }
 }
 
+impl Shipped for Buffer {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+}
+
 impl Buffer {
     /// Zero-initialised memory for `layout`.
     pub fn new(layout: Layout, order: Order, readonly: bool) -> PyResult<Self> {
@@ -67,11 +73,6 @@ impl Buffer {
         self.layout.required_len().max(1)
     }
 
-    /// The layout.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
     /// Frees the memory if it is still held. Only called when no export can reach it.
     fn free(&self) {
         let data = self.data.swap(ptr::null_mut(), Ordering::AcqRel);
@@ -86,14 +87,6 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         self.free();
     }
-}
-
-/// Refuses operations on a closed Buffer: ValueError "operation on closed Buffer".
-fn open(this: This<'_, Buffer>) -> PyResult<&Buffer> {
-    if this.value.counter.snapshot().closed() {
-        return Err(Error::value_error(format!("operation on closed {}", this.obj.type_name())));
-    }
-    Ok(this.value)
 }
 
 /// `Buffer(shape, format='B', *, order='C', readonly=False)`
@@ -223,18 +216,6 @@ fn buffer_from_buffer_copy(
     unsafe { Object::create(gil, cls.cast(), value) }
 }
 
-fn attr(this: This<'_, Buffer>, attr: Attr) -> PyResult<Owned> {
-    layout_attr(&open(this)?.layout, attr)
-}
-
-fn buffer_readonly(this: This<'_, Buffer>) -> PyResult<Owned> {
-    new_bool(open(this)?.counter.snapshot().readonly())
-}
-
-fn buffer_exports(this: This<'_, Buffer>) -> PyResult<Owned> {
-    new_uint(this.value.counter.count())
-}
-
 fn buffer_closed(this: This<'_, Buffer>) -> PyResult<Owned> {
     new_bool(this.value.counter.snapshot().closed())
 }
@@ -244,33 +225,6 @@ fn buffer_order(this: This<'_, Buffer>) -> PyResult<Owned> {
         Order::C => "C",
         Order::F => "F",
     })
-}
-
-fn buffer_tobytes(this: This<'_, Buffer>, args: Borrowed<'_>, kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
-    open(this)?;
-    let mut names = kwlist([c"order"]);
-    let mut order: *mut ffi::PyObject = ptr::null_mut();
-    // SAFETY: as in `buffer_new`: O -> PyObject**.
-    let parsed = unsafe {
-        ffi::PyArg_ParseTupleAndKeywords(
-            args.as_ptr(),
-            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-            c"|O:tobytes".as_ptr(),
-            names.as_mut_ptr() as KwList,
-            &mut order,
-        )
-    };
-    if parsed == 0 {
-        return Err(Error::Raised);
-    }
-    // SAFETY: NULL or a borrowed reference valid for this call.
-    let order = common::parse_copy_order(unsafe { Borrowed::from_ptr(order) })?;
-    common::tobytes(this.obj, order)
-}
-
-fn buffer_tolist(this: This<'_, Buffer>) -> PyResult<Owned> {
-    let value = open(this)?;
-    common::tolist(this.obj, &value.layout)
 }
 
 fn buffer_freeze(this: This<'_, Buffer>) -> PyResult<Owned> {
@@ -290,31 +244,15 @@ fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
     Ok(convert::none())
 }
 
-fn buffer_enter(this: This<'_, Buffer>) -> PyResult<Owned> {
-    open(this)?;
-    Ok(Owned::from_borrowed(this.obj))
-}
-
 fn buffer_exit(this: This<'_, Buffer>, _args: Borrowed<'_>, _kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
     buffer_close(this)
 }
 
-fn buffer_len(this: This<'_, Buffer>) -> PyResult<isize> {
-    match open(this)?.layout.shape().first() {
-        Some(&n) => Ok(n),
-        None => Err(Error::type_error(format!("0-dim {} has no len()", this.obj.type_name()))),
-    }
-}
-
 fn buffer_repr(this: This<'_, Buffer>) -> PyResult<Owned> {
-    let tp = this.obj.type_ptr().cast::<ffi::PyObject>();
-    // SAFETY: the type of a live object is live.
-    let tp = unsafe { Borrowed::from_ptr(tp) }.ok_or(Error::Raised)?;
-    let module = convert::str_of(convert::getattr(tp, c"__module__")?.borrow())?;
-    let name = convert::str_of(convert::getattr(tp, c"__qualname__")?.borrow())?;
+    let name = common::qualified_type_name(this.obj)?;
     let state = this.value.counter.snapshot();
     if state.closed() {
-        return new_str(&format!("<closed {module}.{name}>"));
+        return new_str(&format!("<closed {name}>"));
     }
     let layout = &this.value.layout;
     let order = match this.value.order {
@@ -322,7 +260,7 @@ fn buffer_repr(this: This<'_, Buffer>) -> PyResult<Owned> {
         Order::F => 'F',
     };
     new_str(&format!(
-        "<{module}.{name} shape={} format='{}' order='{order}' readonly={} exports={}>",
+        "<{name} shape={} format='{}' order='{order}' readonly={} exports={}>",
         common::shape_text(layout.shape()),
         layout.format().as_str(),
         if state.readonly() { "True" } else { "False" },
@@ -330,103 +268,43 @@ fn buffer_repr(this: This<'_, Buffer>) -> PyResult<Owned> {
     ))
 }
 
-macro_rules! layout_getter {
-    ($name:literal, $attr:expr, $doc:literal) => {
-        ffi::PyGetSetDef {
-            name: $name.as_ptr(),
-            get: Some(getter!(Buffer, |this| attr(this, $attr))),
-            set: None,
-            doc: $doc.as_ptr(),
-            closure: ptr::null_mut(),
-        }
-    };
-}
+static mut BUFFER_GETSET: [ffi::PyGetSetDef; 15] = getset_table!(
+    Buffer,
+    [
+        entry(c"closed", getter!(Buffer, buffer_closed), c"Whether close() was called."),
+        entry(c"order", getter!(Buffer, buffer_order), c"'C' or 'F': the memory order chosen at construction."),
+    ]
+);
 
-const fn getset(name: &'static core::ffi::CStr, get: ffi::getter, doc: &'static core::ffi::CStr) -> ffi::PyGetSetDef {
-    ffi::PyGetSetDef { name: name.as_ptr(), get: Some(get), set: None, doc: doc.as_ptr(), closure: ptr::null_mut() }
-}
-
-const GETSET_END: ffi::PyGetSetDef =
-    ffi::PyGetSetDef { name: ptr::null(), get: None, set: None, doc: ptr::null(), closure: ptr::null_mut() };
-
-static mut BUFFER_GETSET: [ffi::PyGetSetDef; 15] = [
-    layout_getter!(c"format", Attr::Format, c"The struct-module format of one item."),
-    layout_getter!(c"itemsize", Attr::Itemsize, c"The size in bytes of one item."),
-    layout_getter!(c"ndim", Attr::Ndim, c"The number of dimensions."),
-    layout_getter!(c"shape", Attr::Shape, c"The length of each dimension, as a tuple."),
-    layout_getter!(c"strides", Attr::Strides, c"The bytes between neighbours in each dimension, as a tuple."),
-    layout_getter!(c"suboffsets", Attr::Suboffsets, c"Always (): a Buffer is never PIL-style."),
-    layout_getter!(c"nbytes", Attr::Nbytes, c"The size of the memory in bytes (product(shape) * itemsize)."),
-    layout_getter!(c"c_contiguous", Attr::CContiguous, c"Whether the memory is C-contiguous."),
-    layout_getter!(c"f_contiguous", Attr::FContiguous, c"Whether the memory is Fortran-contiguous."),
-    layout_getter!(c"contiguous", Attr::Contiguous, c"Whether the memory is C- or Fortran-contiguous."),
-    getset(c"readonly", getter!(Buffer, buffer_readonly), c"Whether exports are read-only (see freeze())."),
-    getset(c"exports", getter!(Buffer, buffer_exports), c"The number of buffer exports alive now."),
-    getset(c"closed", getter!(Buffer, buffer_closed), c"Whether close() was called."),
-    getset(c"order", getter!(Buffer, buffer_order), c"'C' or 'F': the memory order chosen at construction."),
-    GETSET_END,
-];
-
-const fn method(
-    name: &'static core::ffi::CStr,
-    meth: ffi::PyMethodDefPointer,
-    flags: c_int,
-    doc: &'static core::ffi::CStr,
-) -> ffi::PyMethodDef {
-    ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: meth, ml_flags: flags, ml_doc: doc.as_ptr() }
-}
-
-static mut BUFFER_METHODS: [ffi::PyMethodDef; 8] = [
-    method(
-        c"tobytes",
-        ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(Buffer, buffer_tobytes) },
-        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
-        c"tobytes($self, /, order='C')\n--\n\nThe items as bytes, in order 'C', 'F' or 'A' (as memoryview.tobytes).",
-    ),
-    method(
-        c"tolist",
-        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_tolist) },
-        ffi::METH_NOARGS,
-        c"tolist($self, /)\n--\n\nThe items as (nested) lists, as memoryview.tolist() gives them; formats\nmemoryview does not know are unpacked with struct (a tuple per item for\nformats of several values).",
-    ),
-    method(
-        c"freeze",
-        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_freeze) },
-        ffi::METH_NOARGS,
-        c"freeze($self, /)\n--\n\nMake the Buffer read-only from now on.\n\nRaises BufferError while anything is exported (every export of a writable\nBuffer may be written through).",
-    ),
-    method(
-        c"close",
-        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_close) },
-        ffi::METH_NOARGS,
-        c"close($self, /)\n--\n\nEnd the Buffer's use: later exports and operations raise ValueError.\n\nRaises BufferError while anything is exported. Memory that was never\nexported is freed now, otherwise when the Buffer is deallocated.",
-    ),
-    method(
-        c"__enter__",
-        ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_enter) },
-        ffi::METH_NOARGS,
-        c"__enter__($self, /)\n--\n\nReturn the Buffer.",
-    ),
-    method(
-        c"__exit__",
-        ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(Buffer, buffer_exit) },
-        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
-        c"__exit__($self, /, *exc_info)\n--\n\nclose() the Buffer.",
-    ),
-    method(
-        c"from_buffer_copy",
-        ffi::PyMethodDefPointer { PyCFunctionWithKeywords: with_first!(ffi::PyObject, buffer_from_buffer_copy) },
-        ffi::METH_VARARGS | ffi::METH_KEYWORDS | ffi::METH_CLASS,
-        c"from_buffer_copy($type, /, obj, *, readonly=False)\n--\n\nA new Buffer holding a copy of any exporter's items, with its format\n('B' if it gives none) and shape, in C order.",
-    ),
-    ffi::PyMethodDef::zeroed(),
-];
-
-const fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
-    ffi::PyType_Slot { slot, pfunc }
-}
-
-const SLOT_END: ffi::PyType_Slot = ffi::PyType_Slot { slot: 0, pfunc: ptr::null_mut() };
+static mut BUFFER_METHODS: [ffi::PyMethodDef; 8] = method_table!(
+    Buffer,
+    [
+        method(
+            c"freeze",
+            ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_freeze) },
+            ffi::METH_NOARGS,
+            c"freeze($self, /)\n--\n\nMake the Buffer read-only from now on.\n\nRaises BufferError while anything is exported (every export of a writable\nBuffer may be written through).",
+        ),
+        method(
+            c"close",
+            ffi::PyMethodDefPointer { PyCFunction: noargs!(Buffer, buffer_close) },
+            ffi::METH_NOARGS,
+            c"close($self, /)\n--\n\nEnd the Buffer's use: later exports and operations raise ValueError.\n\nRaises BufferError while anything is exported. Memory that was never\nexported is freed now, otherwise when the Buffer is deallocated.",
+        ),
+        method(
+            c"__exit__",
+            ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(Buffer, buffer_exit) },
+            ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+            c"__exit__($self, /, *exc_info)\n--\n\nclose() the Buffer.",
+        ),
+        method(
+            c"from_buffer_copy",
+            ffi::PyMethodDefPointer { PyCFunctionWithKeywords: with_first!(ffi::PyObject, buffer_from_buffer_copy) },
+            ffi::METH_VARARGS | ffi::METH_KEYWORDS | ffi::METH_CLASS,
+            c"from_buffer_copy($type, /, obj, *, readonly=False)\n--\n\nA new Buffer holding a copy of any exporter's items, with its format\n('B' if it gives none) and shape, in C order.",
+        ),
+    ]
+);
 
 static mut BUFFER_SLOTS: [ffi::PyType_Slot; 10] = [
     slot(ffi::Py_tp_new, with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void),
@@ -434,7 +312,7 @@ static mut BUFFER_SLOTS: [ffi::PyType_Slot; 10] = [
     slot(ffi::Py_bf_getbuffer, crate::ffi::getbuffer::<Buffer> as *mut c_void),
     slot(ffi::Py_bf_releasebuffer, crate::ffi::releasebuffer::<Buffer> as *mut c_void),
     slot(ffi::Py_tp_repr, unary!(Buffer, buffer_repr) as *mut c_void),
-    slot(ffi::Py_mp_length, length!(Buffer, buffer_len) as *mut c_void),
+    slot(ffi::Py_mp_length, length!(Buffer, common::len) as *mut c_void),
     // SAFETY: only the address of the static is taken; CPython reads the table during
     // PyType_FromModuleAndSpec, on one thread, and never writes it.
     slot(ffi::Py_tp_getset, (&raw mut BUFFER_GETSET).cast()),
@@ -453,13 +331,6 @@ shape is an int or a tuple of ints (() makes a 0-d Buffer); format any
 single-item struct format ('B', '<i', 'd', '2h', ...); order 'C' or 'F'
 decides the strides. Exports are counted (see exports): while any is
 alive, close() and freeze() raise BufferError.";
-
-/// `Py_TPFLAGS_IMMUTABLETYPE` where it exists (3.10+): the class's attributes cannot be
-/// reassigned, as for built-in types.
-#[cfg(Py_3_10)]
-const IMMUTABLE: core::ffi::c_ulong = ffi::Py_TPFLAGS_IMMUTABLETYPE;
-#[cfg(not(Py_3_10))]
-const IMMUTABLE: core::ffi::c_ulong = 0;
 
 /// The type's spec, for `PyType_FromModuleAndSpec`.
 pub static mut BUFFER_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {

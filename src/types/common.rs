@@ -7,8 +7,9 @@ use std::ffi::CString;
 
 use pyo3_ffi as ffi;
 
+use crate::exporter::BufferExporter;
 use crate::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
-use crate::ffi::{Borrowed, Error, Owned, PyResult};
+use crate::ffi::{Borrowed, Error, Owned, PyResult, This};
 use crate::layout::{Format, Layout, LayoutError};
 use crate::request::flags;
 use crate::view::{BufferView, CopyOrder};
@@ -24,6 +25,169 @@ pub type KwList = *mut *mut c_char;
 pub fn kwlist<const N: usize>(names: [&'static CStr; N]) -> Vec<*mut c_char> {
     names.iter().map(|n| n.as_ptr().cast_mut()).chain(core::iter::once(core::ptr::null_mut())).collect()
 }
+
+/// A shipped exporter type: its layout, and the word for "no longer usable".
+pub trait Shipped: BufferExporter {
+    /// The layout it exports.
+    fn layout(&self) -> &Layout;
+}
+
+/// Refuses operations on a closed Buffer or released View: ValueError
+/// "operation on closed Buffer".
+pub fn open<'py, T: Shipped>(this: This<'py, T>) -> PyResult<&'py T> {
+    if this.value.counter().snapshot().closed() {
+        return Err(Error::value_error(format!("operation on {} {}", T::ENDED, this.obj.type_name())));
+    }
+    Ok(this.value)
+}
+
+/// The value of a memoryview-compatible attribute, refused once closed.
+pub fn attr<T: Shipped>(this: This<'_, T>, attr: Attr) -> PyResult<Owned> {
+    layout_attr(open(this)?.layout(), attr)
+}
+
+/// `readonly`
+pub fn readonly<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
+    new_bool(open(this)?.counter().snapshot().readonly())
+}
+
+/// `exports` (0 once closed)
+pub fn exports<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
+    convert::new_uint(this.value.counter().count())
+}
+
+/// `tobytes(order='C')`
+pub fn tobytes_method<T: Shipped>(this: This<'_, T>, args: Borrowed<'_>, kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+    open(this)?;
+    let mut names = kwlist([c"order"]);
+    let mut order: *mut ffi::PyObject = core::ptr::null_mut();
+    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call; the
+    // converter O stores a borrowed PyObject* into `order`.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args.as_ptr(),
+            kwargs.map_or(core::ptr::null_mut(), Borrowed::as_ptr),
+            c"|O:tobytes".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            &mut order,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    // SAFETY: NULL or a borrowed reference valid for this call.
+    let order = parse_copy_order(unsafe { Borrowed::from_ptr(order) })?;
+    tobytes(this.obj, order)
+}
+
+/// `tolist()`
+pub fn tolist_method<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
+    let value = open(this)?;
+    tolist(this.obj, value.layout())
+}
+
+/// `__enter__()`: the object itself.
+pub fn enter<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
+    open(this)?;
+    Ok(Owned::from_borrowed(this.obj))
+}
+
+/// `len()`: `shape[0]`; TypeError for 0-d.
+pub fn len<T: Shipped>(this: This<'_, T>) -> PyResult<isize> {
+    match open(this)?.layout().shape().first() {
+        Some(&n) => Ok(n),
+        None => Err(Error::type_error(format!("0-dim {} has no len()", this.obj.type_name()))),
+    }
+}
+
+/// `"bufferkit.View"`: the module and qualified name of the object's type, for `repr`.
+pub fn qualified_type_name(obj: Borrowed<'_>) -> PyResult<String> {
+    // SAFETY: the type of a live object is live.
+    let tp = unsafe { Borrowed::from_ptr(obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
+    let module = convert::str_of(convert::getattr(tp, c"__module__")?.borrow())?;
+    let name = convert::str_of(convert::getattr(tp, c"__qualname__")?.borrow())?;
+    Ok(format!("{module}.{name}"))
+}
+
+/// The getset entries every shipped type has (memoryview's attributes, `readonly`,
+/// `exports`), followed by the type's own, then the terminator.
+macro_rules! getset_table {
+    ($T:ty, [$($extra:expr),* $(,)?]) => {{
+        use $crate::types::common::{attr, Attr};
+        const fn entry(name: &'static core::ffi::CStr, get: pyo3_ffi::getter, doc: &'static core::ffi::CStr) -> pyo3_ffi::PyGetSetDef {
+            pyo3_ffi::PyGetSetDef { name: name.as_ptr(), get: Some(get), set: None, doc: doc.as_ptr(), closure: core::ptr::null_mut() }
+        }
+        [
+            entry(c"format", getter!($T, |t| attr(t, Attr::Format)), c"The struct-module format of one item."),
+            entry(c"itemsize", getter!($T, |t| attr(t, Attr::Itemsize)), c"The size in bytes of one item."),
+            entry(c"ndim", getter!($T, |t| attr(t, Attr::Ndim)), c"The number of dimensions."),
+            entry(c"shape", getter!($T, |t| attr(t, Attr::Shape)), c"The length of each dimension, as a tuple."),
+            entry(c"strides", getter!($T, |t| attr(t, Attr::Strides)), c"The bytes between neighbours in each dimension, as a tuple."),
+            entry(c"suboffsets", getter!($T, |t| attr(t, Attr::Suboffsets)), c"Always (): bufferkit never exports PIL-style layouts."),
+            entry(c"nbytes", getter!($T, |t| attr(t, Attr::Nbytes)), c"The size of the items in bytes (product(shape) * itemsize)."),
+            entry(c"c_contiguous", getter!($T, |t| attr(t, Attr::CContiguous)), c"Whether the items are C-contiguous."),
+            entry(c"f_contiguous", getter!($T, |t| attr(t, Attr::FContiguous)), c"Whether the items are Fortran-contiguous."),
+            entry(c"contiguous", getter!($T, |t| attr(t, Attr::Contiguous)), c"Whether the items are C- or Fortran-contiguous."),
+            entry(c"readonly", getter!($T, $crate::types::common::readonly), c"Whether exports are read-only."),
+            entry(c"exports", getter!($T, $crate::types::common::exports), c"The number of buffer exports alive now."),
+            $($extra,)*
+            pyo3_ffi::PyGetSetDef { name: core::ptr::null(), get: None, set: None, doc: core::ptr::null(), closure: core::ptr::null_mut() },
+        ]
+    }};
+}
+pub(crate) use getset_table;
+
+/// A `PyMethodDef` entry.
+pub const fn method(name: &'static CStr, meth: ffi::PyMethodDefPointer, flags: core::ffi::c_int, doc: &'static CStr) -> ffi::PyMethodDef {
+    ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: meth, ml_flags: flags, ml_doc: doc.as_ptr() }
+}
+
+/// The methods every shipped type has (`tobytes`, `tolist`, `__enter__`), followed by the
+/// type's own, then the terminator.
+macro_rules! method_table {
+    ($T:ty, [$($extra:expr),* $(,)?]) => {{
+        use $crate::types::common::method;
+        [
+            method(
+                c"tobytes",
+                pyo3_ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!($T, $crate::types::common::tobytes_method) },
+                pyo3_ffi::METH_VARARGS | pyo3_ffi::METH_KEYWORDS,
+                c"tobytes($self, /, order='C')\n--\n\nThe items as bytes, in order 'C', 'F' or 'A' (as memoryview.tobytes).",
+            ),
+            method(
+                c"tolist",
+                pyo3_ffi::PyMethodDefPointer { PyCFunction: noargs!($T, $crate::types::common::tolist_method) },
+                pyo3_ffi::METH_NOARGS,
+                c"tolist($self, /)\n--\n\nThe items as (nested) lists, as memoryview.tolist() gives them; formats\nmemoryview does not know are unpacked with struct (a tuple per item for\nformats of several values).",
+            ),
+            method(
+                c"__enter__",
+                pyo3_ffi::PyMethodDefPointer { PyCFunction: noargs!($T, $crate::types::common::enter) },
+                pyo3_ffi::METH_NOARGS,
+                c"__enter__($self, /)\n--\n\nReturn the object itself.",
+            ),
+            $($extra,)*
+            pyo3_ffi::PyMethodDef::zeroed(),
+        ]
+    }};
+}
+pub(crate) use method_table;
+
+/// A `PyType_Slot` entry.
+pub const fn slot(slot: core::ffi::c_int, pfunc: *mut core::ffi::c_void) -> ffi::PyType_Slot {
+    ffi::PyType_Slot { slot, pfunc }
+}
+
+/// The slot table terminator.
+pub const SLOT_END: ffi::PyType_Slot = ffi::PyType_Slot { slot: 0, pfunc: core::ptr::null_mut() };
+
+/// `Py_TPFLAGS_IMMUTABLETYPE` where it exists (3.10+): the class's attributes cannot be
+/// reassigned, as for built-in types.
+#[cfg(Py_3_10)]
+pub const IMMUTABLE: core::ffi::c_ulong = ffi::Py_TPFLAGS_IMMUTABLETYPE;
+/// `Py_TPFLAGS_IMMUTABLETYPE` does not exist before 3.10.
+#[cfg(not(Py_3_10))]
+pub const IMMUTABLE: core::ffi::c_ulong = 0;
 
 /// The memoryview-compatible attributes every bufferkit exporter has.
 #[derive(Clone, Copy, Debug)]

@@ -2,5 +2,8 @@
 
 pub mod buffer;
 pub mod common;
+pub mod inspect;
+pub mod view;
 
 pub use buffer::Buffer;
+pub use view::View;

@@ -1,0 +1,687 @@
+//! `bufferkit.View`: a zero-copy view of another object's buffer, with its layout or any
+//! layout the caller gives, that keeps the base locked while it lives.
+//!
+//! Two old wishes in one type: the "ByteBufferSlice" of the PEP 3118 discussions (a slice of
+//! another object's buffer that holds the base's lock) and PyPy's `newmemoryview` (any
+//! format/shape/strides over existing memory, which `memoryview.cast` cannot express). The
+//! bounds rule is `layout.rs`'s: a layout is accepted only if every byte it addresses lies in
+//! the base's memory.
+//!
+//! # Ownership
+//!
+//! A View holds exactly one export of its *root* (the object whose memory it shows) for its
+//! whole life, and re-exports parts of that memory. Views never chain: a View of a View, or a
+//! slice of a slice, takes its own export of the root, so the cost of an export and the
+//! memory a View holds do not grow with depth. That new export must describe the same memory
+//! as the parent's (an exporter may in principle hand out different memory each time); if it
+//! does not, the parent View itself is used as the base instead.
+
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_void};
+use core::ptr::{self, NonNull};
+
+use pyo3_ffi as ffi;
+
+use super::common::{self, getset_table, kwlist, method_table, slot, KwList, Shipped, IMMUTABLE, SLOT_END};
+use crate::exporter::{BufferExporter, ExportCounter, Gil, Memory};
+use crate::ffi::convert::{self, new_bool, new_int, new_str};
+use crate::ffi::trampoline::{getter, length, noargs, onearg, unary, varkw, with_first};
+use crate::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
+use crate::layout::{Format, Layout, Order};
+use crate::request::flags;
+
+/// The value inside a `bufferkit.View` object.
+pub struct View {
+    // INVARIANTS:
+    // - `source` holds a filled export of `root` (obtained by PyObject_GetBuffer) from
+    //   construction until it is released, exactly once: by `release()` once the counter is
+    //   closed, by `tp_clear`, or on drop;
+    // - while `source` holds the export, `block..block + block_len` lies inside the memory that
+    //   export describes, and `layout` fits `block_len`;
+    // - `root` is a strong reference, dropped on drop or by `tp_clear`;
+    // - `source` is only written while no other reference into it exists: after the counter
+    //   closed (nothing is exported, no new export can start) or in tp_clear/drop.
+    source: UnsafeCell<Option<ffi::Py_buffer>>,
+    root: UnsafeCell<*mut ffi::PyObject>,
+    root_start: *mut u8,
+    block: NonNull<u8>,
+    block_len: usize,
+    layout: Layout,
+    counter: ExportCounter,
+}
+
+// SAFETY: the one contract of `BufferExporter`. `memory()` returns `block`/`block_len` and
+// `layout`, fixed at construction. The memory belongs to the root's export held in `source`,
+// which is released only after the counter was closed (which refuses while exports are live)
+// or when the View dies or is cleared by the GC (when no consumer can reach it: each export
+// holds a reference to the View). Consumers write through raw pointers into the root's
+// memory, which Rust never borrows.
+unsafe impl BufferExporter for View {
+    const ENDED: &'static str = "released";
+
+    fn counter(&self) -> &ExportCounter {
+        &self.counter
+    }
+
+    #[inline]
+    fn memory(&self) -> Memory<'_> {
+        Memory::new(self.block, self.block_len, &self.layout).expect("the layout fits the block")
+    }
+}
+
+impl Shipped for View {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+}
+
+/// Where a new View's memory comes from: an export of the root, the block of it the View may
+/// address, and the layout it starts from.
+struct Source {
+    export: ffi::Py_buffer,
+    root_start: *mut u8,
+    block: NonNull<u8>,
+    block_len: usize,
+    layout: Layout,
+    readonly: bool,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        // SAFETY: `export` is a filled view (Source is only made around one) and is released
+        // once: moving it into a View forgets the Source (see `into_view`).
+        unsafe { ffi::PyBuffer_Release(&mut self.export) };
+    }
+}
+
+impl Source {
+    /// Acquires `base`'s buffer. For a View base, acquires the View's root instead and starts
+    /// from the View's block and layout.
+    fn acquire(gil: Gil<'_>, base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
+        if let Some(parent) = as_view(gil, base)? {
+            let parent = common::open(parent)?;
+            if let Some(source) = Self::from_parent(parent, writable)? {
+                return Ok(source);
+            }
+        }
+        Self::from_exporter(base, writable)
+    }
+
+    fn from_exporter(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
+        let request = if writable { flags::FULL } else { flags::FULL_RO };
+        let mut export = ffi::Py_buffer::new();
+        // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer.
+        if unsafe { ffi::PyObject_GetBuffer(base.as_ptr(), &mut export, request) } == -1 {
+            return Err(Error::Raised);
+        }
+        // From here `export` is owned by `guard` and released on every exit.
+        let guard = Holder(export);
+        let export = &guard.0;
+        if !export.suboffsets.is_null() {
+            return Err(Error::buffer_error(format!(
+                "View cannot re-export {}: its buffer has suboffsets (a PIL-style layout)",
+                base.type_name()
+            )));
+        }
+        let ndim = usize::try_from(export.ndim).unwrap_or(usize::MAX);
+        if ndim > crate::layout::MAX_NDIM || export.itemsize < 1 || export.len < 0 {
+            return Err(Error::buffer_error(format!(
+                "{} exported an invalid buffer (ndim {}, itemsize {}, len {})",
+                base.type_name(),
+                export.ndim,
+                export.itemsize,
+                export.len
+            )));
+        }
+        let format = if export.format.is_null() {
+            Format::bytes()
+        } else {
+            // SAFETY: a non-NULL format is a C string valid while the export is held.
+            let text = unsafe { core::ffi::CStr::from_ptr(export.format) }.to_owned();
+            Format::new(text, export.itemsize as usize).map_err(common::layout_error)?
+        };
+        // SAFETY: shape and strides are NULL or arrays of `ndim` entries valid while the
+        // export is held (buffer.rst, "Buffer structure").
+        let shape: Vec<isize> = match (export.shape.is_null(), ndim) {
+            (false, n) => unsafe { core::slice::from_raw_parts(export.shape, n) }.to_vec(),
+            (true, 0) => Vec::new(),
+            (true, _) => vec![export.len / export.itemsize],
+        };
+        let strides: Vec<isize> = if export.strides.is_null() {
+            Layout::contiguous(format.clone(), &shape, Order::C).map_err(common::layout_error)?.strides().to_vec()
+        } else {
+            // SAFETY: as above.
+            unsafe { core::slice::from_raw_parts(export.strides, shape.len()) }.to_vec()
+        };
+        // The block is the extent of the bytes the export addresses, [buf + lo, buf + hi).
+        let (lo, hi) = extent(&shape, &strides, export.itemsize).ok_or_else(|| {
+            Error::buffer_error(format!("{} exported a layout beyond the address space", base.type_name()))
+        })?;
+        let block_len = (hi - lo) as usize;
+        let start = export.buf.cast::<u8>().wrapping_offset(lo);
+        let block = NonNull::new(start).unwrap_or(NonNull::dangling());
+        let layout = Layout::strided(format, &shape, &strides, -lo, block_len).map_err(|e| {
+            Error::buffer_error(format!("{} exported an inconsistent layout: {e}", base.type_name()))
+        })?;
+        let readonly = export.readonly != 0;
+        let export = guard.take();
+        Ok(Self { export, root_start: start, block, block_len, layout, readonly })
+    }
+
+    /// A new export of `parent`'s root, if it describes the same memory as the parent's.
+    fn from_parent(parent: &View, writable: bool) -> PyResult<Option<Self>> {
+        // SAFETY: the parent is open (checked by the caller), so `root` is a live strong
+        // reference and `source` holds its export; the GIL is held.
+        let (root, held) = unsafe { (*parent.root.get(), (*parent.source.get()).as_ref()) };
+        let Some(held) = held else { return Ok(None) };
+        // SAFETY: `root` is live (above).
+        let root = unsafe { Borrowed::from_ptr(root) }.ok_or(Error::Raised)?;
+        let fresh = Self::from_exporter(root, writable || held.readonly == 0)?;
+        let same = fresh.export.buf == held.buf && fresh.export.len == held.len && fresh.block_len >= parent.block_len;
+        if !same {
+            return Ok(None);
+        }
+        let mut fresh = fresh;
+        fresh.block = parent.block;
+        fresh.block_len = parent.block_len;
+        fresh.layout = parent.layout.clone();
+        fresh.root_start = parent.root_start;
+        fresh.readonly = parent.counter.snapshot().readonly();
+        Ok(Some(fresh))
+    }
+}
+
+/// Owns a filled `Py_buffer` until it is taken.
+struct Holder(ffi::Py_buffer);
+
+impl Holder {
+    fn take(self) -> ffi::Py_buffer {
+        let this = core::mem::ManuallyDrop::new(self);
+        this.0
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // SAFETY: the held view is filled and released once (`take` skips this).
+        unsafe { ffi::PyBuffer_Release(&mut self.0) };
+    }
+}
+
+/// `(lo, hi)`: the addressed bytes of a strided layout relative to its first element, or
+/// `None` if they cannot be expressed in `isize`.
+fn extent(shape: &[isize], strides: &[isize], itemsize: isize) -> Option<(isize, isize)> {
+    if shape.contains(&0) {
+        return Some((0, 0));
+    }
+    let (mut lo, mut hi) = (0isize, itemsize);
+    for (&n, &s) in shape.iter().zip(strides) {
+        let span = (n - 1).checked_mul(s)?;
+        if span < 0 {
+            lo = lo.checked_add(span)?;
+        } else {
+            hi = hi.checked_add(span)?;
+        }
+    }
+    Some((lo, hi))
+}
+
+/// `Some(view)` if `obj` is a bufferkit View (or subclass) of this interpreter's module.
+fn as_view<'py>(gil: Gil<'py>, obj: Borrowed<'py>) -> PyResult<Option<This<'py, View>>> {
+    let view_type = view_type_of(obj.type_ptr());
+    let Ok(view_type) = view_type else {
+        // SAFETY: the GIL is held; "not a bufferkit type" only means "not a View".
+        unsafe { ffi::PyErr_Clear() };
+        return Ok(None);
+    };
+    // SAFETY: both are live types; PyType_IsSubtype only reads their MROs.
+    if unsafe { ffi::PyType_IsSubtype(obj.type_ptr(), view_type) } == 0 {
+        return Ok(None);
+    }
+    // SAFETY: `obj` is an instance of View (or a subclass), whose instances are `Object<View>`.
+    let value = unsafe { Object::<View>::value_of(obj.as_ptr()) };
+    Ok(Some(This { gil, obj, value }))
+}
+
+/// The View type of the bufferkit module that made `tp` (or its bufferkit base).
+fn view_type_of(tp: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyTypeObject> {
+    // SAFETY: `tp` is the live type of a live object and the GIL is held.
+    let state = unsafe { crate::module::state_of_type(tp) }?;
+    Ok(state.view_type.cast())
+}
+
+/// Builds a View of the given type from a source.
+fn make(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, source: Source, readonly: bool) -> PyResult<Owned> {
+    let source = core::mem::ManuallyDrop::new(source);
+    // SAFETY: `source` is never used again (ManuallyDrop); each field is moved out once.
+    let (export, layout) = unsafe { (ptr::read(&source.export), ptr::read(&source.layout)) };
+    let root = export.obj;
+    // The View's own strong reference to the root, independent of the export's.
+    if !root.is_null() {
+        // SAFETY: `root` is the live exporter the export references; the GIL is held.
+        unsafe { ffi::Py_INCREF(root) };
+    }
+    let value = View {
+        source: UnsafeCell::new(Some(export)),
+        root: UnsafeCell::new(root),
+        root_start: source.root_start,
+        block: source.block,
+        block_len: source.block_len,
+        layout,
+        counter: ExportCounter::new(readonly),
+    };
+    // SAFETY: `tp` is View or a subclass (callers pass the type `tp_new` got or the module's
+    // View type), whose instances are `Object<View>`; the GIL is held. If creation fails,
+    // `value` is dropped, releasing the export.
+    unsafe { Object::create(gil, tp, value) }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        self.release_source();
+        let root = core::mem::replace(self.root.get_mut(), ptr::null_mut());
+        if !root.is_null() {
+            // SAFETY: our strong reference; drop runs in tp_dealloc with the GIL held.
+            unsafe { ffi::Py_DECREF(root) };
+        }
+    }
+}
+
+impl View {
+    /// Releases the root's export if still held.
+    ///
+    /// Callers guarantee exclusivity: the counter is closed with no export live, or the View
+    /// is being cleared or dropped.
+    fn release_source(&self) {
+        // SAFETY: exclusive access to `source` (see above, and the invariants).
+        let held = unsafe { (*self.source.get()).take() };
+        if let Some(mut export) = held {
+            // SAFETY: a filled export, released once: it was taken out of `source`.
+            unsafe { ffi::PyBuffer_Release(&mut export) };
+        }
+    }
+}
+
+/// `View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)`
+fn view_new(gil: Gil<'_>, subtype: *mut ffi::PyTypeObject, args: Borrowed<'_>, kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+    let mut names = kwlist([c"base", c"offset", c"format", c"shape", c"strides", c"readonly"]);
+    let mut base: *mut ffi::PyObject = ptr::null_mut();
+    let mut offset: *mut ffi::PyObject = ptr::null_mut();
+    let mut format: *mut ffi::PyObject = ptr::null_mut();
+    let mut shape: *mut ffi::PyObject = ptr::null_mut();
+    let mut strides: *mut ffi::PyObject = ptr::null_mut();
+    let mut readonly: *mut ffi::PyObject = ptr::null_mut();
+    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call; every
+    // converter is O, storing a borrowed PyObject*.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args.as_ptr(),
+            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+            c"O|$OOOOO:View".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            &mut base,
+            &mut offset,
+            &mut format,
+            &mut shape,
+            &mut strides,
+            &mut readonly,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    // SAFETY (all six): NULL or borrowed references valid for this call.
+    let base = unsafe { Borrowed::from_ptr(base) }.ok_or(Error::Raised)?;
+    let arg = |p: *mut ffi::PyObject| -> Option<Borrowed<'_>> {
+        // SAFETY: as above; None counts as not given.
+        unsafe { Borrowed::from_ptr(p) }.filter(|o| o.as_ptr() != unsafe { ffi::Py_None() })
+    };
+    let (offset, format, shape, strides, readonly) = (arg(offset), arg(format), arg(shape), arg(strides), arg(readonly));
+    let readonly = match readonly {
+        None => None,
+        // SAFETY: a live object; PyObject_IsTrue may run Python code and fail.
+        Some(r) => match unsafe { ffi::PyObject_IsTrue(r.as_ptr()) } {
+            -1 => return Err(Error::Raised),
+            v => Some(v != 0),
+        },
+    };
+    // SAFETY: reading the type's flags.
+    if unsafe { ffi::PyObject_CheckBuffer(base.as_ptr()) } == 0 {
+        return Err(Error::type_error(format!("View() argument 'base' must support the buffer protocol, not {}", base.type_name())));
+    }
+    // Ask for a read-only export first: every exporter serves it, and it says whether the
+    // base is writable. Only a caller who insists on writing asks again with PyBUF_WRITABLE
+    // (an exporter may grant writes only when asked).
+    let mut source = Source::acquire(gil, base, false)?;
+    if readonly == Some(false) && source.readonly {
+        drop(source);
+        source = Source::acquire(gil, base, true).map_err(|_| {
+            // SAFETY: the GIL is held; the exporter's own refusal is replaced by ours.
+            unsafe { ffi::PyErr_Clear() };
+            Error::buffer_error(format!("View(readonly=False) needs a writable base, but {} is read-only", base.type_name()))
+        })?;
+    }
+    let base_readonly = source.readonly;
+    if readonly == Some(false) && base_readonly {
+        return Err(Error::buffer_error(format!("View(readonly=False) needs a writable base, but {} is read-only", base.type_name())));
+    }
+    let readonly = readonly.unwrap_or(base_readonly) || base_readonly;
+    let relayout = offset.is_some() || format.is_some() || shape.is_some() || strides.is_some();
+    let source = if relayout { relayout_source(source, base, offset, format, shape, strides)? } else { source };
+    make(gil, subtype, source, readonly)
+}
+
+/// Applies explicit layout arguments to a contiguous base.
+fn relayout_source(
+    mut source: Source,
+    base: Borrowed<'_>,
+    offset: Option<Borrowed<'_>>,
+    format: Option<Borrowed<'_>>,
+    shape: Option<Borrowed<'_>>,
+    strides: Option<Borrowed<'_>>,
+) -> PyResult<Source> {
+    let parent = &source.layout;
+    if !(parent.is_c_contiguous() || parent.is_f_contiguous()) {
+        return Err(Error::value_error(format!(
+            "a View with offset, format, shape or strides needs a contiguous base, but {} is not contiguous",
+            base.type_name()
+        )));
+    }
+    // The base's items as one block: a contiguous layout covers [first item, + nbytes).
+    let block_len = parent.nbytes() as usize;
+    let block = NonNull::new(source.block.as_ptr().wrapping_offset(parent.offset())).unwrap_or(source.block);
+    let offset = match offset {
+        Some(o) => convert::index_arg(o, &|| "offset".into())?,
+        None => 0,
+    };
+    let format = match format {
+        Some(f) => common::parse_format(f)?,
+        None => parent.format().clone(),
+    };
+    let itemsize = format.itemsize();
+    let shape = match shape {
+        Some(s) => common::parse_shape(s)?,
+        None if strides.is_some() => {
+            return Err(Error::value_error("strides need a shape: pass shape= as well"));
+        }
+        None => {
+            if offset < 0 || offset as usize > block_len {
+                return Err(common::layout_error(crate::layout::LayoutError::Offset { offset, block_len }));
+            }
+            vec![(block_len as isize - offset) / itemsize]
+        }
+    };
+    let layout = match strides {
+        Some(s) => {
+            let strides = parse_strides(s)?;
+            Layout::strided(format, &shape, &strides, offset, block_len)
+        }
+        None => Layout::contiguous(format, &shape, Order::C)
+            .and_then(|c| Layout::strided(c.format().clone(), &shape, c.strides(), offset, block_len)),
+    }
+    .map_err(common::layout_error)?;
+    source.block = block;
+    source.block_len = block_len;
+    source.layout = layout;
+    Ok(source)
+}
+
+fn parse_strides(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
+    // SAFETY: `obj` is live and the GIL is held.
+    let is_seq = unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
+    if !is_seq {
+        return Err(Error::type_error(format!("strides must be a tuple of ints, not {}", obj.type_name())));
+    }
+    // SAFETY: a tuple or list.
+    let n = unsafe { ffi::PyObject_Size(obj.as_ptr()) };
+    (0..n)
+        .map(|i| {
+            // SAFETY: 0 <= i < len; a new reference.
+            let item = unsafe { Owned::from_new(ffi::PySequence_GetItem(obj.as_ptr(), i)) }?;
+            convert::index_arg(item.borrow(), &|| format!("strides[{i}]"))
+        })
+        .collect()
+}
+
+/// `v[a:b:c]`, `v[s0, s1, ...]`: a new View of the same root.
+fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
+    let value = common::open(this)?;
+    let layout = &value.layout;
+    let keys: Vec<Borrowed<'_>>;
+    let tuple_holder;
+    // SAFETY: `key` is live and the GIL is held.
+    if unsafe { ffi::PyTuple_Check(key.as_ptr()) } != 0 {
+        // SAFETY: a tuple; its items are borrowed from it, which we keep alive.
+        let n = unsafe { ffi::PyTuple_Size(key.as_ptr()) };
+        tuple_holder = Owned::from_borrowed(key);
+        keys = (0..n)
+            // SAFETY: 0 <= i < n; borrowed from the tuple, which `tuple_holder` keeps alive.
+            .filter_map(|i| unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(tuple_holder.as_ptr(), i)) })
+            .collect();
+    } else {
+        keys = vec![key];
+    }
+    if keys.len() > layout.ndim() {
+        return Err(Error::type_error(format!(
+            "too many indices: {} slices for a {}-dimensional View",
+            keys.len(),
+            layout.ndim()
+        )));
+    }
+    let mut slices = Vec::with_capacity(keys.len());
+    for (dim, k) in keys.iter().enumerate() {
+        // SAFETY: `k` is live.
+        if unsafe { ffi::PySlice_Check(k.as_ptr()) } == 0 {
+            return Err(Error::type_error(format!(
+                "View indices must be slices, not {} (index items with memoryview(view)[...])",
+                k.type_name()
+            )));
+        }
+        let (mut start, mut stop, mut step) = (0, 0, 0);
+        // SAFETY: `k` is a slice; the out-pointers are valid.
+        if unsafe { ffi::PySlice_Unpack(k.as_ptr(), &mut start, &mut stop, &mut step) } < 0 {
+            return Err(Error::Raised);
+        }
+        // SAFETY: plain arithmetic on the unpacked values.
+        let len = unsafe { ffi::PySlice_AdjustIndices(layout.shape()[dim], &mut start, &mut stop, step) };
+        slices.push((start, step, len));
+    }
+    let sliced = layout.sliced(&slices).map_err(common::layout_error)?;
+    let source = Source::from_parent(value, false)?;
+    let readonly = value.counter.snapshot().readonly();
+    let view_type = view_type_of(this.obj.type_ptr())?;
+    match source {
+        Some(mut source) => {
+            source.layout = sliced;
+            make(this.gil, view_type, source, readonly)
+        }
+        None => {
+            // The root hands out different memory now: fall back to viewing this View.
+            let mut source = Source::from_exporter(this.obj, false)?;
+            let offset = source.layout.offset();
+            let rebased = sliced_against(&sliced, layout, offset, source.block_len)?;
+            source.layout = rebased;
+            make(this.gil, view_type, source, readonly)
+        }
+    }
+}
+
+/// `sliced`, expressed relative to a block in which `parent`'s first element is at
+/// `first_offset`.
+fn sliced_against(sliced: &Layout, parent: &Layout, first_offset: isize, block_len: usize) -> PyResult<Layout> {
+    let offset = sliced.offset() - parent.offset() + first_offset;
+    Layout::strided(sliced.format().clone(), sliced.shape(), sliced.strides(), offset, block_len).map_err(common::layout_error)
+}
+
+fn view_release(this: This<'_, View>) -> PyResult<Owned> {
+    let closed_now = this.value.counter.close(this.gil).map_err(|e| common::exported_error("release", e.0))?;
+    if closed_now {
+        // The counter is closed with nothing exported: `source` is ours alone.
+        this.value.release_source();
+    }
+    Ok(convert::none())
+}
+
+fn view_exit(this: This<'_, View>, _args: Borrowed<'_>, _kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+    view_release(this)
+}
+
+fn view_base(this: This<'_, View>) -> PyResult<Owned> {
+    let value = common::open(this)?;
+    // SAFETY: open, so `root` is a live strong reference (invariants).
+    let root = unsafe { *value.root.get() };
+    // SAFETY: as above.
+    match unsafe { Borrowed::from_ptr(root) } {
+        Some(root) => Ok(Owned::from_borrowed(root)),
+        None => Ok(convert::none()),
+    }
+}
+
+fn view_offset(this: This<'_, View>) -> PyResult<Owned> {
+    let value = common::open(this)?;
+    let first = value.block.as_ptr().wrapping_offset(value.layout.offset());
+    new_int((first as isize).wrapping_sub(value.root_start as isize))
+}
+
+fn view_released(this: This<'_, View>) -> PyResult<Owned> {
+    new_bool(this.value.counter.snapshot().closed())
+}
+
+fn view_repr(this: This<'_, View>) -> PyResult<Owned> {
+    let name = common::qualified_type_name(this.obj)?;
+    let state = this.value.counter.snapshot();
+    if state.closed() {
+        return new_str(&format!("<released {name}>"));
+    }
+    // SAFETY: open, so `root` is live.
+    let root = unsafe { Borrowed::from_ptr(*this.value.root.get()) }.map_or_else(|| "None".into(), Borrowed::type_name);
+    let layout = &this.value.layout;
+    new_str(&format!(
+        "<{name} of {root} shape={} strides={} format='{}' offset={} readonly={} exports={}>",
+        common::shape_text(layout.shape()),
+        common::shape_text(layout.strides()),
+        layout.format().as_str(),
+        (this.value.block.as_ptr().wrapping_offset(layout.offset()) as isize).wrapping_sub(this.value.root_start as isize),
+        if state.readonly() { "True" } else { "False" },
+        state.count()
+    ))
+}
+
+/// `tp_traverse`: the root reference and the export's reference.
+fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: traverse runs with the GIL held (or the world stopped); reading the fields
+    // does not race with a writer (writers hold the GIL too).
+    let (root, export_obj) = unsafe { (*value.root.get(), (*value.source.get()).as_ref().map(|b| b.obj)) };
+    for obj in [root, export_obj.unwrap_or(ptr::null_mut())] {
+        if !obj.is_null() {
+            // SAFETY: a strong reference the View owns; `visit` is the GC's callback.
+            let r = unsafe { visit(obj, arg) };
+            if r != 0 {
+                return r;
+            }
+        }
+    }
+    0
+}
+
+/// `tp_clear`: drops the references that may form a cycle. The View is unusable afterwards.
+fn view_clear(gil: Gil<'_>, value: &View) {
+    // Close the counter if possible so that nothing new is exported; a View in a garbage
+    // cycle has no live consumer (each would hold a reference to it).
+    let _ = value.counter.close(gil);
+    value.release_source();
+    // SAFETY: tp_clear runs with the GIL held and is the only user of `root` now.
+    let root = unsafe { core::mem::replace(&mut *value.root.get(), ptr::null_mut()) };
+    if !root.is_null() {
+        // SAFETY: our strong reference.
+        unsafe { ffi::Py_DECREF(root) };
+    }
+}
+
+unsafe extern "C" fn view_tp_traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: the GC calls tp_traverse on live, initialised instances of View.
+    view_traverse(unsafe { Object::<View>::value_of(obj) }, visit, arg)
+}
+
+unsafe extern "C" fn view_tp_clear(obj: *mut ffi::PyObject) -> c_int {
+    // SAFETY: the GC calls tp_clear with the GIL held on live instances of View.
+    let gil = unsafe { Gil::assume() };
+    // SAFETY: as above.
+    view_clear(gil, unsafe { Object::<View>::value_of(obj) });
+    0
+}
+
+static mut VIEW_GETSET: [ffi::PyGetSetDef; 16] = getset_table!(
+    View,
+    [
+        entry(c"base", getter!(View, view_base), c"The object whose memory the View shows (the root: never a View)."),
+        entry(c"offset", getter!(View, view_offset), c"Where element (0, ..., 0) lies, in bytes from the start of the base's memory."),
+        entry(c"released", getter!(View, view_released), c"Whether release() was called."),
+    ]
+);
+
+static mut VIEW_METHODS: [ffi::PyMethodDef; 6] = method_table!(
+    View,
+    [
+        method(
+            c"release",
+            ffi::PyMethodDefPointer { PyCFunction: noargs!(View, view_release) },
+            ffi::METH_NOARGS,
+            c"release($self, /)\n--\n\nGive the base's buffer back: the base is unlocked and the View unusable.\n\nRaises BufferError while the View itself is exported; does nothing if\nalready released.",
+        ),
+        method(
+            c"__exit__",
+            ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(View, view_exit) },
+            ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+            c"__exit__($self, /, *exc_info)\n--\n\nrelease() the View.",
+        ),
+    ]
+);
+
+static mut VIEW_SLOTS: [ffi::PyType_Slot; 13] = [
+    slot(ffi::Py_tp_new, with_first!(ffi::PyTypeObject, view_new) as *mut c_void),
+    slot(ffi::Py_tp_dealloc, crate::ffi::dealloc::<View> as *mut c_void),
+    slot(ffi::Py_tp_traverse, view_tp_traverse as *mut c_void),
+    slot(ffi::Py_tp_clear, view_tp_clear as *mut c_void),
+    slot(ffi::Py_bf_getbuffer, crate::ffi::getbuffer::<View> as *mut c_void),
+    slot(ffi::Py_bf_releasebuffer, crate::ffi::releasebuffer::<View> as *mut c_void),
+    slot(ffi::Py_tp_repr, unary!(View, view_repr) as *mut c_void),
+    slot(ffi::Py_mp_length, length!(View, common::len) as *mut c_void),
+    slot(ffi::Py_mp_subscript, onearg!(View, view_subscript) as *mut c_void),
+    // SAFETY: only the address of the static is taken; CPython reads the table during
+    // PyType_FromModuleAndSpec, on one thread, and never writes it.
+    slot(ffi::Py_tp_getset, (&raw mut VIEW_GETSET).cast()),
+    // SAFETY: as above.
+    slot(ffi::Py_tp_methods, (&raw mut VIEW_METHODS).cast()),
+    slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
+    SLOT_END,
+];
+
+const DOC: &core::ffi::CStr = c"View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)
+--
+
+A zero-copy view of another object's buffer that keeps the base locked
+while it lives.
+
+With no layout arguments the View re-exports the base's layout as it is
+(also non-contiguous ones). With any of offset/format/shape/strides the base
+must be contiguous; offset is where element (0, ..., 0) lies, in bytes from
+the start of its memory; format defaults to the base's, shape to as many
+items as fit after offset, strides (bytes, may be negative or zero) to C
+order. A layout is accepted only if every byte it addresses lies inside the
+base's memory. readonly=None follows the base; True makes a read-only View
+of a writable base; False requires a writable base.
+
+v[a:b:c] and v[s0, s1, ...] are new Views of the same memory.";
+
+/// The type's spec, for `PyType_FromModuleAndSpec`.
+pub static mut VIEW_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
+    name: c"bufferkit.View".as_ptr(),
+    basicsize: Object::<View>::BASICSIZE,
+    itemsize: 0,
+    flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | ffi::Py_TPFLAGS_HAVE_GC | IMMUTABLE) as _,
+    // SAFETY: only the address of the static is taken (see VIEW_SLOTS).
+    slots: (&raw mut VIEW_SLOTS).cast(),
+};
+
+const _: () = assert!(core::mem::align_of::<View>() <= 16);
