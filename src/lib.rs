@@ -44,6 +44,7 @@
 //! never be closed or frozen while an export obtained before it is alive. The pyo3-ffi version
 //! bufferkit builds on supports free-threaded builds from 3.14; none is tested here.
 
+#[cfg(feature = "abi-check")] pub mod abi;
 pub mod exporter;
 pub mod ffi;
 mod fill;

@@ -22,11 +22,30 @@ pub struct State {
     pub view_type: *mut ffi::PyObject,
     /// `bufferkit.BufferInfo`, the named tuple `inspect()` returns
     pub info_type: *mut ffi::PyObject,
+    /// `bufferkit.Exporter`
+    pub exporter_type: *mut ffi::PyObject,
+    /// `"__buffer__"`, interned
+    pub buffer_name: *mut ffi::PyObject,
+    /// `"__release_buffer__"`, interned
+    pub release_name: *mut ffi::PyObject,
+    /// `Exporter.__buffer__` (Exporter's own, which refuses)
+    pub exporter_buffer: *mut ffi::PyObject,
+    /// `Exporter.__release_buffer__` (Exporter's own, which does nothing)
+    pub exporter_release: *mut ffi::PyObject,
 }
 
 impl State {
-    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 3] {
-        [&mut self.buffer_type, &mut self.view_type, &mut self.info_type]
+    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 8] {
+        [
+            &mut self.buffer_type,
+            &mut self.view_type,
+            &mut self.info_type,
+            &mut self.exporter_type,
+            &mut self.buffer_name,
+            &mut self.release_name,
+            &mut self.exporter_buffer,
+            &mut self.exporter_release,
+        ]
     }
 }
 
@@ -71,11 +90,18 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     state.buffer_type = add_type(module, &raw mut crate::types::buffer::BUFFER_SPEC)?;
     state.view_type = add_type(module, &raw mut crate::types::view::VIEW_SPEC)?;
     state.info_type = info_type(module)?;
+    state.exporter_type = add_type(module, &raw mut crate::types::exporter::EXPORTER_SPEC)?;
+    state.buffer_name = interned(c"__buffer__")?;
+    state.release_name = interned(c"__release_buffer__")?;
+    // SAFETY: the Exporter type was just stored (a strong reference).
+    let exporter = unsafe { Borrowed::from_ptr(state.exporter_type) }.ok_or(Error::Raised)?;
+    state.exporter_buffer = convert::getattr(exporter, c"__buffer__")?.into_raw();
+    state.exporter_release = convert::getattr(exporter, c"__release_buffer__")?.into_raw();
     for (name, value) in CONSTANTS {
         // SAFETY: the module is live, `name` a C string.
         convert_status(unsafe { ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), value.into()) })?;
     }
-    let mut names: Vec<&str> = vec!["Buffer", "View", "BufferInfo", "inspect"];
+    let mut names: Vec<&str> = vec!["Buffer", "View", "Exporter", "BufferInfo", "inspect"];
     names.extend(CONSTANTS.iter().map(|(n, _)| n.to_str().unwrap_or_default()));
     // SAFETY: the GIL is held; a new empty list.
     let all = unsafe { Owned::from_new(ffi::PyList_New(0)) }?;
@@ -99,6 +125,12 @@ fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<*mut 
     // SAFETY: the module and the type are live; PyModule_AddType takes its own reference.
     convert_status(unsafe { ffi::PyModule_AddType(module.as_ptr(), tp.as_ptr().cast()) })?;
     Ok(tp.into_raw())
+}
+
+/// An interned `str`, for attribute lookups on the export path.
+fn interned(text: &CStr) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: `text` is a C string; the GIL is held during exec.
+    Ok(unsafe { Owned::from_new(ffi::PyUnicode_InternFromString(text.as_ptr())) }?.into_raw())
 }
 
 /// The fields of `inspect()`'s result, in `Py_buffer` order.
@@ -194,7 +226,8 @@ pub unsafe fn state_of_module<'a>(module: *mut ffi::PyObject) -> &'a State {
 /// The GIL is held and `tp` is live.
 pub unsafe fn state_of_type<'a>(tp: *mut ffi::PyTypeObject) -> PyResult<&'a State> {
     // SAFETY: forwarded.
-    let module = unsafe { crate::ffi::module::module_of_type(tp) }?;
-    // SAFETY: module_of_type returns our module.
+    let module = unsafe { crate::ffi::module::module_of_type(tp) };
+    let module = module.ok_or_else(|| Error::type_error("not a bufferkit type"))?;
+    // SAFETY: module_of_type returns a live bufferkit module.
     Ok(unsafe { state(module) })
 }

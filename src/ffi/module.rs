@@ -6,7 +6,7 @@ use core::ptr;
 
 use pyo3_ffi as ffi;
 
-use super::error::{Error, PyResult};
+use super::error::Error;
 use super::object::Borrowed;
 use super::trampoline::guard;
 use crate::exporter::Gil;
@@ -83,29 +83,37 @@ pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
 };
 
 /// The bufferkit module that defined `tp` or its nearest bufferkit base (Python subclasses of
-/// bufferkit types are made by `class` statements and have no module of their own).
+/// bufferkit types are made by `class` statements and have no module of their own), or `None`
+/// if `tp` is not a bufferkit type. Sets no exception.
+///
+/// A bufferkit type is recognised by its `tp_dealloc`, which is one of bufferkit's own (a
+/// Python subclass has CPython's `subtype_dealloc`). `PyType_GetModuleByDef` does this walk
+/// from 3.11 on, but it joined the limited API only in 3.13, after the abi3 floor.
 ///
 /// # Safety
 ///
 /// The GIL is held and `tp` is live.
-pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
-    // PyType_GetModuleByDef does this from 3.11 on, but it joined the limited API only in
-    // 3.13, after the abi3 floor (3.11); walking `tp_base` works on every version. Only heap
-    // types are asked: before 3.10 PyType_GetSlot refuses static types.
+pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyObject> {
+    let ours: [*mut c_void; 3] = [
+        super::dealloc::<crate::types::Buffer> as *mut c_void,
+        super::dealloc::<crate::types::View> as *mut c_void,
+        super::dealloc::<crate::types::exporter::ExporterValue> as *mut c_void,
+    ];
     let mut ty = tp;
-    // SAFETY (loop body): `ty` is a live type (tp, then its bases); the GIL is held (caller).
+    // Only heap types are asked: before 3.10 PyType_GetSlot refuses static types, and no
+    // bufferkit type is static.
+    // SAFETY (condition): `ty` is a live type (tp, then its bases); the GIL is held (caller).
     while !ty.is_null() && unsafe { ffi::PyType_GetFlags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
-        // SAFETY: as above; returns a borrowed module or NULL with an exception set.
-        let module = unsafe { ffi::PyType_GetModule(ty) };
-        if module.is_null() {
-            // SAFETY: the GIL is held; a type made by a `class` statement has no module.
-            unsafe { ffi::PyErr_Clear() };
-        } else if unsafe { ffi::PyModule_GetDef(module) } == &raw mut MODULE_DEF {
-            // (SAFETY: `module` is a live module; PyModule_GetDef only reads it.)
-            return Ok(module);
+        // SAFETY: `ty` is a live heap type.
+        let dealloc = unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_dealloc) };
+        if ours.contains(&dealloc) {
+            // SAFETY: bufferkit's types are made by PyType_FromModuleAndSpec, so they have a
+            // module (borrowed); NULL would mean it is gone, which the caller reports.
+            let module = unsafe { ffi::PyType_GetModule(ty) };
+            return (!module.is_null()).then_some(module);
         }
         // SAFETY: `ty` is a heap type; its `tp_base` slot is a borrowed type or NULL.
         ty = unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_base) }.cast();
     }
-    Err(Error::type_error("not a bufferkit type"))
+    None
 }

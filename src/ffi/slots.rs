@@ -147,3 +147,56 @@ pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(obj: *mut ffi::PyObjec
         unsafe { ffi::PyErr_WriteUnraisable(obj) };
     }
 }
+
+/// `bf_getbuffer` of `bufferkit.Exporter`: delegates to `__buffer__` (see
+/// `crate::types::exporter`), inside the same panic boundary as [`getbuffer`].
+///
+/// # Safety
+///
+/// CPython calls it with the GIL held, `obj` an Exporter instance and `view` the consumer's
+/// `Py_buffer`.
+pub unsafe extern "C" fn exporter_getbuffer(obj: *mut ffi::PyObject, view: *mut ffi::Py_buffer, flags: c_int) -> c_int {
+    // SAFETY: CPython calls slots with the GIL held (caller).
+    let gil = unsafe { Gil::assume() };
+    if view.is_null() {
+        Error::buffer_error("getbuffer: a NULL view is not supported").restore(gil);
+        return -1;
+    }
+    // SAFETY: `view` is the consumer's Py_buffer, valid for writes (caller).
+    unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `obj` is live for the call (caller).
+        let this = unsafe { Borrowed::from_ptr(obj) }.ok_or(Error::Raised)?;
+        // SAFETY: `view` is writable with `obj` NULL; the GIL is held.
+        unsafe { crate::types::exporter::export(gil, this, view, flags) }
+    }));
+    let err = match done {
+        Ok(Ok(())) => return 0,
+        Ok(Err(err)) => err,
+        Err(panic) => Error::from_panic(panic),
+    };
+    err.restore(gil);
+    -1
+}
+
+/// `bf_releasebuffer` of `bufferkit.Exporter`.
+///
+/// # Safety
+///
+/// CPython calls it with the GIL held for a view being released whose `obj` is `obj`.
+pub unsafe extern "C" fn exporter_releasebuffer(obj: *mut ffi::PyObject, view: *mut ffi::Py_buffer) {
+    // SAFETY: CPython calls slots with the GIL held (caller).
+    let gil = unsafe { Gil::assume() };
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `obj` is live for the call (caller).
+        if let Some(this) = unsafe { Borrowed::from_ptr(obj) } {
+            // SAFETY: `view` is being released for `obj` (caller); GIL held.
+            unsafe { crate::types::exporter::release(gil, this, view) };
+        }
+    }));
+    if let Err(panic) = done {
+        Error::from_panic(panic).restore(gil);
+        // SAFETY: an exception is set and `obj` is live.
+        unsafe { ffi::PyErr_WriteUnraisable(obj) };
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod buffer;
 pub mod common;
+pub mod exporter;
 pub mod inspect;
 pub mod view;
 

@@ -228,12 +228,11 @@ fn extent(shape: &[isize], strides: &[isize], itemsize: isize) -> Option<(isize,
 
 /// `Some(view)` if `obj` is a bufferkit View (or subclass) of this interpreter's module.
 fn as_view<'py>(gil: Gil<'py>, obj: Borrowed<'py>) -> PyResult<Option<This<'py, View>>> {
-    let view_type = view_type_of(obj.type_ptr());
-    let Ok(view_type) = view_type else {
-        // SAFETY: the GIL is held; "not a bufferkit type" only means "not a View".
-        unsafe { ffi::PyErr_Clear() };
+    // SAFETY: the type of a live object is live; the GIL is held.
+    if unsafe { crate::ffi::module::module_of_type(obj.type_ptr()) }.is_none() {
         return Ok(None);
-    };
+    }
+    let view_type = view_type_of(obj.type_ptr())?;
     // SAFETY: both are live types; PyType_IsSubtype only reads their MROs.
     if unsafe { ffi::PyType_IsSubtype(obj.type_ptr(), view_type) } == 0 {
         return Ok(None);

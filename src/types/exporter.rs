@@ -1,0 +1,272 @@
+//! `bufferkit.Exporter`: a base class through which classes written in Python export the
+//! buffer protocol by delegating to a memoryview, on every supported Python (a backport of
+//! PEP 688's `__buffer__` / `__release_buffer__`).
+//!
+//! # How it works on each version
+//!
+//! - **3.9-3.11**: `Exporter`'s own `bf_getbuffer` slot (inherited by every subclass) calls
+//!   `type(self).__buffer__(self, flags)`, requires a memoryview, and serves the consumer
+//!   exactly what `PyObject_GetBuffer(memoryview, flags)` gives, with `view.obj` set to the
+//!   instance. The memoryview is kept in `view->internal` (the field the exporter owns). On
+//!   `PyBuffer_Release` the memoryview's export is given back first and then
+//!   `__release_buffer__(self, memoryview)` is called, once, with the same memoryview. When
+//!   the memoryview cannot serve the request, `__release_buffer__` is still called for it, so
+//!   nothing stays locked.
+//! - **3.12+**: CPython dispatches `__buffer__` itself for subclasses that define it
+//!   (`slot_bf_getbuffer`); results, errors and release calls are CPython's. The one
+//!   difference that cannot be removed: CPython hands consumers an internal `_buffer_wrapper`
+//!   object as `view.obj`, not the instance. (CPython 3.12.1 and 3.13.0 also skip
+//!   `__release_buffer__` when the memoryview refuses the request; bufferkit's slot does not.)
+//!
+//! `Exporter` defines `__buffer__` (raising TypeError: a subclass must define it) and
+//! `__release_buffer__` (doing nothing) as ordinary methods. That is what keeps 3.12+ from
+//! recursing: the automatic `__buffer__` wrapper CPython would otherwise add for a C type
+//! with a getbuffer slot points back at that slot, so a subclass without `__buffer__` would
+//! call itself. With real methods, `super().__buffer__(flags)` and
+//! `super().__release_buffer__(view)` behave the same everywhere.
+
+use core::ffi::c_int;
+use core::ptr;
+
+use pyo3_ffi as ffi;
+
+use crate::exporter::Gil;
+use crate::ffi::convert;
+use crate::ffi::{Borrowed, Error, Owned, PyResult};
+
+/// The interned names and Exporter's own methods, from module state.
+struct Names<'a> {
+    buffer: Borrowed<'a>,
+    release: Borrowed<'a>,
+    own_buffer: Borrowed<'a>,
+    own_release: Borrowed<'a>,
+}
+
+fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
+    // SAFETY: `obj` is live and the GIL is held; its type (a subclass of Exporter) leads to
+    // the module, which outlives the instance (instance -> type -> Exporter -> module). The
+    // walk is a few slot reads and sets no exception.
+    let state = unsafe { crate::module::state_of_type(obj.type_ptr()) }?;
+    let get = |p: *mut ffi::PyObject| {
+        // SAFETY: module state holds strong references (NULL only after m_clear).
+        unsafe { Borrowed::from_ptr(p) }.ok_or_else(|| Error::value_error("bufferkit module has been cleared"))
+    };
+    Ok(Names {
+        buffer: get(state.buffer_name)?,
+        release: get(state.release_name)?,
+        own_buffer: get(state.exporter_buffer)?,
+        own_release: get(state.exporter_release)?,
+    })
+}
+
+/// `type(self).<name>`, looked up on the type as CPython looks up special methods.
+fn lookup<'a>(obj: Borrowed<'a>, name: Borrowed<'_>) -> PyResult<Owned> {
+    // SAFETY: the type of a live object is live; PyObject_GetAttr returns a new reference.
+    unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.type_ptr().cast(), name.as_ptr())) }
+}
+
+/// The body of Exporter's getbuffer slot (3.9-3.11; on 3.12+ only for instances of a class
+/// that does not define `__buffer__`, which raise TypeError).
+///
+/// # Safety
+///
+/// `view` is the consumer's `Py_buffer`, writable, with `obj` already NULL; the GIL is held.
+pub unsafe fn export(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    let names = names(obj)?;
+    let method = lookup(obj, names.buffer)?;
+    if method.as_ptr() == names.own_buffer.as_ptr() {
+        return Err(not_defined(obj));
+    }
+    let flags_obj = convert::new_int(flags as isize)?;
+    let mv = convert::call(method.borrow(), &[obj, flags_obj.borrow()])?;
+    // SAFETY: `mv` is live.
+    if unsafe { ffi::PyMemoryView_Check(mv.as_ptr()) } == 0 {
+        return Err(Error::type_error("__buffer__ returned non-memoryview object"));
+    }
+    // SAFETY: `mv` is live and `view` writable (caller).
+    if unsafe { ffi::PyObject_GetBuffer(mv.as_ptr(), view, flags) } == -1 {
+        // The memoryview refused: give the user's resource back anyway, keeping the refusal
+        // as the error the consumer sees.
+        let refusal = SavedError::take();
+        release_call(obj, &names, mv.borrow());
+        refusal.restore();
+        // SAFETY: `view` is writable; a failed export leaves no object.
+        unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+        return Err(Error::Raised);
+    }
+    // The memoryview filled `view` and holds `view->obj`, a reference to itself. Re-point the
+    // view at the instance and keep the memoryview in `internal`, which the exporter owns.
+    // SAFETY: `view` was just filled; its `obj` is that new reference to `mv`.
+    let mv_ref = unsafe { (*view).obj };
+    // SAFETY: `obj` is live; the consumer's reference to the instance.
+    unsafe { ffi::Py_INCREF(obj.as_ptr()) };
+    // SAFETY: `view` is writable; `internal` takes over the reference that `obj` held.
+    unsafe {
+        ptr::addr_of_mut!((*view).internal).write(mv_ref.cast());
+    }
+    // SAFETY: as above.
+    unsafe { ptr::addr_of_mut!((*view).obj).write(obj.as_ptr()) };
+    Ok(())
+}
+
+#[cold]
+fn not_defined(obj: Borrowed<'_>) -> Error {
+    Error::type_error(format!(
+        "{} does not define __buffer__: a bufferkit.Exporter subclass must define \
+         __buffer__(self, flags) returning a memoryview",
+        obj.type_name()
+    ))
+}
+
+/// The body of Exporter's releasebuffer slot.
+///
+/// # Safety
+///
+/// `view` is a view [`export`] filled for `obj`, being released; the GIL is held.
+pub unsafe fn release(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
+    // SAFETY: `view` is readable (caller).
+    let (view_obj, internal) = unsafe { ((*view).obj, (*view).internal.cast::<ffi::PyObject>()) };
+    // Only views this slot filled carry the memoryview; anything else (CPython 3.12's
+    // `releasebuffer_maybe_call_super` passes other views to a base's C slot) is not ours.
+    // SAFETY: `internal` is checked for NULL before use; PyMemoryView_Check reads its type.
+    if view_obj != obj.as_ptr() || internal.is_null() || unsafe { ffi::PyMemoryView_Check(internal) } == 0 {
+        return;
+    }
+    // SAFETY: `internal` is the reference to the memoryview that `export` stored; we take it
+    // back and clear the field so it cannot be taken twice.
+    let mv = unsafe { Owned::from_new(internal) }.expect("checked non-NULL");
+    // SAFETY: `view` is writable.
+    unsafe { ptr::addr_of_mut!((*view).internal).write(ptr::null_mut()) };
+    // Give the memoryview's export back: a copy of the view pointing at the memoryview, with
+    // a reference for PyBuffer_Release to drop.
+    // SAFETY: `view` is a filled view (caller); copying it is how CPython passes views around.
+    let mut theirs = unsafe { ptr::read(view) };
+    theirs.obj = Owned::from_borrowed(mv.borrow()).into_raw();
+    // SAFETY: `theirs` is the export the memoryview made, released once, here.
+    unsafe { ffi::PyBuffer_Release(&mut theirs) };
+    match names(obj) {
+        Ok(names) => release_call(obj, &names, mv.borrow()),
+        Err(e) => {
+            e.restore(_gil);
+            // SAFETY: an exception is set and `obj` is live.
+            unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
+        }
+    }
+}
+
+/// `type(self).__release_buffer__(self, mv)`, skipped when it is Exporter's own (which does
+/// nothing); errors go to `sys.unraisablehook`.
+fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
+    let result = lookup(obj, names.release).and_then(|method| {
+        if method.as_ptr() == names.own_release.as_ptr() {
+            return Ok(convert::none());
+        }
+        convert::call(method.borrow(), &[obj, mv])
+    });
+    if let Err(e) = result {
+        // SAFETY: releasebuffer runs with the GIL held.
+        e.restore(unsafe { Gil::assume() });
+        // SAFETY: an exception is set and `obj` is live.
+        unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
+    }
+}
+
+/// The pending exception, set aside while other Python code runs.
+struct SavedError(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject);
+
+impl SavedError {
+    fn take() -> Self {
+        let mut saved = Self(ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        // SAFETY: the GIL is held by every caller; PyErr_Fetch moves the exception (new
+        // references or NULL) into `saved`.
+        unsafe { ffi::PyErr_Fetch(&mut saved.0, &mut saved.1, &mut saved.2) };
+        saved
+    }
+
+    fn restore(self) {
+        // SAFETY: PyErr_Restore takes over the three references fetched by `take`.
+        unsafe { ffi::PyErr_Restore(self.0, self.1, self.2) };
+    }
+}
+
+/// `Exporter.__buffer__(self, flags)`: refuses, naming the class that should define it.
+pub fn exporter_buffer(this: Borrowed<'_>, _flags: Borrowed<'_>) -> PyResult<Owned> {
+    Err(not_defined(this))
+}
+
+/// `Exporter.__release_buffer__(self, view)`: nothing to release.
+pub fn exporter_release_buffer(_this: Borrowed<'_>, _view: Borrowed<'_>) -> PyResult<Owned> {
+    Ok(convert::none())
+}
+
+/// The Rust value of an `Exporter` instance: nothing. Subclasses keep what they wrap in their
+/// `__dict__` or `__slots__`, and the instance keeps `object`'s size, so that subclasses
+/// pickle and copy like any class (`copyreg` refuses objects larger than `object` that define
+/// no `__getstate__`).
+pub struct ExporterValue;
+
+use super::common::{method, slot, IMMUTABLE, SLOT_END};
+use crate::ffi::trampoline::onearg;
+use crate::ffi::Object;
+use core::ffi::c_void;
+
+static mut EXPORTER_METHODS: [ffi::PyMethodDef; 3] = [
+    method(
+        c"__buffer__",
+        ffi::PyMethodDefPointer { PyCFunction: onearg!(ExporterValue, |this: crate::ffi::This<'_, ExporterValue>, flags| exporter_buffer(this.obj, flags)) },
+        // METH_COEXIST: on 3.12+ PyType_Ready adds a `__buffer__` slot wrapper for the
+        // getbuffer slot before the method table, and without the flag the wrapper would win.
+        ffi::METH_O | ffi::METH_COEXIST,
+        c"__buffer__($self, flags, /)\n--\n\nSubclasses define this: return a memoryview of what the object wraps.\n\nExporter's own raises TypeError.",
+    ),
+    method(
+        c"__release_buffer__",
+        ffi::PyMethodDefPointer { PyCFunction: onearg!(ExporterValue, |this: crate::ffi::This<'_, ExporterValue>, view| exporter_release_buffer(this.obj, view)) },
+        ffi::METH_O | ffi::METH_COEXIST,
+        c"__release_buffer__($self, view, /)\n--\n\nCalled once per export with the memoryview __buffer__ returned, after the\nconsumer released it. Exporter's own does nothing; subclasses may define it.",
+    ),
+    ffi::PyMethodDef::zeroed(),
+];
+
+static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 7] = [
+    slot(ffi::Py_tp_new, ffi::PyType_GenericNew as *mut c_void),
+    slot(ffi::Py_tp_dealloc, crate::ffi::dealloc::<ExporterValue> as *mut c_void),
+    slot(ffi::Py_bf_getbuffer, crate::ffi::slots::exporter_getbuffer as *mut c_void),
+    slot(ffi::Py_bf_releasebuffer, crate::ffi::slots::exporter_releasebuffer as *mut c_void),
+    // SAFETY: only the address of the static is taken; CPython reads the table during
+    // PyType_FromModuleAndSpec and never writes it.
+    slot(ffi::Py_tp_methods, (&raw mut EXPORTER_METHODS).cast()),
+    slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
+    SLOT_END,
+];
+
+const DOC: &core::ffi::CStr = c"Exporter()
+--
+
+Base class for Python classes that export the buffer protocol by delegating
+to an object they wrap (PEP 688's __buffer__, on every supported Python):
+
+    class Samples(bufferkit.Exporter):
+        def __init__(self, data):
+            self._data = numpy.asarray(data)
+        def __buffer__(self, flags):
+            return memoryview(self._data)
+        def __release_buffer__(self, view):   # optional
+            ...
+
+__buffer__(flags) must return a memoryview; the consumer gets exactly what that
+memoryview serves for its request flags. __release_buffer__(view) is called
+once per export, with the same memoryview, after the consumer released it
+(also when the memoryview refused the request, on 3.9-3.11). On 3.12+ CPython
+dispatches __buffer__ itself; consumers then see an internal wrapper object
+as the exporter (view.obj) instead of the instance.";
+
+/// The type's spec, for `PyType_FromModuleAndSpec`.
+pub static mut EXPORTER_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
+    name: c"bufferkit.Exporter".as_ptr(),
+    basicsize: Object::<ExporterValue>::BASICSIZE,
+    itemsize: 0,
+    flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | IMMUTABLE) as _,
+    // SAFETY: only the address of the static is taken (see EXPORTER_SLOTS).
+    slots: (&raw mut EXPORTER_SLOTS).cast(),
+};
