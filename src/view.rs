@@ -17,8 +17,10 @@ use crate::ffi::{Borrowed, Error, Owned, PyResult};
 /// A buffer obtained from an exporter, released on drop.
 pub struct BufferView<'py> {
     // INVARIANTS: `raw` was filled by a successful `PyObject_GetBuffer` and is released exactly
-    // once, in `drop`; its pointers are valid until then.
-    raw: ffi::Py_buffer,
+    // once, in `drop`; its pointers are valid until then. It is boxed and never moves: some
+    // exporters point `shape`/`strides` into the struct itself (`PyBuffer_FillInfo` sets
+    // `shape = &view->len`, `array.array` sets `strides = &view->itemsize`).
+    raw: Box<ffi::Py_buffer>,
     // Ties the view to the GIL (release needs it) and keeps it on this thread.
     _gil: PhantomData<Gil<'py>>,
 }
@@ -48,9 +50,10 @@ impl CopyOrder {
 impl<'py> BufferView<'py> {
     /// `PyObject_GetBuffer(obj, &view, flags)`.
     pub fn get(obj: Borrowed<'py>, flags: c_int) -> PyResult<Self> {
-        let mut raw = ffi::Py_buffer::new();
-        // SAFETY: `obj` is live and the GIL is held (`Borrowed`); `raw` is a writable Py_buffer.
-        let status = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut raw, flags) };
+        let mut raw = Box::new(ffi::Py_buffer::new());
+        // SAFETY: `obj` is live and the GIL is held (`Borrowed`); `raw` is a writable
+        // Py_buffer at an address that does not change until it is released.
+        let status = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *raw, flags) };
         if status == -1 {
             return Err(Error::Raised);
         }
@@ -117,7 +120,7 @@ impl<'py> BufferView<'py> {
     /// Whether the view is contiguous in `order` (`PyBuffer_IsContiguous`).
     pub fn is_contiguous(&self, order: CopyOrder) -> bool {
         // SAFETY: `raw` is a filled view (invariant); the call only reads it.
-        unsafe { ffi::PyBuffer_IsContiguous(&self.raw, order.as_c_char()) != 0 }
+        unsafe { ffi::PyBuffer_IsContiguous(&*self.raw, order.as_c_char()) != 0 }
     }
 
     /// The bytes, if the view is one C-contiguous block. `Cell` because other holders of the
@@ -144,7 +147,7 @@ impl<'py> BufferView<'py> {
             )));
         }
         // The full API before 3.11 declares the view `*mut`; the function only reads it.
-        let raw = core::ptr::addr_of!(self.raw).cast_mut();
+        let raw = core::ptr::addr_of!(*self.raw).cast_mut();
         // SAFETY: `dst` is writable for `len` bytes and `raw` is a filled view; the call
         // follows shape/strides/suboffsets, which the exporter guarantees are in bounds.
         let status = unsafe { ffi::PyBuffer_ToContiguous(dst.as_mut_ptr().cast(), raw, self.raw.len, order.as_c_char()) };
@@ -176,6 +179,6 @@ impl Drop for BufferView<'_> {
     fn drop(&mut self) {
         // SAFETY: `raw` was filled by PyObject_GetBuffer and is released once, here, with the
         // GIL held (the view cannot outlive `'py` nor leave the thread).
-        unsafe { ffi::PyBuffer_Release(&mut self.raw) };
+        unsafe { ffi::PyBuffer_Release(&mut *self.raw) };
     }
 }

@@ -41,7 +41,7 @@ pub struct View {
     // - `root` is a strong reference, dropped on drop or by `tp_clear`;
     // - `source` is only written while no other reference into it exists: after the counter
     //   closed (nothing is exported, no new export can start) or in tp_clear/drop.
-    source: UnsafeCell<Option<ffi::Py_buffer>>,
+    source: UnsafeCell<Option<Box<ffi::Py_buffer>>>,
     root: UnsafeCell<*mut ffi::PyObject>,
     root_start: *mut u8,
     block: NonNull<u8>,
@@ -78,7 +78,8 @@ impl Shipped for View {
 /// Where a new View's memory comes from: an export of the root, the block of it the View may
 /// address, and the layout it starts from.
 struct Source {
-    export: ffi::Py_buffer,
+    // Boxed: a filled Py_buffer must not move (see `BufferView`).
+    export: Box<ffi::Py_buffer>,
     root_start: *mut u8,
     block: NonNull<u8>,
     block_len: usize,
@@ -90,7 +91,7 @@ impl Drop for Source {
     fn drop(&mut self) {
         // SAFETY: `export` is a filled view (Source is only made around one) and is released
         // once: moving it into a View forgets the Source (see `into_view`).
-        unsafe { ffi::PyBuffer_Release(&mut self.export) };
+        unsafe { ffi::PyBuffer_Release(&mut *self.export) };
     }
 }
 
@@ -109,9 +110,10 @@ impl Source {
 
     fn from_exporter(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
         let request = if writable { flags::FULL } else { flags::FULL_RO };
-        let mut export = ffi::Py_buffer::new();
-        // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer.
-        if unsafe { ffi::PyObject_GetBuffer(base.as_ptr(), &mut export, request) } == -1 {
+        let mut export = Box::new(ffi::Py_buffer::new());
+        // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer at an
+        // address that does not change until it is released.
+        if unsafe { ffi::PyObject_GetBuffer(base.as_ptr(), &mut *export, request) } == -1 {
             return Err(Error::Raised);
         }
         // From here `export` is owned by `guard` and released on every exit.
@@ -192,19 +194,21 @@ impl Source {
 }
 
 /// Owns a filled `Py_buffer` until it is taken.
-struct Holder(ffi::Py_buffer);
+struct Holder(Box<ffi::Py_buffer>);
 
 impl Holder {
-    fn take(self) -> ffi::Py_buffer {
-        let this = core::mem::ManuallyDrop::new(self);
-        this.0
+    fn take(self) -> Box<ffi::Py_buffer> {
+        let mut this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again (ManuallyDrop), so the box moves out
+        // exactly once; moving a Box does not move the Py_buffer it points to.
+        unsafe { ptr::read(&mut this.0) }
     }
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
         // SAFETY: the held view is filled and released once (`take` skips this).
-        unsafe { ffi::PyBuffer_Release(&mut self.0) };
+        unsafe { ffi::PyBuffer_Release(&mut *self.0) };
     }
 }
 
@@ -296,7 +300,7 @@ impl View {
         let held = unsafe { (*self.source.get()).take() };
         if let Some(mut export) = held {
             // SAFETY: a filled export, released once: it was taken out of `source`.
-            unsafe { ffi::PyBuffer_Release(&mut export) };
+            unsafe { ffi::PyBuffer_Release(&mut *export) };
         }
     }
 }
