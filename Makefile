@@ -4,6 +4,10 @@
 #   make test                 Rust unit tests, then C and Python tests on every CPython 3.9-3.13
 #                             found with pyenv (override: make test PYTHONS="/path/a /path/b")
 #   make build PYTHON=...     build for one interpreter; importable from build/<kind>/
+#   make lint                 cargo fmt --check, clippy -D warnings, rustdoc, unit/doc tests
+#   make abicheck             struct layouts/constants: pyo3-ffi vs bindgen vs cc, each interpreter
+#   make abi3check            abi3audit + nm of the abi3 module vs the stable ABI lists
+#   make clean                remove build/ and target/
 #   make help                 this list
 #
 # Build outputs: build/<kind>/ is importable (kind: abi3 for 3.11+, cp39, cp310);
@@ -13,7 +17,7 @@ SHELL := bash
 PYTHON ?= python3
 PYTHONS ?=
 
-.PHONY: help build test demo clean lint unit ctest pytest
+.PHONY: help build test demo clean lint abicheck abi3check
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -25,8 +29,15 @@ demo: build
 	@. scripts/lib.sh; kind=$$(build_kind "$(PYTHON)"); vpy=$$(ensure_venv "$(PYTHON)"); \
 	  PYTHONPATH="build/$$kind" "$$vpy" demo/waveform.py
 
-unit:
-	cargo test --lib --quiet
+lint:
+	@scripts/lint.sh "$(PYTHON)"
+
+abicheck:
+	@. scripts/lib.sh; pys="$(PYTHONS)"; [ -n "$$pys" ] || pys=$$(find_pythons); \
+	  fail=0; for py in $$pys; do scripts/abicheck.sh "$$py" || fail=1; done; exit $$fail
+
+abi3check:
+	@scripts/build.sh "$(PYTHON)" >/dev/null && scripts/abi3check.sh $(PYTHONS)
 
 test:
 	@scripts/matrix.sh $(PYTHONS)

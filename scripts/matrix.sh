@@ -13,36 +13,47 @@ pythons=("$@")
 
 log=build/logs; mkdir -p "$log"
 rows=(); fail=0
+ok() { "$@" && echo pass || echo FAIL; }
 
-echo "==> Rust unit and doc tests"
-if PYO3_PYTHON="${pythons[0]}" cargo test --quiet 2>&1 | tee "$log/cargo-test.txt" | tail -n 3; then
-  grep -q "test result: FAILED" "$log/cargo-test.txt" && rust=FAIL || rust=pass
-else rust=FAIL; fi
-[ "${PIPESTATUS[0]:-0}" = 0 ] || rust=FAIL
+echo "==> Rust: unit and doc tests, formatting, clippy"
+rust=$(ok scripts/lint.sh "${pythons[0]}" >"$log/rust.txt" 2>&1)
+grep -E "^test result|passed|warning|error" "$log/rust.txt" | tail -n 4
 
 declare -A built=()
 for py in "${pythons[@]}"; do
-  tag=$(py_tag "$py"); kind=$(build_kind "$py") || { rows+=("$tag|?|FAIL|-|-|FAIL"); fail=1; continue; }
+  tag=$(py_tag "$py"); kind=$(build_kind "$py") || { rows+=("$tag|?|FAIL|-|-|-|FAIL"); fail=1; continue; }
   echo "==> $tag ($kind)"
   if [ -z "${built[$kind]:-}" ]; then
-    if scripts/build.sh "$py" >"$log/build-$kind.txt" 2>&1; then built[$kind]=pass; else built[$kind]=FAIL; tail -n 30 "$log/build-$kind.txt"; fi
+    built[$kind]=$(ok scripts/build.sh "$py" >"$log/build-$kind.txt" 2>&1)
+    [ "${built[$kind]}" = pass ] || tail -n 30 "$log/build-$kind.txt"
   fi
   b=${built[$kind]}
+  a=$(ok scripts/abicheck.sh "$py" >"$log/abicheck-$tag.txt" 2>&1); tail -n 1 "$log/abicheck-$tag.txt"
   if [ "$b" = pass ]; then
-    c=$(scripts/ctest.sh "$py" >"$log/ctest-$tag.txt" 2>&1 && echo pass || echo FAIL)
+    c=$(ok scripts/ctest.sh "$py" >"$log/ctest-$tag.txt" 2>&1); tail -n 1 "$log/ctest-$tag.txt"
     vpy=$(ensure_venv "$py")
-    p=$(PYTHONPATH="build/$kind" "$vpy" -m pytest -q -p no:cacheprovider python_tests >"$log/pytest-$tag.txt" 2>&1 && echo pass || echo FAIL)
-    tail -n 1 "$log/ctest-$tag.txt"; tail -n 1 "$log/pytest-$tag.txt"
+    p=$(ok env PYTHONPATH="build/$kind" "$vpy" -m pytest -q -p no:cacheprovider python_tests >"$log/pytest-$tag.txt" 2>&1)
+    tail -n 1 "$log/pytest-$tag.txt"
   else c=-; p=-; fi
-  r=pass; for x in "$b" "$c" "$p"; do [ "$x" = pass ] || r=FAIL; done
+  r=pass; for x in "$b" "$a" "$c" "$p"; do [ "$x" = pass ] || r=FAIL; done
   [ "$r" = pass ] || fail=1
-  rows+=("$tag|$kind|$b|$c|$p|$r")
+  rows+=("$tag|$kind|$b|$a|$c|$p|$r")
 done
 [ "$rust" = pass ] || fail=1
+abi3=-
+if [ "${built[abi3]:-}" = pass ]; then
+  abi3=$(ok scripts/abi3check.sh "${pythons[@]}" >"$log/abi3check.txt" 2>&1); tail -n 1 "$log/abi3check.txt"
+  [ "$abi3" = pass ] || fail=1
+fi
 
 echo
-printf '%-8s %-6s %-6s %-8s %-13s %s\n' interp kind build c-tests python-tests result
-for row in "${rows[@]}"; do IFS='|' read -r t k b c p r <<<"$row"; printf '%-8s %-6s %-6s %-8s %-13s %s\n' "$t" "$k" "$b" "$c" "$p" "$r"; done
-printf '%-8s %-6s %-6s\n' rust - "$rust"
+printf '%-8s %-6s %-6s %-7s %-8s %-13s %s\n' interp kind build layout c-tests python-tests result
+for row in "${rows[@]}"; do
+  IFS='|' read -r t k b a c p r <<<"$row"
+  printf '%-8s %-6s %-6s %-7s %-8s %-13s %s\n' "$t" "$k" "$b" "$a" "$c" "$p" "$r"
+done
+printf '%-8s %-6s %s\n' rust - "$rust (unit + doc tests, fmt, clippy)"
+printf '%-8s %-6s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI)"
 echo "(logs: $log/)"
+if [ $fail = 0 ]; then echo "matrix: ${#rows[@]} interpreters passed"; else echo "matrix: FAILED"; fi
 exit $fail

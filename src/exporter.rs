@@ -65,7 +65,10 @@ impl Gil<'_> {
     /// The calling thread must hold the GIL (be attached to the interpreter) for as long as
     /// the returned token or any copy of it exists.
     pub const unsafe fn assume() -> Self {
-        Self { _held: PhantomData, _not_send: PhantomData }
+        Self {
+            _held: PhantomData,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -114,7 +117,9 @@ pub struct Exported(pub usize);
 impl ExportCounter {
     /// A counter with no exports, open, writable or not.
     pub const fn new(readonly: bool) -> Self {
-        Self { state: AtomicUsize::new(if readonly { READONLY } else { 0 }) }
+        Self {
+            state: AtomicUsize::new(if readonly { READONLY } else { 0 }),
+        }
     }
 
     /// The current state.
@@ -140,7 +145,14 @@ impl ExportCounter {
         }
         #[cfg(Py_GIL_DISABLED)]
         {
-            self.state.compare_exchange(seen.0, (seen.0 + 1) | EVER, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            self.state
+                .compare_exchange(
+                    seen.0,
+                    (seen.0 + 1) | EVER,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
         }
     }
 
@@ -168,7 +180,12 @@ impl ExportCounter {
             if now & COUNT != 0 {
                 return Err(Exported(now & COUNT));
             }
-            match self.state.compare_exchange_weak(now, now | bit, Ordering::AcqRel, Ordering::Acquire) {
+            match self.state.compare_exchange_weak(
+                now,
+                now | bit,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return Ok(true),
                 Err(actual) => now = actual,
             }
@@ -233,7 +250,9 @@ impl<'a> Memory<'a> {
     pub fn first_item(&self) -> *mut u8 {
         // `wrapping_add` keeps this free of unsafe; the offset is inside the block (or one
         // past its end for an empty layout) by the invariant of `Layout`, so it does not wrap.
-        self.base.as_ptr().wrapping_add(self.layout.offset() as usize)
+        self.base
+            .as_ptr()
+            .wrapping_add(self.layout.offset() as usize)
     }
 }
 
@@ -323,6 +342,9 @@ mod tests {
         let l = Layout::contiguous(Format::bytes(), &[16], Order::C).unwrap();
         let base = NonNull::<u8>::dangling();
         assert!(Memory::new(base, 15, &l).is_none());
-        assert_eq!(Memory::new(base, 16, &l).unwrap().first_item(), base.as_ptr());
+        assert_eq!(
+            Memory::new(base, 16, &l).unwrap().first_item(),
+            base.as_ptr()
+        );
     }
 }

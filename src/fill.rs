@@ -24,15 +24,36 @@ use crate::request::Request;
 /// and `memory` describes memory whose exporter has already counted this export, so that the
 /// pointers written here stay valid until the matching `bf_releasebuffer`.
 #[inline(always)]
-pub(crate) unsafe fn fill(view: *mut ffi::Py_buffer, memory: &Memory<'_>, request: Request, readonly: bool) {
+pub(crate) unsafe fn fill(
+    view: *mut ffi::Py_buffer,
+    memory: &Memory<'_>,
+    request: Request,
+    readonly: bool,
+) {
     let layout = memory.layout();
     let ndim = layout.ndim();
     // ndim 0 is a scalar: shape and strides are NULL even when requested (buffer.rst, `ndim`).
-    let shape = if request.shape() && ndim > 0 { layout.shape().as_ptr().cast_mut() } else { ptr::null_mut() };
-    let strides = if request.strides() && ndim > 0 { layout.strides().as_ptr().cast_mut() } else { ptr::null_mut() };
-    let format = if request.format() { layout.format().as_c_str().as_ptr().cast_mut() } else { ptr::null_mut() };
+    let shape = if request.shape() && ndim > 0 {
+        layout.shape().as_ptr().cast_mut()
+    } else {
+        ptr::null_mut()
+    };
+    let strides = if request.strides() && ndim > 0 {
+        layout.strides().as_ptr().cast_mut()
+    } else {
+        ptr::null_mut()
+    };
+    let format = if request.format() {
+        layout.format().as_c_str().as_ptr().cast_mut()
+    } else {
+        ptr::null_mut()
+    };
     // ndim <= MAX_NDIM (64) by the invariant of `Layout`, so the cast is exact.
-    let ndim = if request.shape() { ndim as core::ffi::c_int } else { 1 };
+    let ndim = if request.shape() {
+        ndim as core::ffi::c_int
+    } else {
+        1
+    };
     // The consumer treats shape, strides and format as read-only (buffer.rst: "read-only for
     // the consumer"), which is what makes handing out the layout's own arrays sound.
     let filled = ffi::Py_buffer {
@@ -47,7 +68,6 @@ pub(crate) unsafe fn fill(view: *mut ffi::Py_buffer, memory: &Memory<'_>, reques
         strides,
         suboffsets: ptr::null_mut(),
         internal: ptr::null_mut(),
-        ..ffi::Py_buffer::new()
     };
     // SAFETY: `view` is valid for writes of a `Py_buffer` (contract); the consumer's struct
     // may be uninitialised, so it is written whole, never read.

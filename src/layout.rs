@@ -44,13 +44,24 @@ impl Format {
             Ok(n) if n >= 1 => n,
             _ => return Err(LayoutError::ItemSize(itemsize)),
         };
-        let byte_format = matches!(text.as_bytes(), b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']);
-        Ok(Self { text, itemsize, byte_format })
+        let byte_format = matches!(
+            text.as_bytes(),
+            b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']
+        );
+        Ok(Self {
+            text,
+            itemsize,
+            byte_format,
+        })
     }
 
     /// Unsigned bytes, `"B"`.
     pub fn bytes() -> Self {
-        Self { text: c"B".to_owned(), itemsize: 1, byte_format: true }
+        Self {
+            text: c"B".to_owned(),
+            itemsize: 1,
+            byte_format: true,
+        }
     }
 
     /// The format string.
@@ -125,7 +136,14 @@ impl Layout {
             Order::F => (0..shape.len()).for_each(&mut fill),
         }
         let required_len = usize::try_from(nbytes).map_err(|_| LayoutError::TooLarge)?;
-        Ok(Self::assemble(format, shape.into(), strides.into(), 0, nbytes, required_len))
+        Ok(Self::assemble(
+            format,
+            shape.into(),
+            strides.into(),
+            0,
+            nbytes,
+            required_len,
+        ))
     }
 
     /// A layout with explicit strides whose element `(0, ..., 0)` lies `offset` bytes into a
@@ -149,7 +167,10 @@ impl Layout {
     ) -> Result<Self, LayoutError> {
         check_shape(shape)?;
         if strides.len() != shape.len() {
-            return Err(LayoutError::StridesLength { shape: shape.len(), strides: strides.len() });
+            return Err(LayoutError::StridesLength {
+                shape: shape.len(),
+                strides: strides.len(),
+            });
         }
         let nbytes = checked_nbytes(&format, shape)?;
         let block = isize::try_from(block_len).map_err(|_| LayoutError::TooLarge)?;
@@ -159,7 +180,14 @@ impl Layout {
         if nbytes > 0 {
             check_bounds(&format, shape, strides, offset, block)?;
         }
-        Ok(Self::assemble(format, shape.into(), strides.into(), offset, nbytes, block_len))
+        Ok(Self::assemble(
+            format,
+            shape.into(),
+            strides.into(),
+            offset,
+            nbytes,
+            block_len,
+        ))
     }
 
     fn assemble(
@@ -170,9 +198,22 @@ impl Layout {
         nbytes: isize,
         required_len: usize,
     ) -> Self {
-        let c_contiguous = is_contiguous(format.itemsize, nbytes, shape.iter().zip(strides.iter()).rev());
+        let c_contiguous = is_contiguous(
+            format.itemsize,
+            nbytes,
+            shape.iter().zip(strides.iter()).rev(),
+        );
         let f_contiguous = is_contiguous(format.itemsize, nbytes, shape.iter().zip(strides.iter()));
-        Self { format, shape, strides, offset, nbytes, required_len, c_contiguous, f_contiguous }
+        Self {
+            format,
+            shape,
+            strides,
+            offset,
+            nbytes,
+            required_len,
+            c_contiguous,
+            f_contiguous,
+        }
     }
 
     /// The format.
@@ -237,7 +278,10 @@ impl Layout {
     /// ```
     pub fn sliced(&self, slices: &[(isize, isize, isize)]) -> Result<Self, LayoutError> {
         if slices.len() > self.ndim() {
-            return Err(LayoutError::TooManySlices { slices: slices.len(), ndim: self.ndim() });
+            return Err(LayoutError::TooManySlices {
+                slices: slices.len(),
+                ndim: self.ndim(),
+            });
         }
         let mut shape = self.shape.to_vec();
         let mut strides = self.strides.to_vec();
@@ -249,14 +293,22 @@ impl Layout {
                     .and_then(|d| offset.checked_add(d))
                     .ok_or(LayoutError::TooLarge)?;
             }
-            strides[k] = self.strides[k].checked_mul(step).ok_or(LayoutError::TooLarge)?;
+            strides[k] = self.strides[k]
+                .checked_mul(step)
+                .ok_or(LayoutError::TooLarge)?;
             shape[k] = len;
         }
         if shape.contains(&0) {
             // An empty result addresses nothing; keep element 0 where the parent had it.
             offset = self.offset;
         }
-        Self::strided(self.format.clone(), &shape, &strides, offset, self.required_len)
+        Self::strided(
+            self.format.clone(),
+            &shape,
+            &strides,
+            offset,
+            self.required_len,
+        )
     }
 }
 
@@ -342,13 +394,26 @@ impl fmt::Display for LayoutError {
             Self::Offset { offset, block_len } => {
                 write!(f, "offset {offset} is outside the base's {block_len} bytes")
             }
-            Self::Item { offset, itemsize, block_len } => write!(
+            Self::Item {
+                offset,
+                itemsize,
+                block_len,
+            } => write!(
                 f,
                 "the item at offset {offset} (itemsize {itemsize}) does not fit in the base's \
                  {block_len} bytes"
             ),
-            Self::Dim { dim, len, stride, reach, block_len } => {
-                write!(f, "dimension {dim} (length {len}, stride {stride}) reaches ")?;
+            Self::Dim {
+                dim,
+                len,
+                stride,
+                reach,
+                block_len,
+            } => {
+                write!(
+                    f,
+                    "dimension {dim} (length {len}, stride {stride}) reaches "
+                )?;
                 match reach {
                     Some(r) if r < 0 => write!(f, "byte {r}, before the start of the base"),
                     Some(r) => write!(f, "byte {r}, past the end of the base's {block_len} bytes"),
@@ -369,7 +434,10 @@ fn check_shape(shape: &[isize]) -> Result<(), LayoutError> {
         return Err(LayoutError::TooManyDims(shape.len()));
     }
     match shape.iter().position(|&n| n < 0) {
-        Some(dim) => Err(LayoutError::NegativeDim { dim, len: shape[dim] }),
+        Some(dim) => Err(LayoutError::NegativeDim {
+            dim,
+            len: shape[dim],
+        }),
         None => Ok(()),
     }
 }
@@ -399,10 +467,22 @@ fn check_bounds(
     let mut lo = offset;
     let mut hi = match offset.checked_add(format.itemsize) {
         Some(end) if end <= block => end,
-        _ => return Err(LayoutError::Item { offset, itemsize: format.itemsize, block_len }),
+        _ => {
+            return Err(LayoutError::Item {
+                offset,
+                itemsize: format.itemsize,
+                block_len,
+            })
+        }
     };
     for (dim, (&len, &stride)) in shape.iter().zip(strides).enumerate() {
-        let fail = |reach| LayoutError::Dim { dim, len, stride, reach, block_len };
+        let fail = |reach| LayoutError::Dim {
+            dim,
+            len,
+            stride,
+            reach,
+            block_len,
+        };
         // `len >= 1` here: empty layouts are not bounds-checked.
         let span = (len - 1).checked_mul(stride).ok_or_else(|| fail(None))?;
         if span < 0 {
@@ -421,7 +501,11 @@ fn check_bounds(
 }
 
 /// `PyBuffer_IsContiguous` for one order: `dims` yields (length, stride) fastest-varying first.
-fn is_contiguous<'a>(itemsize: isize, nbytes: isize, dims: impl Iterator<Item = (&'a isize, &'a isize)>) -> bool {
+fn is_contiguous<'a>(
+    itemsize: isize,
+    nbytes: isize,
+    dims: impl Iterator<Item = (&'a isize, &'a isize)>,
+) -> bool {
     if nbytes == 0 {
         return true;
     }
@@ -445,6 +529,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity, reason = "a table of cases reads best inline")]
     fn contiguous_strides_and_flags() {
         let cases: &[(&[isize], Order, &[isize], bool, bool)] = &[
             (&[], Order::C, &[], true, true),
@@ -459,7 +544,11 @@ mod tests {
         for &(shape, order, strides, c, f) in cases {
             let l = Layout::contiguous(fmt("i", 4), shape, order).unwrap();
             assert_eq!(l.strides(), strides, "{shape:?} {order:?}");
-            assert_eq!((l.is_c_contiguous(), l.is_f_contiguous()), (c, f), "{shape:?} {order:?}");
+            assert_eq!(
+                (l.is_c_contiguous(), l.is_f_contiguous()),
+                (c, f),
+                "{shape:?} {order:?}"
+            );
             assert_eq!(l.nbytes(), shape.iter().product::<isize>() * 4);
         }
     }
@@ -473,11 +562,17 @@ mod tests {
         assert_eq!(e(&[1; 65]), LayoutError::TooManyDims(65));
         assert!(e(&[1 << 62]).is_overflow());
         // A zero dimension makes any other length harmless.
-        assert_eq!(Layout::contiguous(fmt("d", 8), &[isize::MAX, 0], Order::C).unwrap().nbytes(), 0);
+        assert_eq!(
+            Layout::contiguous(fmt("d", 8), &[isize::MAX, 0], Order::C)
+                .unwrap()
+                .nbytes(),
+            0
+        );
         assert_eq!(Format::new(c"x".into(), 0), Err(LayoutError::ItemSize(0)));
     }
 
     #[test]
+    #[allow(clippy::type_complexity, reason = "a table of cases reads best inline")]
     fn strided_bounds() {
         // (shape, strides, offset, block, ok?) with itemsize 4.
         let cases: &[(&[isize], &[isize], isize, usize, bool)] = &[
@@ -501,7 +596,11 @@ mod tests {
         ];
         for &(shape, strides, offset, block, ok) in cases {
             let r = Layout::strided(fmt("i", 4), shape, strides, offset, block);
-            assert_eq!(r.is_ok(), ok, "{shape:?} {strides:?} {offset} {block}: {r:?}");
+            assert_eq!(
+                r.is_ok(),
+                ok,
+                "{shape:?} {strides:?} {offset} {block}: {r:?}"
+            );
         }
     }
 
@@ -513,11 +612,18 @@ mod tests {
             "dimension 1 (length 5, stride 8) reaches byte 39, past the end of the base's 32 bytes"
         );
         let e = Layout::strided(fmt("i", 4), &[3], &[-8], 8, 32).unwrap_err();
-        assert_eq!(e.to_string(), "dimension 0 (length 3, stride -8) reaches byte -8, before the start of the base");
+        assert_eq!(
+            e.to_string(),
+            "dimension 0 (length 3, stride -8) reaches byte -8, before the start of the base"
+        );
         let e = Layout::strided(fmt("i", 4), &[1], &[4], -4, 32).unwrap_err();
         assert_eq!(e.to_string(), "offset -4 is outside the base's 32 bytes");
         let e = Layout::strided(fmt("i", 4), &[2], &[isize::MAX], 0, 32).unwrap_err();
-        assert!(e.to_string().ends_with("beyond the address space") || e.to_string().contains("past the end"), "{e}");
+        assert!(
+            e.to_string().ends_with("beyond the address space")
+                || e.to_string().contains("past the end"),
+            "{e}"
+        );
     }
 
     /// Every element of an accepted layout lies inside the block: brute force over a grid.
@@ -530,14 +636,22 @@ mod tests {
                     for n0 in 0isize..=3 {
                         for n1 in 0isize..=3 {
                             for offset in -2isize..=26 {
-                                let Ok(l) = Layout::strided(fmt("b", itemsize), &[n0, n1], &[s0, s1], offset, block)
-                                else {
+                                let Ok(l) = Layout::strided(
+                                    fmt("b", itemsize),
+                                    &[n0, n1],
+                                    &[s0, s1],
+                                    offset,
+                                    block,
+                                ) else {
                                     continue;
                                 };
                                 for i in 0..n0 {
                                     for j in 0..n1 {
                                         let start = offset + i * s0 + j * s1;
-                                        assert!(start >= 0 && start + itemsize as isize <= block as isize);
+                                        assert!(
+                                            start >= 0
+                                                && start + itemsize as isize <= block as isize
+                                        );
                                     }
                                 }
                                 assert_eq!(l.nbytes(), n0 * n1 * itemsize as isize);
@@ -554,7 +668,10 @@ mod tests {
         let l = Layout::contiguous(fmt("h", 2), &[4, 6], Order::C).unwrap();
         // [::-1, 1::2]
         let s = l.sliced(&[(3, -1, 4), (1, 2, 3)]).unwrap();
-        assert_eq!((s.offset(), s.shape(), s.strides()), (3 * 12 + 2, &[4, 3][..], &[-12, 4][..]));
+        assert_eq!(
+            (s.offset(), s.shape(), s.strides()),
+            (3 * 12 + 2, &[4, 3][..], &[-12, 4][..])
+        );
         assert!(!s.is_c_contiguous());
         // An empty slice keeps the parent's offset.
         let e = l.sliced(&[(4, 1, 0)]).unwrap();
@@ -564,7 +681,14 @@ mod tests {
 
     #[test]
     fn byte_formats() {
-        for (text, bytes) in [("B", true), ("<B", true), ("!B", true), ("b", false), ("2B", false), ("BB", false)] {
+        for (text, bytes) in [
+            ("B", true),
+            ("<B", true),
+            ("!B", true),
+            ("b", false),
+            ("2B", false),
+            ("BB", false),
+        ] {
             assert_eq!(fmt(text, 1).is_bytes(), bytes, "{text}");
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`request`] | request flags -> a typed [`Request`](request::Request); the refusal rules (no unsafe) |
+//! | [`request`] | request flags -> a typed [`Request`]; the refusal rules (no unsafe) |
 //! | [`layout`] | shape/strides/format/contiguity/bounds arithmetic, checked once (no unsafe) |
 //! | [`exporter`] | the [`BufferExporter`] trait, the [`ExportCounter`], [`Memory`] |
 //! | `fill` | the one function that writes a `Py_buffer` |
@@ -44,7 +44,8 @@
 //! never be closed or frozen while an export obtained before it is alive. The pyo3-ffi version
 //! bufferkit builds on supports free-threaded builds from 3.14; none is tested here.
 
-#[cfg(feature = "abi-check")] pub mod abi;
+#[cfg(feature = "abi-check")]
+pub mod abi;
 pub mod exporter;
 pub mod ffi;
 mod fill;

@@ -49,6 +49,12 @@ impl State {
     }
 }
 
+// `PyModule_GetState` returns NULL for `m_size == 0`, and the state comes from PyMem_Malloc
+// (16-byte aligned); `traverse`/`clear` may see it all-zero before exec, which must be valid.
+const _: () = assert!(core::mem::size_of::<State>() > 0 && core::mem::align_of::<State>() <= 16);
+// SAFETY: evaluated at compile time; it fails to compile if a field ever stops admitting zero.
+const _: State = unsafe { core::mem::zeroed() };
+
 /// The constants exported as module attributes, with CPython's values.
 const CONSTANTS: [(&CStr, c_int); 19] = [
     (c"PyBUF_SIMPLE", flags::SIMPLE),
@@ -99,10 +105,16 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     state.exporter_release = convert::getattr(exporter, c"__release_buffer__")?.into_raw();
     for (name, value) in CONSTANTS {
         // SAFETY: the module is live, `name` a C string.
-        convert_status(unsafe { ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), value.into()) })?;
+        convert_status(unsafe {
+            ffi::PyModule_AddIntConstant(module.as_ptr(), name.as_ptr(), value.into())
+        })?;
     }
     let mut names: Vec<&str> = vec!["Buffer", "View", "Exporter", "BufferInfo", "inspect"];
-    names.extend(CONSTANTS.iter().map(|(n, _)| n.to_str().unwrap_or_default()));
+    names.extend(
+        CONSTANTS
+            .iter()
+            .map(|(n, _)| n.to_str().unwrap_or_default()),
+    );
     // SAFETY: the GIL is held; a new empty list.
     let all = unsafe { Owned::from_new(ffi::PyList_New(0)) }?;
     for name in names {
@@ -112,7 +124,9 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     }
     // SAFETY: the module is live; PyModule_AddObjectRef takes its own reference (3.10+), so we
     // use PyObject_SetAttrString, which does the same on every version.
-    convert_status(unsafe { ffi::PyObject_SetAttrString(module.as_ptr(), c"__all__".as_ptr(), all.as_ptr()) })?;
+    convert_status(unsafe {
+        ffi::PyObject_SetAttrString(module.as_ptr(), c"__all__".as_ptr(), all.as_ptr())
+    })?;
     Ok(())
 }
 
@@ -121,7 +135,13 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
 fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: the spec is a static that lives for the program; PyType_FromModuleAndSpec reads
     // it (and copies what it keeps) and returns a new reference to a heap type.
-    let tp = unsafe { Owned::from_new(ffi::PyType_FromModuleAndSpec(module.as_ptr(), spec, ptr::null_mut())) }?;
+    let tp = unsafe {
+        Owned::from_new(ffi::PyType_FromModuleAndSpec(
+            module.as_ptr(),
+            spec,
+            ptr::null_mut(),
+        ))
+    }?;
     // SAFETY: the module and the type are live; PyModule_AddType takes its own reference.
     convert_status(unsafe { ffi::PyModule_AddType(module.as_ptr(), tp.as_ptr().cast()) })?;
     Ok(tp.into_raw())
@@ -134,8 +154,18 @@ fn interned(text: &CStr) -> PyResult<*mut ffi::PyObject> {
 }
 
 /// The fields of `inspect()`'s result, in `Py_buffer` order.
-pub const INFO_FIELDS: [&str; 10] =
-    ["buf", "obj", "len", "itemsize", "readonly", "ndim", "format", "shape", "strides", "suboffsets"];
+pub const INFO_FIELDS: [&str; 10] = [
+    "buf",
+    "obj",
+    "len",
+    "itemsize",
+    "readonly",
+    "ndim",
+    "format",
+    "shape",
+    "strides",
+    "suboffsets",
+];
 
 /// `BufferInfo = collections.namedtuple('BufferInfo', INFO_FIELDS, module='bufferkit')`
 fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
@@ -148,18 +178,30 @@ fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
     let kwargs = unsafe { Owned::from_new(ffi::PyDict_New()) }?;
     let module_name = convert::new_str("bufferkit")?;
     // SAFETY: a dict, a C-string key and a str value.
-    convert_status(unsafe { ffi::PyDict_SetItemString(kwargs.as_ptr(), c"module".as_ptr(), module_name.as_ptr()) })?;
+    convert_status(unsafe {
+        ffi::PyDict_SetItemString(kwargs.as_ptr(), c"module".as_ptr(), module_name.as_ptr())
+    })?;
     // SAFETY: callable, tuple and dict are live.
-    let tp = unsafe { Owned::from_new(ffi::PyObject_Call(namedtuple.as_ptr(), args.as_ptr(), kwargs.as_ptr())) }?;
+    let tp = unsafe {
+        Owned::from_new(ffi::PyObject_Call(
+            namedtuple.as_ptr(),
+            args.as_ptr(),
+            kwargs.as_ptr(),
+        ))
+    }?;
     let doc = convert::new_str(
         "BufferInfo(buf, obj, len, itemsize, readonly, ndim, format, shape, strides, suboffsets)\n\n\
          The Py_buffer a consumer got, as inspect() returns it: buf is the address as an\n\
          int; format, shape, strides and suboffsets are None where the pointer was NULL.",
     )?;
     // SAFETY: the new class is live; setting its docstring.
-    convert_status(unsafe { ffi::PyObject_SetAttrString(tp.as_ptr(), c"__doc__".as_ptr(), doc.as_ptr()) })?;
+    convert_status(unsafe {
+        ffi::PyObject_SetAttrString(tp.as_ptr(), c"__doc__".as_ptr(), doc.as_ptr())
+    })?;
     // SAFETY: the module is live; PyObject_SetAttrString takes its own reference.
-    convert_status(unsafe { ffi::PyObject_SetAttrString(module.as_ptr(), c"BufferInfo".as_ptr(), tp.as_ptr()) })?;
+    convert_status(unsafe {
+        ffi::PyObject_SetAttrString(module.as_ptr(), c"BufferInfo".as_ptr(), tp.as_ptr())
+    })?;
     Ok(tp.into_raw())
 }
 
@@ -176,7 +218,11 @@ fn convert_status(status: c_int) -> PyResult<()> {
 /// # Safety
 ///
 /// Called by the GC with a live module from MODULE_DEF, a valid `visit` and its `arg`.
-pub unsafe fn traverse(module: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+pub unsafe fn traverse(
+    module: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: m_traverse may be called before exec ran, when state is still zeroed: NULL
     // entries are skipped below.
     let state = unsafe { state(module) };

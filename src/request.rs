@@ -63,7 +63,8 @@ pub mod flags {
     pub const WRITE: c_int = 0x200;
 
     /// Every bit a request may carry.
-    pub const KNOWN: c_int = WRITABLE | FORMAT | INDIRECT | C_CONTIGUOUS | F_CONTIGUOUS | ANY_CONTIGUOUS;
+    pub const KNOWN: c_int =
+        WRITABLE | FORMAT | INDIRECT | C_CONTIGUOUS | F_CONTIGUOUS | ANY_CONTIGUOUS;
 
     /// The 15 standard requests of `test_buffer.py`'s `test_ndarray_getbuf`, with names.
     pub const STANDARD: [(&str, c_int); 15] = [
@@ -249,7 +250,11 @@ impl Refusal {
     /// assert_eq!(Refusal::NotWritable.message("Buffer", "B").to_string(), "Buffer is not writable");
     /// ```
     pub const fn message<'a>(self, what: &'a str, format: &'a str) -> RefusalMessage<'a> {
-        RefusalMessage { refusal: self, what, format }
+        RefusalMessage {
+            refusal: self,
+            what,
+            format,
+        }
     }
 }
 
@@ -296,16 +301,42 @@ mod tests {
     use super::flags::*;
     use super::*;
 
-    const C: Facts = Facts { readonly: false, c_contiguous: true, f_contiguous: false, byte_format: false };
-    const F: Facts = Facts { readonly: false, c_contiguous: false, f_contiguous: true, byte_format: false };
-    const STRIDED: Facts = Facts { readonly: false, c_contiguous: false, f_contiguous: false, byte_format: false };
-    const BOTH: Facts = Facts { readonly: false, c_contiguous: true, f_contiguous: true, byte_format: false };
+    const C: Facts = Facts {
+        readonly: false,
+        c_contiguous: true,
+        f_contiguous: false,
+        byte_format: false,
+    };
+    const F: Facts = Facts {
+        readonly: false,
+        c_contiguous: false,
+        f_contiguous: true,
+        byte_format: false,
+    };
+    const STRIDED: Facts = Facts {
+        readonly: false,
+        c_contiguous: false,
+        f_contiguous: false,
+        byte_format: false,
+    };
+    const BOTH: Facts = Facts {
+        readonly: false,
+        c_contiguous: true,
+        f_contiguous: true,
+        byte_format: false,
+    };
 
     const fn ro(f: Facts) -> Facts {
-        Facts { readonly: true, ..f }
+        Facts {
+            readonly: true,
+            ..f
+        }
     }
     const fn bytes(f: Facts) -> Facts {
-        Facts { byte_format: true, ..f }
+        Facts {
+            byte_format: true,
+            ..f
+        }
     }
 
     fn check(flags: c_int, facts: Facts) -> Result<(), Refusal> {
@@ -381,7 +412,11 @@ mod tests {
                 let r = Request::new(flags).unwrap_or_else(|e| panic!("{name}: {e:?}"));
                 assert_eq!(r.flags(), flags);
                 assert_eq!(r.strides(), flags & STRIDES == STRIDES, "{name}");
-                assert_eq!(r.c_contiguous(), flags & C_CONTIGUOUS == C_CONTIGUOUS, "{name}");
+                assert_eq!(
+                    r.c_contiguous(),
+                    flags & C_CONTIGUOUS == C_CONTIGUOUS,
+                    "{name}"
+                );
                 assert_eq!(r.indirect(), flags & INDIRECT == INDIRECT, "{name}");
                 assert_eq!(r.shape(), flags & ND == ND, "{name}");
             }

@@ -57,7 +57,10 @@ impl<'py> BufferView<'py> {
         if status == -1 {
             return Err(Error::Raised);
         }
-        Ok(Self { raw, _gil: PhantomData })
+        Ok(Self {
+            raw,
+            _gil: PhantomData,
+        })
     }
 
     /// The raw struct, for passing to C-API functions that read it.
@@ -134,7 +137,9 @@ impl<'py> BufferView<'py> {
         }
         // SAFETY: a C-contiguous view covers `len` bytes from `buf` (buffer.rst), valid until
         // release; `Cell<u8>` has the layout of `u8` and admits writes by others while shared.
-        Some(unsafe { core::slice::from_raw_parts(self.raw.buf.cast::<Cell<u8>>(), self.raw.len as usize) })
+        Some(unsafe {
+            core::slice::from_raw_parts(self.raw.buf.cast::<Cell<u8>>(), self.raw.len as usize)
+        })
     }
 
     /// Copies the view's items into `dst` (of exactly `len()` bytes) in `order`.
@@ -150,7 +155,14 @@ impl<'py> BufferView<'py> {
         let raw = core::ptr::addr_of!(*self.raw).cast_mut();
         // SAFETY: `dst` is writable for `len` bytes and `raw` is a filled view; the call
         // follows shape/strides/suboffsets, which the exporter guarantees are in bounds.
-        let status = unsafe { ffi::PyBuffer_ToContiguous(dst.as_mut_ptr().cast(), raw, self.raw.len, order.as_c_char()) };
+        let status = unsafe {
+            ffi::PyBuffer_ToContiguous(
+                dst.as_mut_ptr().cast(),
+                raw,
+                self.raw.len,
+                order.as_c_char(),
+            )
+        };
         if status == -1 {
             Err(Error::Raised)
         } else {
@@ -161,7 +173,12 @@ impl<'py> BufferView<'py> {
     /// A new `bytes` with the view's items in `order` (`memoryview.tobytes(order)`).
     pub fn to_bytes(&self, order: CopyOrder) -> PyResult<Owned> {
         // SAFETY: a NULL source asks for an uninitialised bytes object of `len` bytes.
-        let bytes = unsafe { Owned::from_new(ffi::PyBytes_FromStringAndSize(core::ptr::null(), self.raw.len)) }?;
+        let bytes = unsafe {
+            Owned::from_new(ffi::PyBytes_FromStringAndSize(
+                core::ptr::null(),
+                self.raw.len,
+            ))
+        }?;
         // SAFETY: `bytes` is a fresh bytes object; its buffer is ours to fill before it is
         // shared (bytesobject.rst, PyBytes_FromStringAndSize with a NULL `v`).
         let data = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) };
@@ -169,7 +186,8 @@ impl<'py> BufferView<'py> {
             return Err(Error::Raised);
         }
         // SAFETY: `data` holds `len` writable bytes owned by `bytes`, which nothing else sees yet.
-        let dst = unsafe { core::slice::from_raw_parts_mut(data.cast::<u8>(), self.raw.len as usize) };
+        let dst =
+            unsafe { core::slice::from_raw_parts_mut(data.cast::<u8>(), self.raw.len as usize) };
         self.copy_to(dst, order)?;
         Ok(bytes)
     }

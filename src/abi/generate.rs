@@ -94,7 +94,10 @@ impl ParseCallbacks for Recorder {
         self.with(|seen| {
             let fields = seen.fields.entry(info.type_name.to_owned()).or_default();
             if !fields.iter().any(|(name, _)| name == info.field_name) {
-                fields.push((info.field_name.to_owned(), info.field_type_name.map(str::to_owned)));
+                fields.push((
+                    info.field_name.to_owned(),
+                    info.field_type_name.map(str::to_owned),
+                ));
             }
         });
         None
@@ -115,7 +118,10 @@ pub fn generate(config: &pyo3_build_config::InterpreterConfig) {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
-    if matches!(config.target_abi().kind(), pyo3_build_config::PythonAbiKind::Stable(_)) {
+    if matches!(
+        config.target_abi().kind(),
+        pyo3_build_config::PythonAbiKind::Stable(_)
+    ) {
         fail(
             "the `abi-check` feature compares the version-specific C API and cannot be combined with \
              `abi3` (under the limited API PyObject, PyVarObject, PyBufferProcs and the module \
@@ -142,7 +148,13 @@ pub fn generate(config: &pyo3_build_config::InterpreterConfig) {
     for dir in &includes {
         builder = builder.clang_arg(format!("-I{}", dir.display()));
     }
-    let bindings = builder.generate().unwrap_or_else(|e| {
+    // bindgen panics (rather than erring) when it cannot load libclang: turn both into one
+    // message that says what to install.
+    let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.generate()));
+    let bindings = generated
+        .map_err(|panic| panic_text(&panic))
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let bindings = bindings.unwrap_or_else(|e| {
         fail(&format!(
             "bindgen could not read {} with the headers of Python {}.{} ({}): {e} \
              (bindgen needs libclang: install libclang-dev, or set LIBCLANG_PATH)",
@@ -155,16 +167,27 @@ pub fn generate(config: &pyo3_build_config::InterpreterConfig) {
     let code = bindings.to_string();
     write(&out.join("abi_bindings.rs"), &code);
     let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
-    write(&out.join("abi_bindgen.rs"), &bindgen_witness(&code, &seen, (version.major, version.minor)));
+    write(
+        &out.join("abi_bindgen.rs"),
+        &bindgen_witness(&code, &seen, (version.major, version.minor)),
+    );
 
     // The C compiler's witness.
     let mut cc = cc::Build::new();
-    cc.file(&probe).std("c11").warnings(true).extra_warnings(true).warnings_into_errors(true);
+    cc.file(&probe)
+        .std("c11")
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true);
     for dir in &includes {
         cc.include(dir);
     }
     cc.try_compile("bufferkit_abi_probe").unwrap_or_else(|e| {
-        fail(&format!("the C compiler could not build {} against {}: {e}", probe.display(), join(&includes)))
+        fail(&format!(
+            "the C compiler could not build {} against {}: {e}",
+            probe.display(),
+            join(&includes)
+        ))
     });
 }
 
@@ -174,14 +197,20 @@ fn include_dirs(config: &pyo3_build_config::InterpreterConfig) -> Vec<PathBuf> {
         .executable()
         .map(str::to_owned)
         .or_else(|| std::env::var("PYO3_PYTHON").ok())
-        .unwrap_or_else(|| fail("the abi-check feature needs the interpreter itself (set PYO3_PYTHON)"));
-    let script = "import sysconfig; p = sysconfig.get_paths(); print(p['include']); print(p['platinclude'])";
+        .unwrap_or_else(|| {
+            fail("the abi-check feature needs the interpreter itself (set PYO3_PYTHON)")
+        });
+    let script =
+        "import sysconfig; p = sysconfig.get_paths(); print(p['include']); print(p['platinclude'])";
     let output = Command::new(&python)
         .args(["-c", script])
         .output()
         .unwrap_or_else(|e| fail(&format!("cannot run {python}: {e}")));
     if !output.status.success() {
-        fail(&format!("{python} could not report its include directories: {}", String::from_utf8_lossy(&output.stderr)));
+        fail(&format!(
+            "{python} could not report its include directories: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     let mut dirs: Vec<PathBuf> = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
@@ -191,7 +220,10 @@ fn include_dirs(config: &pyo3_build_config::InterpreterConfig) -> Vec<PathBuf> {
         }
     }
     if !dirs.iter().any(|d| d.join("Python.h").is_file()) {
-        fail(&format!("no Python.h in the include directories of {python} ({}): install its headers", join(&dirs)));
+        fail(&format!(
+            "no Python.h in the include directories of {python} ({}): install its headers",
+            join(&dirs)
+        ));
     }
     for dir in &dirs {
         println!("cargo:rerun-if-changed={}", dir.join("Python.h").display());
@@ -203,9 +235,20 @@ fn include_dirs(config: &pyo3_build_config::InterpreterConfig) -> Vec<PathBuf> {
 fn bindgen_witness(code: &str, seen: &Seen, version: (u8, u8)) -> String {
     let aliases = type_aliases(code);
     let mut src = String::new();
-    let _ = writeln!(src, "// @generated by src/abi/generate.rs from bindgen's output; do not edit.");
-    let _ = writeln!(src, "/// Python {}.{}, the interpreter whose headers were read.", version.0, version.1);
-    let _ = writeln!(src, "pub(crate) const HEADERS_OF: (u8, u8) = ({}, {});", version.0, version.1);
+    let _ = writeln!(
+        src,
+        "// @generated by src/abi/generate.rs from bindgen's output; do not edit."
+    );
+    let _ = writeln!(
+        src,
+        "/// Python {}.{}, the interpreter whose headers were read.",
+        version.0, version.1
+    );
+    let _ = writeln!(
+        src,
+        "pub(crate) const HEADERS_OF: (u8, u8) = ({}, {});",
+        version.0, version.1
+    );
     let _ = writeln!(src, "/// bindgen's witness.");
     let _ = writeln!(src, "pub(crate) fn witness() -> Witness {{");
     let _ = writeln!(src, "    let mut layouts = Vec::new();");
@@ -213,11 +256,19 @@ fn bindgen_witness(code: &str, seen: &Seen, version: (u8, u8)) -> String {
         // `typedef struct bufferinfo {...} Py_buffer;` is generated as `struct bufferinfo`
         // plus `type Py_buffer = bufferinfo;`; the callbacks name the struct.
         let canonical = resolve(&aliases, name);
-        let Some(fields) = seen.fields.get(canonical) else { continue };
+        let Some(fields) = seen.fields.get(canonical) else {
+            continue;
+        };
         let _ = writeln!(src, "    layouts.push(Layout {{");
         let _ = writeln!(src, "        name: {name:?},");
-        let _ = writeln!(src, "        size: core::mem::size_of::<bindings::{canonical}>(),");
-        let _ = writeln!(src, "        align: core::mem::align_of::<bindings::{canonical}>(),");
+        let _ = writeln!(
+            src,
+            "        size: core::mem::size_of::<bindings::{canonical}>(),"
+        );
+        let _ = writeln!(
+            src,
+            "        align: core::mem::align_of::<bindings::{canonical}>(),"
+        );
         let _ = writeln!(src, "        fields: vec![");
         for (field, field_type) in fields {
             let c_name = c_field_name(field, field_type.as_deref(), canonical, seen);
@@ -237,7 +288,8 @@ fn bindgen_witness(code: &str, seen: &Seen, version: (u8, u8)) -> String {
         }
     }
     let _ = writeln!(src, "    ];");
-    let _ = writeln!(src, "    Witness {{ name: \"bindgen\", layouts, constants, partial: false }}");
+    let _ =
+        writeln!(src, "    Witness {{ name: \"bindgen\", layouts, constants, partial: false, problems: Vec::new() }}");
     let _ = writeln!(src, "}}");
     src
 }
@@ -246,8 +298,10 @@ fn bindgen_witness(code: &str, seen: &Seen, version: (u8, u8)) -> String {
 fn type_aliases(code: &str) -> BTreeMap<String, String> {
     // Without a formatter bindgen prints its token stream with a space between tokens; split
     // on whitespace and on `;` so that a formatted output reads the same.
-    let tokens: Vec<&str> =
-        code.split(|c: char| c.is_whitespace() || c == ';').filter(|t| !t.is_empty()).collect();
+    let tokens: Vec<&str> = code
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|t| !t.is_empty())
+        .collect();
     let mut aliases = BTreeMap::new();
     for w in tokens.windows(5) {
         if w[0] == "pub" && w[1] == "type" && w[3] == "=" && is_ident(w[2]) && is_ident(w[4]) {
@@ -280,23 +334,39 @@ fn c_field_name(field: &str, field_type: Option<&str>, parent: &str, seen: &Seen
         // bindgen names anonymous member types `<parent>__bindgen_ty_<N>`; the field's type name
         // says which one when bindgen knows it, else the parent's first anonymous type.
         let ty = field_type.map(str::to_owned).or_else(|| {
-            seen.fields.keys().find(|k| k.starts_with(&format!("{parent}__bindgen_ty_"))).cloned()
+            seen.fields
+                .keys()
+                .find(|k| k.starts_with(&format!("{parent}__bindgen_ty_")))
+                .cloned()
         });
         if let Some(first) = ty.and_then(|t| seen.fields.get(&t)).and_then(|f| f.first()) {
             return c_field_name(&first.0, first.1.as_deref(), parent, seen);
         }
         return field.to_owned();
     }
-    const KEYWORDS: [&str; 12] =
-        ["type", "match", "ref", "mod", "move", "fn", "impl", "loop", "self", "super", "crate", "where"];
+    const KEYWORDS: [&str; 12] = [
+        "type", "match", "ref", "mod", "move", "fn", "impl", "loop", "self", "super", "crate",
+        "where",
+    ];
     match field.strip_suffix('_') {
         Some(base) if KEYWORDS.contains(&base) => base.to_owned(),
         _ => field.to_owned(),
     }
 }
 
+fn panic_text(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "bindgen panicked".to_owned())
+}
+
 fn join(dirs: &[PathBuf]) -> String {
-    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn env(name: &str) -> String {
@@ -304,7 +374,8 @@ fn env(name: &str) -> String {
 }
 
 fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+    std::fs::write(path, text)
+        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
 }
 
 /// Stops the build with `message` (cargo shows a build script's stderr when it fails).

@@ -58,7 +58,7 @@ pub const STRUCTS: [&str; 12] = [
 /// The constants compared besides every `PyBUF_*` macro of the headers: the slot ids, type
 /// flags and calling conventions bufferkit uses (`grep -rn 'ffi::Py_\|METH_' src/`), and the
 /// API/ABI versions that `PyModule_Create2`-style callers pass.
-pub const CONSTANTS: [&str; 28] = [
+pub const CONSTANTS: [&str; 29] = [
     "Py_bf_getbuffer",
     "Py_bf_releasebuffer",
     "Py_mp_length",
@@ -85,6 +85,7 @@ pub const CONSTANTS: [&str; 28] = [
     "METH_NOARGS",
     "METH_O",
     "METH_CLASS",
+    "METH_COEXIST",
     "PYTHON_API_VERSION",
     "PYTHON_ABI_VERSION",
 ];
@@ -127,6 +128,8 @@ pub struct Witness {
     /// A partial witness is compared only on what it describes; a missing struct or constant
     /// is a mismatch for every other witness.
     pub partial: bool,
+    /// What the witness could not say (an unreadable probe row): each is a mismatch.
+    pub problems: Vec<String>,
 }
 
 impl Witness {
@@ -135,7 +138,10 @@ impl Witness {
     }
 
     fn constant(&self, name: &str) -> Option<i128> {
-        self.constants.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+        self.constants
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
     }
 }
 
@@ -158,7 +164,12 @@ impl fmt::Display for Report {
         for line in &self.mismatches {
             writeln!(f, "MISMATCH {line}")?;
         }
-        write!(f, "{} comparisons, {} mismatches", self.compared, self.mismatches.len())
+        write!(
+            f,
+            "{} comparisons, {} mismatches",
+            self.compared,
+            self.mismatches.len()
+        )
     }
 }
 
@@ -224,31 +235,85 @@ pub fn pyo3_ffi() -> Witness {
     /// `(name, value)` of pyo3-ffi constants, widened losslessly.
     macro_rules! constants {
         ($( $(#[$cfg:meta])* $name:ident ),* $(,)?) => {{
-            let mut constants: Vec<(&'static str, i128)> = Vec::new();
-            $( $(#[$cfg])* constants.push((stringify!($name), pyo3_ffi::$name as i128)); )*
+            let constants: Vec<(&'static str, i128)> =
+                vec![$( $(#[$cfg])* (stringify!($name), pyo3_ffi::$name as i128) ),*];
             constants
         }};
     }
 
     let layouts = vec![
-        layout!(Py_buffer { buf, obj, len, itemsize, readonly, ndim, format, shape, strides, suboffsets, internal }),
-        layout!(PyBufferProcs { bf_getbuffer, bf_releasebuffer }),
-        layout!(PyType_Spec { name, basicsize, itemsize, flags, slots }),
+        layout!(Py_buffer {
+            buf,
+            obj,
+            len,
+            itemsize,
+            readonly,
+            ndim,
+            format,
+            shape,
+            strides,
+            suboffsets,
+            internal
+        }),
+        layout!(PyBufferProcs {
+            bf_getbuffer,
+            bf_releasebuffer
+        }),
+        layout!(PyType_Spec {
+            name,
+            basicsize,
+            itemsize,
+            flags,
+            slots
+        }),
         layout!(PyType_Slot { slot, pfunc }),
-        layout!(PyModuleDef { m_base, m_name, m_doc, m_size, m_methods, m_slots, m_traverse, m_clear, m_free }),
-        layout!(PyModuleDef_Base { ob_base, m_init, m_index, m_copy }),
+        layout!(PyModuleDef {
+            m_base,
+            m_name,
+            m_doc,
+            m_size,
+            m_methods,
+            m_slots,
+            m_traverse,
+            m_clear,
+            m_free
+        }),
+        layout!(PyModuleDef_Base {
+            ob_base,
+            m_init,
+            m_index,
+            m_copy
+        }),
         layout!(PyModuleDef_Slot { slot, value }),
-        layout!(PyMethodDef { ml_name, ml_meth, ml_flags, ml_doc }),
-        layout!(PyGetSetDef { name, get, set, doc, closure }),
+        layout!(PyMethodDef {
+            ml_name,
+            ml_meth,
+            ml_flags,
+            ml_doc
+        }),
+        layout!(PyGetSetDef {
+            name,
+            get,
+            set,
+            doc,
+            closure
+        }),
         layout!(PyMemberDef { name, type_code = "type", offset, flags, doc }),
         layout!(PyObject {
-            #[cfg(Py_GIL_DISABLED)] ob_tid,
-            #[cfg(Py_GIL_DISABLED)] _padding,
-            #[cfg(Py_GIL_DISABLED)] ob_mutex,
-            #[cfg(Py_GIL_DISABLED)] ob_gc_bits,
-            #[cfg(Py_GIL_DISABLED)] ob_ref_local,
-            #[cfg(Py_GIL_DISABLED)] ob_ref_shared,
-            #[cfg(not(Py_GIL_DISABLED))] ob_refcnt,
+            #[cfg(Py_GIL_DISABLED)]
+            ob_tid,
+            #[cfg(Py_GIL_DISABLED)]
+            _padding,
+            #[cfg(Py_GIL_DISABLED)]
+            ob_mutex,
+            #[cfg(Py_GIL_DISABLED)]
+            ob_gc_bits,
+            #[cfg(Py_GIL_DISABLED)]
+            ob_ref_local,
+            #[cfg(Py_GIL_DISABLED)]
+            ob_ref_shared,
+            #[cfg(not(Py_GIL_DISABLED))]
+            ob_refcnt,
             ob_type,
         }),
         layout!(PyVarObject { ob_base, ob_size }),
@@ -302,10 +367,17 @@ pub fn pyo3_ffi() -> Witness {
         METH_NOARGS,
         METH_O,
         METH_CLASS,
+        METH_COEXIST,
         PYTHON_API_VERSION,
         PYTHON_ABI_VERSION,
     );
-    Witness { name: "pyo3-ffi", layouts, constants, partial: false }
+    Witness {
+        name: "pyo3-ffi",
+        layouts,
+        constants,
+        partial: false,
+        problems: Vec::new(),
+    }
 }
 
 /// bindgen's witness: its translation of `src/abi/wrapper.h`, made by `build.rs`.
@@ -331,28 +403,40 @@ extern "C" {
     static bufferkit_abi_probe_len: usize;
 }
 
-/// The C compiler's witness: the table `c_tests/abi_probe.c` was compiled into. A row it
-/// cannot read becomes a constant named `unreadable probe entry ...`, which no other witness
-/// has and [`compare`] therefore reports.
+/// The C compiler's witness: the table `c_tests/abi_probe.c` was compiled into (a row that
+/// cannot be read is one of its [`problems`](Witness::problems)).
 pub fn c_compiler() -> Witness {
     // SAFETY: a `const size_t` defined by abi_probe.c, linked into this crate by build.rs
     // (feature abi-check); it is never written.
     let len = unsafe { bufferkit_abi_probe_len };
+    let first = (&raw const bufferkit_abi_probe).cast::<ProbeEntry>();
     // SAFETY: abi_probe.c defines `bufferkit_abi_probe` as an array of exactly
     // `bufferkit_abi_probe_len` entries of `struct bufferkit_abi_entry`, whose layout
     // `ProbeEntry` repeats (two pointers and a long long, repr(C)); it is const and lives for
     // the program.
-    let rows = unsafe { core::slice::from_raw_parts((&raw const bufferkit_abi_probe).cast::<ProbeEntry>(), len) };
-    let mut witness = Witness { name: "C", layouts: Vec::new(), constants: Vec::new(), partial: false };
+    let rows = unsafe { core::slice::from_raw_parts(first, len) };
+    let mut witness = Witness {
+        name: "C",
+        layouts: Vec::new(),
+        constants: Vec::new(),
+        partial: false,
+        problems: Vec::new(),
+    };
     for row in rows {
-        // SAFETY: both pointers are string literals of abi_probe.c (NUL-terminated, static).
-        let kind = unsafe { CStr::from_ptr(row.kind) }.to_str().unwrap_or("?");
+        // SAFETY: both pointers are string literals of abi_probe.c: NUL-terminated, never
+        // written, and alive for the whole program, hence `'static`.
+        let kind: &'static CStr = unsafe { CStr::from_ptr(row.kind) };
         // SAFETY: as above.
-        let name = unsafe { CStr::from_ptr(row.name) }.to_str().unwrap_or("?");
-        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        if !add_probe_row(&mut witness, kind, name, row.value) {
-            let what = format!("unreadable probe entry {{\"{kind}\", \"{name}\", {}}}", row.value);
-            witness.constants.push((Box::leak(what.into_boxed_str()), 0));
+        let name: &'static CStr = unsafe { CStr::from_ptr(row.name) };
+        let added = match (kind.to_str(), name.to_str()) {
+            (Ok(kind), Ok(name)) => add_probe_row(&mut witness, kind, name, row.value),
+            _ => false,
+        };
+        if !added {
+            witness.problems.push(format!(
+                "unreadable probe row {{{kind:?}, {name:?}, {}}}",
+                row.value
+            ));
         }
     }
     witness
@@ -364,7 +448,9 @@ fn add_probe_row(witness: &mut Witness, kind: &str, name: &'static str, value: c
         witness.constants.push((name, i128::from(value)));
         return true;
     }
-    let Ok(value) = usize::try_from(value) else { return false };
+    let Ok(value) = usize::try_from(value) else {
+        return false;
+    };
     let (struct_name, field_name) = match name.split_once('.') {
         Some((s, f)) => (s, Some(f)),
         None => (name, None),
@@ -372,7 +458,12 @@ fn add_probe_row(witness: &mut Witness, kind: &str, name: &'static str, value: c
     let index = match witness.layouts.iter().position(|l| l.name == struct_name) {
         Some(i) => i,
         None => {
-            witness.layouts.push(Layout { name: struct_name, size: 0, align: 0, fields: Vec::new() });
+            witness.layouts.push(Layout {
+                name: struct_name,
+                size: 0,
+                align: 0,
+                fields: Vec::new(),
+            });
             witness.layouts.len() - 1
         }
     };
@@ -384,7 +475,11 @@ fn add_probe_row(witness: &mut Witness, kind: &str, name: &'static str, value: c
             let field = match layout.fields.iter().position(|f| f.name == field_name) {
                 Some(i) => &mut layout.fields[i],
                 None => {
-                    layout.fields.push(Field { name: field_name, offset: 0, size: 0 });
+                    layout.fields.push(Field {
+                        name: field_name,
+                        offset: 0,
+                        size: 0,
+                    });
                     layout.fields.last_mut().expect("just pushed")
                 }
             };
@@ -425,7 +520,13 @@ pub fn bufferkit() -> Witness {
         ("PyBUF_READ", flags::READ.into()),
         ("PyBUF_WRITE", flags::WRITE.into()),
     ];
-    Witness { name: "bufferkit", layouts: Vec::new(), constants, partial: true }
+    Witness {
+        name: "bufferkit",
+        layouts: Vec::new(),
+        constants,
+        partial: true,
+        problems: Vec::new(),
+    }
 }
 
 /// The four witnesses for the interpreter this crate was built for.
@@ -440,7 +541,10 @@ pub fn check() -> Report {
     let mut report = compare(&witnesses);
     let header_version = |w: &Witness| w.constant("PY_VERSION_HEX");
     let configured = (i128::from(HEADERS_OF.0) << 24) | (i128::from(HEADERS_OF.1) << 16);
-    for w in witnesses.iter().filter(|w| w.name == "bindgen" || w.name == "C") {
+    for w in witnesses
+        .iter()
+        .filter(|w| w.name == "bindgen" || w.name == "C")
+    {
         report.compared += 1;
         match header_version(w) {
             Some(hex) if hex & !0xffff == configured => {}
@@ -459,7 +563,11 @@ pub fn check() -> Report {
             (hex >> 24) & 0xff,
             (hex >> 16) & 0xff,
             (hex >> 8) & 0xff,
-            witnesses.iter().map(|w| w.name).collect::<Vec<_>>().join(", ")
+            witnesses
+                .iter()
+                .map(|w| w.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     );
     report
@@ -497,24 +605,39 @@ impl Claims<'_> {
 /// `PyBUF_*` any witness has) across `witnesses`, and reports each disagreement.
 pub fn compare(witnesses: &[Witness]) -> Report {
     let mut report = Report::default();
+    for w in witnesses {
+        report.compared += 1;
+        report
+            .mismatches
+            .extend(w.problems.iter().map(|p| format!("{}: {p}", w.name)));
+    }
     let record = |report: &mut Report, claims: Claims<'_>| {
         report.compared += 1;
         let line = claims.disagreement();
         report.mismatches.extend(line.clone());
         line.is_none()
     };
-    let with_layouts: Vec<&Witness> = witnesses.iter().filter(|w| !w.partial || !w.layouts.is_empty()).collect();
+    let with_layouts: Vec<&Witness> = witnesses
+        .iter()
+        .filter(|w| !w.partial || !w.layouts.is_empty())
+        .collect();
 
     for name in STRUCTS {
-        let layouts: Vec<(&Witness, Option<&Layout>)> = with_layouts.iter().map(|&w| (w, w.layout(name))).collect();
+        let layouts: Vec<(&Witness, Option<&Layout>)> =
+            with_layouts.iter().map(|&w| (w, w.layout(name))).collect();
         let mut agree = true;
         let claim = |what: String, get: &dyn Fn(&Layout) -> usize| Claims {
             what,
-            values: layouts.iter().map(|&(w, l)| (w, l.map(|l| get(l) as i128))).collect(),
+            values: layouts
+                .iter()
+                .map(|&(w, l)| (w, l.map(|l| get(l) as i128)))
+                .collect(),
         };
         if layouts.iter().all(|(_, l)| l.is_none()) {
             report.compared += 1;
-            report.mismatches.push(format!("{name}: no witness describes it"));
+            report
+                .mismatches
+                .push(format!("{name}: no witness describes it"));
             continue;
         }
         agree &= record(&mut report, claim(format!("{name}: present"), &|_| 1));
@@ -533,12 +656,18 @@ pub fn compare(witnesses: &[Witness]) -> Report {
             let find = |l: &Layout| l.fields.iter().find(|f| f.name == *field).cloned();
             let claim = |what: &str, get: &dyn Fn(&Field) -> usize| Claims {
                 what: format!("{name}.{field}: {what}"),
-                values: layouts.iter().map(|&(w, l)| (w, l.and_then(find).map(|f| get(&f) as i128))).collect(),
+                values: layouts
+                    .iter()
+                    .map(|&(w, l)| (w, l.and_then(find).map(|f| get(&f) as i128)))
+                    .collect(),
             };
             agree &= record(&mut report, claim("offset", &|f| f.offset));
             agree &= record(&mut report, claim("size", &|f| f.size));
         }
-        let size = layouts.iter().find_map(|(_, l)| l.map(|l| (l.size, l.align))).unwrap_or_default();
+        let size = layouts
+            .iter()
+            .find_map(|(_, l)| l.map(|l| (l.size, l.align)))
+            .unwrap_or_default();
         report.summary.push(format!(
             "{name:<17} size {:>3}, align {:>2}, {:>2} fields: {}",
             size.0,
@@ -551,19 +680,19 @@ pub fn compare(witnesses: &[Witness]) -> Report {
     let mut constants: Vec<&str> = CONSTANTS.to_vec();
     for w in witnesses {
         for &(name, _) in &w.constants {
-            if (name.starts_with("PyBUF_") || !w.partial && !is_known_extra(name)) && !constants.contains(&name) {
+            if (name.starts_with("PyBUF_") || !w.partial && !is_known_extra(name))
+                && !constants.contains(&name)
+            {
                 constants.push(name);
             }
         }
     }
     let mut constants_agree = 0;
     for name in &constants {
-        if name.starts_with("unreadable") {
-            report.compared += 1;
-            report.mismatches.push(format!("C: {name}"));
-            continue;
-        }
-        let claims = Claims { what: (*name).to_owned(), values: witnesses.iter().map(|w| (w, w.constant(name))).collect() };
+        let claims = Claims {
+            what: (*name).to_owned(),
+            values: witnesses.iter().map(|w| (w, w.constant(name))).collect(),
+        };
         if claims.values.iter().all(|(_, v)| v.is_none()) {
             // e.g. Py_TPFLAGS_IMMUTABLETYPE before 3.10: nobody has it, nothing to compare
             continue;
@@ -572,7 +701,10 @@ pub fn compare(witnesses: &[Witness]) -> Report {
     }
     report.summary.push(format!(
         "constants: {constants_agree} of {} agree",
-        constants.iter().filter(|n| witnesses.iter().any(|w| w.constant(n).is_some())).count()
+        constants
+            .iter()
+            .filter(|n| witnesses.iter().any(|w| w.constant(n).is_some()))
+            .count()
     ));
     report
 }
@@ -581,7 +713,18 @@ pub fn compare(witnesses: &[Witness]) -> Report {
 /// macro of the families in `generate.rs`, of which only [`CONSTANTS`] and `PyBUF_*` matter.
 fn is_known_extra(name: &str) -> bool {
     name == "PY_VERSION_HEX"
-        || ["Py_TPFLAGS_", "METH_", "Py_tp_", "Py_bf_", "Py_mp_", "Py_sq_", "Py_nb_", "Py_am_", "Py_mod_", "PYTHON_"]
-            .iter()
-            .any(|p| name.starts_with(p))
+        || [
+            "Py_TPFLAGS_",
+            "METH_",
+            "Py_tp_",
+            "Py_bf_",
+            "Py_mp_",
+            "Py_sq_",
+            "Py_nb_",
+            "Py_am_",
+            "Py_mod_",
+            "PYTHON_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
 }

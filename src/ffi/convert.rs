@@ -13,7 +13,8 @@ pub fn str_of(obj: Borrowed<'_>) -> PyResult<String> {
     let mut size: ffi::Py_ssize_t = 0;
     // SAFETY: `obj` is live and the GIL is held (`Borrowed`); PyUnicode_AsUTF8AndSize raises
     // TypeError for a non-str and returns a buffer owned by `obj`, valid while `obj` lives.
-    let data = check_ptr(unsafe { ffi::PyUnicode_AsUTF8AndSize(obj.as_ptr(), &mut size) }.cast_mut())?;
+    let data =
+        check_ptr(unsafe { ffi::PyUnicode_AsUTF8AndSize(obj.as_ptr(), &mut size) }.cast_mut())?;
     // SAFETY: `data` points to `size` bytes of UTF-8 (the call above), alive for this scope.
     let bytes = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
     Ok(String::from_utf8_lossy(bytes).into_owned())
@@ -28,7 +29,12 @@ pub fn is_str(obj: Borrowed<'_>) -> bool {
 /// A new `str`.
 pub fn new_str(text: &str) -> PyResult<Owned> {
     // SAFETY: `text` is valid UTF-8 of the given length; the call copies it.
-    unsafe { Owned::from_new(ffi::PyUnicode_FromStringAndSize(text.as_ptr().cast::<c_char>(), text.len() as ffi::Py_ssize_t)) }
+    unsafe {
+        Owned::from_new(ffi::PyUnicode_FromStringAndSize(
+            text.as_ptr().cast::<c_char>(),
+            text.len() as ffi::Py_ssize_t,
+        ))
+    }
 }
 
 /// A new `int`.
@@ -89,7 +95,11 @@ pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> PyResult<isize
         Err(_) => {
             // SAFETY: the GIL is held; replace the generic message with one naming `what`.
             unsafe { ffi::PyErr_Clear() };
-            return Err(Error::type_error(format!("{} must be an int, not {}", what(), obj.type_name())));
+            return Err(Error::type_error(format!(
+                "{} must be an int, not {}",
+                what(),
+                obj.type_name()
+            )));
         }
     };
     // SAFETY: `index` is an int.
@@ -98,7 +108,10 @@ pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> PyResult<isize
     if value == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
         // SAFETY: the GIL is held; the OverflowError is replaced by one naming `what`.
         unsafe { ffi::PyErr_Clear() };
-        return Err(Error::overflow_error(format!("{} does not fit in Py_ssize_t", what())));
+        return Err(Error::overflow_error(format!(
+            "{} does not fit in Py_ssize_t",
+            what()
+        )));
     }
     Ok(value)
 }
@@ -119,7 +132,13 @@ pub fn import(name: &CStr) -> PyResult<Owned> {
 pub fn call(callable: Borrowed<'_>, args: &[Borrowed<'_>]) -> PyResult<Owned> {
     let args = new_tuple(args)?;
     // SAFETY: `callable` is live, `args` a tuple, the GIL is held.
-    unsafe { Owned::from_new(ffi::PyObject_Call(callable.as_ptr(), args.as_ptr(), core::ptr::null_mut())) }
+    unsafe {
+        Owned::from_new(ffi::PyObject_Call(
+            callable.as_ptr(),
+            args.as_ptr(),
+            core::ptr::null_mut(),
+        ))
+    }
 }
 
 /// `obj.name(*args)`.
@@ -128,8 +147,12 @@ pub fn call_method(obj: Borrowed<'_>, name: &CStr, args: &[Borrowed<'_>]) -> PyR
     call(method.borrow(), args)
 }
 
-/// Whether the current exception is an instance of `class`; the GIL must be held.
-pub fn error_matches(class: *mut ffi::PyObject) -> bool {
-    // SAFETY: callers hold the GIL; `class` is an exception class.
+/// Whether the current exception is an instance of `class`.
+///
+/// # Safety
+///
+/// The GIL is held and `class` is a live exception class.
+pub unsafe fn error_matches(class: *mut ffi::PyObject) -> bool {
+    // SAFETY: the GIL is held and `class` is an exception class (caller).
     unsafe { ffi::PyErr_ExceptionMatches(class) != 0 }
 }

@@ -81,7 +81,10 @@ impl Error {
             Self::Raised => {
                 // SAFETY: the GIL is held (`_gil`); PyErr_Occurred only reads the thread state.
                 if unsafe { ffi::PyErr_Occurred() }.is_null() {
-                    (Kind::System, "bufferkit: error return without an exception set".to_owned())
+                    (
+                        Kind::System,
+                        "bufferkit: error return without an exception set".to_owned(),
+                    )
                 } else {
                     return;
                 }

@@ -44,5 +44,6 @@ const _: () = {
     assert!(flags::FULL_RO == ffi::PyBUF_FULL_RO);
     assert!(flags::READ == ffi::PyBUF_READ);
     assert!(flags::WRITE == ffi::PyBUF_WRITE);
-    assert!(crate::layout::MAX_NDIM == ffi::PyBUF_MAX_NDIM as usize);
+    // pyo3-ffi declares PyBUF_MAX_NDIM as i32 for some versions and usize for others.
+    assert!(crate::layout::MAX_NDIM as i64 == ffi::PyBUF_MAX_NDIM as i64);
 };

@@ -21,7 +21,11 @@ unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
     })
 }
 
-unsafe extern "C" fn module_traverse(module: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn module_traverse(
+    module: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: the GC calls m_traverse with a live module of this definition; traverse cannot
     // panic (it only reads state and calls `visit`).
     unsafe { crate::module::traverse(module, visit, arg) }
@@ -42,7 +46,10 @@ static mut MODULE_METHODS: [ffi::PyMethodDef; 2] = [
     ffi::PyMethodDef {
         ml_name: c"inspect".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionWithKeywords: super::trampoline::with_first!(ffi::PyObject, crate::types::inspect::inspect),
+            PyCFunctionWithKeywords: super::trampoline::with_first!(
+                ffi::PyObject,
+                crate::types::inspect::inspect
+            ),
         },
         ml_flags: ffi::METH_VARARGS | ffi::METH_KEYWORDS,
         ml_doc: c"inspect(obj, flags=PyBUF_FULL_RO)
@@ -55,14 +62,21 @@ BufferInfo named tuple (released before returning):
     BufferInfo(buf=..., obj=bytearray(b'ab'), len=2, itemsize=1, readonly=False,
                ndim=1, format=None, shape=(2,), strides=None, suboffsets=None)
 
-Refused requests raise what the exporter raised (BufferError).".as_ptr(),
+Refused requests raise what the exporter raised (BufferError)."
+            .as_ptr(),
     },
     ffi::PyMethodDef::zeroed(),
 ];
 
 static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 2] = [
-    ffi::PyModuleDef_Slot { slot: ffi::Py_mod_exec, value: module_exec as *mut c_void },
-    ffi::PyModuleDef_Slot { slot: 0, value: ptr::null_mut() },
+    ffi::PyModuleDef_Slot {
+        slot: ffi::Py_mod_exec,
+        value: module_exec as *mut c_void,
+    },
+    ffi::PyModuleDef_Slot {
+        slot: 0,
+        value: ptr::null_mut(),
+    },
 ];
 
 /// The definition of `bufferkit._bufferkit`.
@@ -102,8 +116,11 @@ pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyO
     let mut ty = tp;
     // Only heap types are asked: before 3.10 PyType_GetSlot refuses static types, and no
     // bufferkit type is static.
-    // SAFETY (condition): `ty` is a live type (tp, then its bases); the GIL is held (caller).
-    while !ty.is_null() && unsafe { ffi::PyType_GetFlags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
+    while !ty.is_null() {
+        // SAFETY: `ty` is a live type (tp, then its bases); the GIL is held (caller).
+        if unsafe { ffi::PyType_GetFlags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+            break;
+        }
         // SAFETY: `ty` is a live heap type.
         let dealloc = unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_dealloc) };
         if ours.contains(&dealloc) {

@@ -143,6 +143,9 @@ impl<T> Object<T> {
     /// The `basicsize` of the type's `PyType_Spec`.
     pub const BASICSIZE: core::ffi::c_int = {
         assert!(core::mem::offset_of!(Self, header) == 0);
+        // CPython's allocators align objects to two pointers (16 bytes on 64-bit targets);
+        // `create` writes the value at its own alignment inside that.
+        assert!(core::mem::align_of::<Self>() <= 2 * core::mem::size_of::<usize>());
         assert!(core::mem::size_of::<Self>() <= i32::MAX as usize);
         core::mem::size_of::<Self>() as core::ffi::c_int
     };
@@ -152,7 +155,7 @@ impl<T> Object<T> {
     /// # Safety
     ///
     /// `obj` is an instance of a type whose instances are `Object<T>` (a type made from a spec
-    /// with [`BASICSIZE`](Self::BASICSIZE) and bufferkit's [`dealloc`](super::dealloc)`::<T>`,
+    /// with [`BASICSIZE`](Self::BASICSIZE) and bufferkit's [`dealloc`]`::<T>`,
     /// or a subclass of it), whose value was initialised by [`create`](Self::create), and it
     /// stays alive for `'a`.
     #[inline(always)]
@@ -172,10 +175,14 @@ impl<T> Object<T> {
         // one after PyType_Ready: PyType_GenericAlloc unless overridden).
         let alloc = unsafe { ffi::PyType_GetSlot(tp, ffi::Py_tp_alloc) };
         if alloc.is_null() {
-            return Err(Error::New(super::error::Kind::System, "type has no tp_alloc".into()));
+            return Err(Error::New(
+                super::error::Kind::System,
+                "type has no tp_alloc".into(),
+            ));
         }
         // SAFETY: the tp_alloc slot holds an `allocfunc`; both are plain C function pointers.
-        let alloc: ffi::allocfunc = unsafe { core::mem::transmute::<*mut c_void, ffi::allocfunc>(alloc) };
+        let alloc: ffi::allocfunc =
+            unsafe { core::mem::transmute::<*mut c_void, ffi::allocfunc>(alloc) };
         // SAFETY: tp_alloc(tp, 0) returns a zeroed instance of at least tp_basicsize bytes with
         // the header initialised, or NULL with an exception set.
         let obj = unsafe { Owned::from_new(alloc(tp, 0)) }?;
@@ -207,7 +214,9 @@ pub unsafe extern "C" fn dealloc<T>(obj: *mut ffi::PyObject) {
     // SAFETY: the value was initialised by `Object::create` and nothing uses it after this.
     let value = unsafe { core::ptr::addr_of_mut!((*obj.cast::<Object<T>>()).value) };
     // SAFETY: `value` points to an initialised `T` dropped exactly once, here.
-    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { value.drop_in_place() }));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+        value.drop_in_place()
+    }));
     if let Err(payload) = dropped {
         // SAFETY: tp_dealloc runs with the GIL held.
         let gil = unsafe { Gil::assume() };

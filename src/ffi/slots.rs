@@ -55,7 +55,9 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
     // first keeps every early return (and a panic) within "view->obj is NULL on failure".
     unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
     // SAFETY: forwarded from the caller: GIL held, `obj` an `Object<T>`, `view` writable.
-    let done = catch_unwind(AssertUnwindSafe(|| unsafe { export::<T>(gil, obj, view, flags) }));
+    let done = catch_unwind(AssertUnwindSafe(|| unsafe {
+        export::<T>(gil, obj, view, flags)
+    }));
     let err = match done {
         Ok(Ok(())) => return 0, // step 5
         Ok(Err(err)) => err,
@@ -73,7 +75,12 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
 ///
 /// As for [`getbuffer`], with `view` non-NULL.
 #[inline(always)]
-unsafe fn export<T: BufferExporter>(gil: Gil<'_>, obj: *mut ffi::PyObject, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+unsafe fn export<T: BufferExporter>(
+    gil: Gil<'_>,
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> PyResult<()> {
     // SAFETY: `obj` is a live `Object<T>` (caller) that the consumer's reference keeps alive.
     let this = unsafe { Object::<T>::value_of(obj) };
     let counter = this.counter();
@@ -82,7 +89,8 @@ unsafe fn export<T: BufferExporter>(gil: Gil<'_>, obj: *mut ffi::PyObject, view:
         return Err(ended::<T>(obj));
     }
     // Step 1: check.
-    let request = Request::new(flags).map_err(|why| refuse(obj, Refusal::Malformed(flags, why), ""))?;
+    let request =
+        Request::new(flags).map_err(|why| refuse(obj, Refusal::Malformed(flags, why), ""))?;
     let memory = loop {
         let memory = this.memory();
         let layout = memory.layout();
@@ -114,14 +122,16 @@ unsafe fn export<T: BufferExporter>(gil: Gil<'_>, obj: *mut ffi::PyObject, view:
 #[cold]
 fn refuse(obj: *mut ffi::PyObject, refusal: Refusal, format: &str) -> Error {
     // SAFETY: `obj` is the live exporter and the GIL is held (we are inside its getbuffer).
-    let name = unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    let name =
+        unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
     Error::buffer_error(refusal.message(&name, format).to_string())
 }
 
 #[cold]
 fn ended<T: BufferExporter>(obj: *mut ffi::PyObject) -> Error {
     // SAFETY: as in `refuse`.
-    let name = unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    let name =
+        unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
     Error::value_error(format!("operation on {} {name}", T::ENDED))
 }
 
@@ -135,11 +145,17 @@ fn ended<T: BufferExporter>(obj: *mut ffi::PyObject) -> Error {
 /// # Safety
 ///
 /// CPython calls it with the GIL held, for a view that [`getbuffer`] filled for `obj`.
-pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(obj: *mut ffi::PyObject, _view: *mut ffi::Py_buffer) {
+pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(
+    obj: *mut ffi::PyObject,
+    _view: *mut ffi::Py_buffer,
+) {
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
-    // SAFETY: `obj` is a live `Object<T>` kept alive by the view being released (caller).
-    let released = catch_unwind(AssertUnwindSafe(|| unsafe { Object::<T>::value_of(obj) }.counter().release(gil)));
+    let released = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `obj` is a live `Object<T>` kept alive by the view being released (caller).
+        let this = unsafe { Object::<T>::value_of(obj) };
+        this.counter().release(gil);
+    }));
     if let Err(panic) = released {
         Error::from_panic(panic).restore(gil);
         // SAFETY: an exception is set and `obj` is live; releasebuffer cannot fail, so the
@@ -155,7 +171,11 @@ pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(obj: *mut ffi::PyObjec
 ///
 /// CPython calls it with the GIL held, `obj` an Exporter instance and `view` the consumer's
 /// `Py_buffer`.
-pub unsafe extern "C" fn exporter_getbuffer(obj: *mut ffi::PyObject, view: *mut ffi::Py_buffer, flags: c_int) -> c_int {
+pub unsafe extern "C" fn exporter_getbuffer(
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> c_int {
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
     if view.is_null() {
@@ -184,7 +204,10 @@ pub unsafe extern "C" fn exporter_getbuffer(obj: *mut ffi::PyObject, view: *mut 
 /// # Safety
 ///
 /// CPython calls it with the GIL held for a view being released whose `obj` is `obj`.
-pub unsafe extern "C" fn exporter_releasebuffer(obj: *mut ffi::PyObject, view: *mut ffi::Py_buffer) {
+pub unsafe extern "C" fn exporter_releasebuffer(
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+) {
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
     let done = catch_unwind(AssertUnwindSafe(|| {

@@ -69,7 +69,9 @@ pub unsafe fn this<'py, T>(gil: Gil<'py>, slf: *mut ffi::PyObject) -> PyResult<T
 pub unsafe fn object_result(body: impl FnOnce(Gil<'_>) -> PyResult<Owned>) -> *mut ffi::PyObject {
     // SAFETY: the GIL is held (caller).
     let gil = unsafe { Gil::assume() };
-    guard(gil, core::ptr::null_mut(), |gil| body(gil).map(Owned::into_raw))
+    guard(gil, core::ptr::null_mut(), |gil| {
+        body(gil).map(Owned::into_raw)
+    })
 }
 
 /// A callable returning a `Py_ssize_t` or an int status: -1 on error.
@@ -100,10 +102,17 @@ pub unsafe fn optional<'py>(ptr: *mut ffi::PyObject) -> Option<Borrowed<'py>> {
 /// unary slots such as `tp_repr` and `tp_iter` (the shim takes one argument).
 macro_rules! noargs {
     ($T:ty, $f:expr) => {{
-        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject, _: *mut pyo3_ffi::PyObject) -> *mut pyo3_ffi::PyObject {
+        unsafe extern "C" fn shim(
+            slf: *mut pyo3_ffi::PyObject,
+            _: *mut pyo3_ffi::PyObject,
+        ) -> *mut pyo3_ffi::PyObject {
             // SAFETY: CPython calls methods with the GIL held and `slf` an instance of the
             // defining type, whose instances are `Object<$T>`.
-            unsafe { $crate::ffi::trampoline::object_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)
+                })
+            }
         }
         shim
     }};
@@ -112,10 +121,17 @@ macro_rules! noargs {
 /// `extern "C" fn(self, closure) -> PyObject*` (`getter`), from `fn(This<T>) -> PyResult<Owned>`.
 macro_rules! getter {
     ($T:ty, $f:expr) => {{
-        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject, _: *mut core::ffi::c_void) -> *mut pyo3_ffi::PyObject {
+        unsafe extern "C" fn shim(
+            slf: *mut pyo3_ffi::PyObject,
+            _: *mut core::ffi::c_void,
+        ) -> *mut pyo3_ffi::PyObject {
             // SAFETY: CPython calls getters with the GIL held and `slf` an instance of the
             // defining type, whose instances are `Object<$T>`.
-            unsafe { $crate::ffi::trampoline::object_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)
+                })
+            }
         }
         shim
     }};
@@ -128,7 +144,11 @@ macro_rules! unary {
         unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject) -> *mut pyo3_ffi::PyObject {
             // SAFETY: CPython calls type slots with the GIL held and `slf` an instance of the
             // type, whose instances are `Object<$T>`.
-            unsafe { $crate::ffi::trampoline::object_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)
+                })
+            }
         }
         shim
     }};
@@ -138,12 +158,16 @@ macro_rules! unary {
 /// `fn(This<T>, Borrowed) -> PyResult<Owned>`.
 macro_rules! onearg {
     ($T:ty, $f:expr) => {{
-        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject, arg: *mut pyo3_ffi::PyObject) -> *mut pyo3_ffi::PyObject {
+        unsafe extern "C" fn shim(
+            slf: *mut pyo3_ffi::PyObject,
+            arg: *mut pyo3_ffi::PyObject,
+        ) -> *mut pyo3_ffi::PyObject {
             // SAFETY: CPython calls these with the GIL held, `slf` an instance of the type
             // (whose instances are `Object<$T>`) and `arg` a live borrowed argument.
             unsafe {
                 $crate::ffi::trampoline::object_result(|gil| {
-                    let arg = $crate::ffi::trampoline::optional(arg).ok_or($crate::ffi::Error::Raised)?;
+                    let arg =
+                        $crate::ffi::trampoline::optional(arg).ok_or($crate::ffi::Error::Raised)?;
                     $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, arg)
                 })
             }
@@ -166,7 +190,8 @@ macro_rules! varkw {
             // NULL or a dict, all borrowed for the call.
             unsafe {
                 $crate::ffi::trampoline::object_result(|gil| {
-                    let args = $crate::ffi::trampoline::optional(args).ok_or($crate::ffi::Error::Raised)?;
+                    let args = $crate::ffi::trampoline::optional(args)
+                        .ok_or($crate::ffi::Error::Raised)?;
                     let kwargs = $crate::ffi::trampoline::optional(kwargs);
                     $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, args, kwargs)
                 })
@@ -190,7 +215,8 @@ macro_rules! with_first {
             // `kwargs` NULL or a dict, all borrowed for the call.
             unsafe {
                 $crate::ffi::trampoline::object_result(|gil| {
-                    let args = $crate::ffi::trampoline::optional(args).ok_or($crate::ffi::Error::Raised)?;
+                    let args = $crate::ffi::trampoline::optional(args)
+                        .ok_or($crate::ffi::Error::Raised)?;
                     let kwargs = $crate::ffi::trampoline::optional(kwargs);
                     $f(gil, first, args, kwargs)
                 })
@@ -206,7 +232,11 @@ macro_rules! length {
         unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject) -> pyo3_ffi::Py_ssize_t {
             // SAFETY: CPython calls lenfunc with the GIL held and `slf` an instance of the
             // type, whose instances are `Object<$T>`.
-            unsafe { $crate::ffi::trampoline::int_result(|gil| $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)) }
+            unsafe {
+                $crate::ffi::trampoline::int_result(|gil| {
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?)
+                })
+            }
         }
         shim
     }};

@@ -11,10 +11,13 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3_ffi as ffi;
 
-use super::common::{self, getset_table, kwlist, method_table, open, slot, KwList, Shipped, IMMUTABLE, SLOT_END};
+use super::common::{
+    self, getset_table, kwlist, method_table, open, slot, spec_flags, KwList, Shipped, IMMUTABLE,
+    SLOT_END,
+};
 use crate::exporter::{BufferExporter, ExportCounter, Memory};
 use crate::ffi::convert::{self, new_bool, new_str};
-use crate::ffi::trampoline::{getter, length, noargs, unary, varkw, with_first};
+use crate::ffi::trampoline::{getter, length, noargs, onearg, unary, varkw, with_first};
 use crate::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
 use crate::layout::{Format, Layout, Order};
 use crate::request::flags;
@@ -45,7 +48,8 @@ unsafe impl BufferExporter for Buffer {
 
     #[inline]
     fn memory(&self) -> Memory<'_> {
-        let base = NonNull::new(self.data.load(Ordering::Relaxed)).expect("an open Buffer has memory");
+        let base =
+            NonNull::new(self.data.load(Ordering::Relaxed)).expect("an open Buffer has memory");
         Memory::new(base, self.alloc_len(), &self.layout).expect("the layout fits the allocation")
     }
 }
@@ -64,9 +68,16 @@ impl Buffer {
         // bytes, aligned for any fundamental type.
         let data = unsafe { libc::calloc(len, 1) }.cast::<u8>();
         if data.is_null() {
-            return Err(Error::memory_error(format!("cannot allocate a Buffer of {len} bytes")));
+            return Err(Error::memory_error(format!(
+                "cannot allocate a Buffer of {len} bytes"
+            )));
         }
-        Ok(Self { data: AtomicPtr::new(data), layout, order, counter: ExportCounter::new(readonly) })
+        Ok(Self {
+            data: AtomicPtr::new(data),
+            layout,
+            order,
+            counter: ExportCounter::new(readonly),
+        })
     }
 
     fn alloc_len(&self) -> usize {
@@ -138,12 +149,17 @@ fn buffer_new(
 fn parse_order(obj: Option<Borrowed<'_>>) -> PyResult<Order> {
     let Some(obj) = obj else { return Ok(Order::C) };
     if !convert::is_str(obj) {
-        return Err(Error::type_error(format!("order must be 'C' or 'F', not {}", obj.type_name())));
+        return Err(Error::type_error(format!(
+            "order must be 'C' or 'F', not {}",
+            obj.type_name()
+        )));
     }
     match convert::str_of(obj)?.as_str() {
         "C" => Ok(Order::C),
         "F" => Ok(Order::F),
-        other => Err(Error::value_error(format!("order must be 'C' or 'F', not '{other}'"))),
+        other => Err(Error::value_error(format!(
+            "order must be 'C' or 'F', not '{other}'"
+        ))),
     }
 }
 
@@ -229,12 +245,19 @@ fn buffer_order(this: This<'_, Buffer>) -> PyResult<Owned> {
 
 fn buffer_freeze(this: This<'_, Buffer>) -> PyResult<Owned> {
     open(this)?;
-    this.value.counter.freeze(this.gil).map_err(|e| common::exported_error("freeze", e.0))?;
+    this.value
+        .counter
+        .freeze(this.gil)
+        .map_err(|e| common::exported_error("freeze", e.0))?;
     Ok(convert::none())
 }
 
 fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
-    let closed_now = this.value.counter.close(this.gil).map_err(|e| common::exported_error("close", e.0))?;
+    let closed_now = this
+        .value
+        .counter
+        .close(this.gil)
+        .map_err(|e| common::exported_error("close", e.0))?;
     // Memory that was never exported cannot be pointed into: free it now. Once exported, a
     // consumer may hold its address with only a reference to the Buffer (numpy does, for
     // `numpy.ndarray(shape, buffer=b)`), so it lives until the Buffer does.
@@ -244,7 +267,111 @@ fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
     Ok(convert::none())
 }
 
-fn buffer_exit(this: This<'_, Buffer>, _args: Borrowed<'_>, _kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+/// `Buffer.__reduce_ex__(protocol)`: `(type(self)._from_pickle, (data, format, shape, order,
+/// readonly))`. With protocol 5 `data` is a `pickle.PickleBuffer` of the Buffer itself, so
+/// `pickle.dumps(b, protocol=5, buffer_callback=...)` hands the memory out of band without a
+/// copy; below 5 it is the bytes in memory order.
+fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> PyResult<Owned> {
+    let value = open(this)?;
+    let protocol = convert::index_arg(protocol, &|| "protocol".into())?;
+    let data = if protocol >= 5 {
+        let pickle = convert::import(c"pickle")?;
+        convert::call_method(pickle.borrow(), c"PickleBuffer", &[this.obj])?
+    } else {
+        common::tobytes(this.obj, CopyOrder::A)?
+    };
+    let layout = &value.layout;
+    let format = new_str(layout.format().as_str())?;
+    let shape = convert::new_int_tuple(layout.shape())?;
+    let order = new_str(if value.order == Order::F { "F" } else { "C" })?;
+    let readonly = new_bool(value.counter.snapshot().readonly())?;
+    let args = convert::new_tuple(&[
+        data.borrow(),
+        format.borrow(),
+        shape.borrow(),
+        order.borrow(),
+        readonly.borrow(),
+    ])?;
+    // SAFETY: the type of a live object is live.
+    let tp = unsafe { Borrowed::from_ptr(this.obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
+    let rebuild = convert::getattr(tp, c"_from_pickle")?;
+    convert::new_tuple(&[rebuild.borrow(), args.borrow()])
+}
+
+/// `Buffer._from_pickle(data, format, shape, order, readonly)`: the inverse of
+/// `__reduce_ex__`: a new Buffer with `data` (any exporter, in memory order) copied in.
+fn buffer_from_pickle(
+    gil: crate::exporter::Gil<'_>,
+    cls: *mut ffi::PyObject,
+    args: Borrowed<'_>,
+    _kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
+    let (mut data, mut format, mut shape, mut order) = (
+        ptr::null_mut(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+    );
+    let mut readonly: c_int = 0;
+    // SAFETY: `args` is a tuple; O stores borrowed PyObject*, p an int.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTuple(
+            args.as_ptr(),
+            c"OOOOp:_from_pickle".as_ptr(),
+            &mut data,
+            &mut format,
+            &mut shape,
+            &mut order,
+            &mut readonly,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    // SAFETY: (all four) borrowed references valid for this call.
+    let (data, format, shape, order) = unsafe {
+        (
+            Borrowed::from_ptr(data),
+            Borrowed::from_ptr(format),
+            Borrowed::from_ptr(shape),
+            Borrowed::from_ptr(order),
+        )
+    };
+    let (data, format, shape, order) = (
+        data.ok_or(Error::Raised)?,
+        format.ok_or(Error::Raised)?,
+        shape.ok_or(Error::Raised)?,
+        order.ok_or(Error::Raised)?,
+    );
+    let format = common::parse_format(format)?;
+    let shape = common::parse_shape(shape)?;
+    let order = parse_order(Some(order))?;
+    let layout = Layout::contiguous(format, &shape, order).map_err(common::layout_error)?;
+    // `data` is in memory order: bytes, or a PickleBuffer of a C- or Fortran-ordered Buffer.
+    let view = BufferView::get(data, flags::FULL_RO)?;
+    if view.len() != layout.nbytes() {
+        return Err(Error::value_error(format!(
+            "pickled Buffer data has {} bytes, its shape and format need {}",
+            view.len(),
+            layout.nbytes()
+        )));
+    }
+    let value = Buffer::new(layout, order, readonly != 0)?;
+    let data_ptr = value.data.load(Ordering::Relaxed);
+    // SAFETY: the new Buffer's allocation holds at least nbytes bytes and is not shared yet.
+    let dst = unsafe { core::slice::from_raw_parts_mut(data_ptr, value.layout.nbytes() as usize) };
+    // 'A': a Fortran-contiguous source is copied in Fortran order, i.e. as it lies in memory.
+    view.copy_to(dst, CopyOrder::A)?;
+    drop(view);
+    // SAFETY: `cls` is Buffer or a subclass (the classmethod's class); the GIL is held.
+    unsafe { Object::create(gil, cls.cast(), value) }
+}
+
+fn buffer_exit(
+    this: This<'_, Buffer>,
+    _args: Borrowed<'_>,
+    _kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
     buffer_close(this)
 }
 
@@ -271,12 +398,20 @@ fn buffer_repr(this: This<'_, Buffer>) -> PyResult<Owned> {
 static mut BUFFER_GETSET: [ffi::PyGetSetDef; 15] = getset_table!(
     Buffer,
     [
-        entry(c"closed", getter!(Buffer, buffer_closed), c"Whether close() was called."),
-        entry(c"order", getter!(Buffer, buffer_order), c"'C' or 'F': the memory order chosen at construction."),
+        entry(
+            c"closed",
+            getter!(Buffer, buffer_closed),
+            c"Whether close() was called."
+        ),
+        entry(
+            c"order",
+            getter!(Buffer, buffer_order),
+            c"'C' or 'F': the memory order chosen at construction."
+        ),
     ]
 );
 
-static mut BUFFER_METHODS: [ffi::PyMethodDef; 8] = method_table!(
+static mut BUFFER_METHODS: [ffi::PyMethodDef; 10] = method_table!(
     Buffer,
     [
         method(
@@ -303,16 +438,43 @@ static mut BUFFER_METHODS: [ffi::PyMethodDef; 8] = method_table!(
             ffi::METH_VARARGS | ffi::METH_KEYWORDS | ffi::METH_CLASS,
             c"from_buffer_copy($type, /, obj, *, readonly=False)\n--\n\nA new Buffer holding a copy of any exporter's items, with its format\n('B' if it gives none) and shape, in C order.",
         ),
+        method(
+            c"__reduce_ex__",
+            ffi::PyMethodDefPointer { PyCFunction: onearg!(Buffer, buffer_reduce_ex) },
+            ffi::METH_O,
+            c"__reduce_ex__($self, protocol, /)\n--\n\nPickle support: out-of-band (pickle.PickleBuffer) with protocol 5, a copy\nof the bytes below; format, shape, order and readonly are kept.",
+        ),
+        method(
+            c"_from_pickle",
+            ffi::PyMethodDefPointer { PyCFunctionWithKeywords: with_first!(ffi::PyObject, buffer_from_pickle) },
+            ffi::METH_VARARGS | ffi::METH_KEYWORDS | ffi::METH_CLASS,
+            c"_from_pickle($type, data, format, shape, order, readonly, /)\n--\n\nRebuild a pickled Buffer (a copy of data, in memory order).",
+        ),
     ]
 );
 
 static mut BUFFER_SLOTS: [ffi::PyType_Slot; 10] = [
-    slot(ffi::Py_tp_new, with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void),
-    slot(ffi::Py_tp_dealloc, crate::ffi::dealloc::<Buffer> as *mut c_void),
-    slot(ffi::Py_bf_getbuffer, crate::ffi::getbuffer::<Buffer> as *mut c_void),
-    slot(ffi::Py_bf_releasebuffer, crate::ffi::releasebuffer::<Buffer> as *mut c_void),
+    slot(
+        ffi::Py_tp_new,
+        with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void,
+    ),
+    slot(
+        ffi::Py_tp_dealloc,
+        crate::ffi::dealloc::<Buffer> as *mut c_void,
+    ),
+    slot(
+        ffi::Py_bf_getbuffer,
+        crate::ffi::getbuffer::<Buffer> as *mut c_void,
+    ),
+    slot(
+        ffi::Py_bf_releasebuffer,
+        crate::ffi::releasebuffer::<Buffer> as *mut c_void,
+    ),
     slot(ffi::Py_tp_repr, unary!(Buffer, buffer_repr) as *mut c_void),
-    slot(ffi::Py_mp_length, length!(Buffer, common::len) as *mut c_void),
+    slot(
+        ffi::Py_mp_length,
+        length!(Buffer, common::len) as *mut c_void,
+    ),
     // SAFETY: only the address of the static is taken; CPython reads the table during
     // PyType_FromModuleAndSpec, on one thread, and never writes it.
     slot(ffi::Py_tp_getset, (&raw mut BUFFER_GETSET).cast()),
@@ -337,10 +499,14 @@ pub static mut BUFFER_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
     name: c"bufferkit.Buffer".as_ptr(),
     basicsize: Object::<Buffer>::BASICSIZE,
     itemsize: 0,
-    flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | IMMUTABLE) as _,
+    flags: spec_flags(ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | IMMUTABLE),
     // SAFETY: only the address of the static is taken (see BUFFER_SLOTS).
     slots: (&raw mut BUFFER_SLOTS).cast(),
 };
 
 // The value follows the object header at an alignment CPython's allocators provide.
-const _: () = assert!(core::mem::align_of::<Buffer>() <= 16);
+
+// The slot table stores untyped pointers; these twins make the compiler check each signature.
+const _: ffi::getbufferproc = crate::ffi::getbuffer::<Buffer>;
+const _: ffi::releasebufferproc = crate::ffi::releasebuffer::<Buffer>;
+const _: ffi::destructor = crate::ffi::dealloc::<Buffer>;

@@ -23,7 +23,11 @@ pub type KwList = *mut *mut c_char;
 
 /// A NULL-terminated keyword list for `PyArg_ParseTupleAndKeywords`.
 pub fn kwlist<const N: usize>(names: [&'static CStr; N]) -> Vec<*mut c_char> {
-    names.iter().map(|n| n.as_ptr().cast_mut()).chain(core::iter::once(core::ptr::null_mut())).collect()
+    names
+        .iter()
+        .map(|n| n.as_ptr().cast_mut())
+        .chain(core::iter::once(core::ptr::null_mut()))
+        .collect()
 }
 
 /// A shipped exporter type: its layout, and the word for "no longer usable".
@@ -36,7 +40,11 @@ pub trait Shipped: BufferExporter {
 /// "operation on closed Buffer".
 pub fn open<'py, T: Shipped>(this: This<'py, T>) -> PyResult<&'py T> {
     if this.value.counter().snapshot().closed() {
-        return Err(Error::value_error(format!("operation on {} {}", T::ENDED, this.obj.type_name())));
+        return Err(Error::value_error(format!(
+            "operation on {} {}",
+            T::ENDED,
+            this.obj.type_name()
+        )));
     }
     Ok(this.value)
 }
@@ -57,7 +65,11 @@ pub fn exports<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
 }
 
 /// `tobytes(order='C')`
-pub fn tobytes_method<T: Shipped>(this: This<'_, T>, args: Borrowed<'_>, kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+pub fn tobytes_method<T: Shipped>(
+    this: This<'_, T>,
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
     open(this)?;
     let mut names = kwlist([c"order"]);
     let mut order: *mut ffi::PyObject = core::ptr::null_mut();
@@ -96,7 +108,10 @@ pub fn enter<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
 pub fn len<T: Shipped>(this: This<'_, T>) -> PyResult<isize> {
     match open(this)?.layout().shape().first() {
         Some(&n) => Ok(n),
-        None => Err(Error::type_error(format!("0-dim {} has no len()", this.obj.type_name()))),
+        None => Err(Error::type_error(format!(
+            "0-dim {} has no len()",
+            this.obj.type_name()
+        ))),
     }
 }
 
@@ -138,8 +153,18 @@ macro_rules! getset_table {
 pub(crate) use getset_table;
 
 /// A `PyMethodDef` entry.
-pub const fn method(name: &'static CStr, meth: ffi::PyMethodDefPointer, flags: core::ffi::c_int, doc: &'static CStr) -> ffi::PyMethodDef {
-    ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: meth, ml_flags: flags, ml_doc: doc.as_ptr() }
+pub const fn method(
+    name: &'static CStr,
+    meth: ffi::PyMethodDefPointer,
+    flags: core::ffi::c_int,
+    doc: &'static CStr,
+) -> ffi::PyMethodDef {
+    ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: meth,
+        ml_flags: flags,
+        ml_doc: doc.as_ptr(),
+    }
 }
 
 /// The methods every shipped type has (`tobytes`, `tolist`, `__enter__`), followed by the
@@ -179,7 +204,17 @@ pub const fn slot(slot: core::ffi::c_int, pfunc: *mut core::ffi::c_void) -> ffi:
 }
 
 /// The slot table terminator.
-pub const SLOT_END: ffi::PyType_Slot = ffi::PyType_Slot { slot: 0, pfunc: core::ptr::null_mut() };
+pub const SLOT_END: ffi::PyType_Slot = ffi::PyType_Slot {
+    slot: 0,
+    pfunc: core::ptr::null_mut(),
+};
+
+/// `PyType_Spec.flags` (a C `unsigned int`) from the `unsigned long` `Py_TPFLAGS_*` values,
+/// refusing at compile time any flag that would not fit.
+pub const fn spec_flags(flags: core::ffi::c_ulong) -> core::ffi::c_uint {
+    assert!(flags <= core::ffi::c_uint::MAX as core::ffi::c_ulong);
+    flags as core::ffi::c_uint
+}
 
 /// `Py_TPFLAGS_IMMUTABLETYPE` where it exists (3.10+): the class's attributes cannot be
 /// reassigned, as for built-in types.
@@ -240,7 +275,10 @@ pub fn exported_error(action: &str, count: usize) -> Error {
 /// `struct` rejects, that have no size, or that unpack to no value (pad bytes only).
 pub fn parse_format(text: Borrowed<'_>) -> PyResult<Format> {
     if !convert::is_str(text) {
-        return Err(Error::type_error(format!("format must be a str, not {}", text.type_name())));
+        return Err(Error::type_error(format!(
+            "format must be a str, not {}",
+            text.type_name()
+        )));
     }
     let fmt = convert::str_of(text)?;
     let bad = |why: &str| Error::value_error(format!("bad format '{fmt}': {why}"));
@@ -293,11 +331,21 @@ pub fn pending_message() -> String {
     // (new references or NULL).
     unsafe { ffi::PyErr_Fetch(&mut kind, &mut value, &mut tb) };
     // SAFETY: each is NULL or a new reference we own.
-    let (kind, value, tb) = unsafe { (Owned::from_new(kind), Owned::from_new(value), Owned::from_new(tb)) };
+    let (kind, value, tb) = unsafe {
+        (
+            Owned::from_new(kind),
+            Owned::from_new(value),
+            Owned::from_new(tb),
+        )
+    };
     drop((kind, tb));
     // SAFETY: the GIL is held; PyObject_Str returns a new reference or NULL.
-    let text = value.ok().and_then(|v| unsafe { Owned::from_new(ffi::PyObject_Str(v.as_ptr())) }.ok());
-    let text = text.and_then(|t| convert::str_of(t.borrow()).ok()).unwrap_or_default();
+    let text = value
+        .ok()
+        .and_then(|v| unsafe { Owned::from_new(ffi::PyObject_Str(v.as_ptr())) }.ok());
+    let text = text
+        .and_then(|t| convert::str_of(t.borrow()).ok())
+        .unwrap_or_default();
     // SAFETY: the GIL is held; a failed str() must not leave an exception behind.
     unsafe { ffi::PyErr_Clear() };
     text
@@ -306,11 +354,15 @@ pub fn pending_message() -> String {
 /// A shape argument: an int, or a tuple or list of ints.
 pub fn parse_shape(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
     // SAFETY: `obj` is live and the GIL is held.
-    let is_seq = unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
+    let is_seq =
+        unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
     if !is_seq {
         // SAFETY: as above.
         if unsafe { ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
-            return Err(Error::type_error(format!("shape must be an int or a tuple of ints, not {}", obj.type_name())));
+            return Err(Error::type_error(format!(
+                "shape must be an int or a tuple of ints, not {}",
+                obj.type_name()
+            )));
         }
         return Ok(vec![convert::index_arg(obj, &|| "shape".into())?]);
     }
@@ -320,7 +372,9 @@ pub fn parse_shape(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
         return Err(Error::Raised);
     }
     if n as usize > crate::layout::MAX_NDIM {
-        return Err(Error::value_error(LayoutError::TooManyDims(n as usize).to_string()));
+        return Err(Error::value_error(
+            LayoutError::TooManyDims(n as usize).to_string(),
+        ));
     }
     (0..n)
         .map(|i| {
@@ -343,19 +397,26 @@ pub fn layout_error(e: LayoutError) -> Error {
 
 /// An `order` argument of `tobytes()`: `None`, `'C'`, `'F'` or `'A'`.
 pub fn parse_copy_order(obj: Option<Borrowed<'_>>) -> PyResult<CopyOrder> {
-    let Some(obj) = obj else { return Ok(CopyOrder::C) };
+    let Some(obj) = obj else {
+        return Ok(CopyOrder::C);
+    };
     // SAFETY: `obj` is live and the GIL is held.
     if unsafe { obj.as_ptr() == ffi::Py_None() } {
         return Ok(CopyOrder::C);
     }
     if !convert::is_str(obj) {
-        return Err(Error::type_error(format!("order must be a str or None, not {}", obj.type_name())));
+        return Err(Error::type_error(format!(
+            "order must be a str or None, not {}",
+            obj.type_name()
+        )));
     }
     match convert::str_of(obj)?.as_str() {
         "C" => Ok(CopyOrder::C),
         "F" => Ok(CopyOrder::F),
         "A" => Ok(CopyOrder::A),
-        other => Err(Error::value_error(format!("order must be 'C', 'F', 'A' or None, not '{other}'"))),
+        other => Err(Error::value_error(format!(
+            "order must be 'C', 'F', 'A' or None, not '{other}'"
+        ))),
     }
 }
 
@@ -378,8 +439,9 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
             released?;
             return Ok(list);
         }
-        // SAFETY: reading an exception class static (initialised before any module loads).
-        Err(_) if convert::error_matches(unsafe { ffi::PyExc_NotImplementedError }) => {
+        // SAFETY: the GIL is held; the exception class statics are initialised before any
+        // module loads.
+        Err(_) if unsafe { convert::error_matches(ffi::PyExc_NotImplementedError) } => {
             // SAFETY: the GIL is held; memoryview does not know this format: unpack it.
             unsafe { ffi::PyErr_Clear() };
             released?;
@@ -398,7 +460,8 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
     let n = unsafe { ffi::PyList_Size(items.as_ptr()) };
     for i in 0..n {
         // SAFETY: 0 <= i < len(items); PyList_GetItem returns a borrowed reference.
-        let t = unsafe { Borrowed::from_ptr(ffi::PyList_GetItem(items.as_ptr(), i)) }.ok_or(Error::Raised)?;
+        let t = unsafe { Borrowed::from_ptr(ffi::PyList_GetItem(items.as_ptr(), i)) }
+            .ok_or(Error::Raised)?;
         // SAFETY: `t` is a tuple produced by iter_unpack.
         let item = if unsafe { ffi::PyObject_Size(t.as_ptr()) } == 1 {
             // SAFETY: `t` is a 1-tuple.
@@ -414,7 +477,9 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
 
 fn nest(items: &mut impl Iterator<Item = Owned>, shape: &[isize]) -> PyResult<Owned> {
     let Some((&len, rest)) = shape.split_first() else {
-        return items.next().ok_or_else(|| Error::value_error("fewer items than the shape needs"));
+        return items
+            .next()
+            .ok_or_else(|| Error::value_error("fewer items than the shape needs"));
     };
     // SAFETY: the GIL is held by callers; a new list of `len` NULL slots, each set below.
     let list = unsafe { Owned::from_new(ffi::PyList_New(len)) }?;
@@ -431,6 +496,13 @@ pub fn shape_text(shape: &[isize]) -> String {
     match shape {
         [] => "()".into(),
         [n] => format!("({n},)"),
-        _ => format!("({})", shape.iter().map(isize::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(isize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }

@@ -49,7 +49,8 @@ fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
     let state = unsafe { crate::module::state_of_type(obj.type_ptr()) }?;
     let get = |p: *mut ffi::PyObject| {
         // SAFETY: module state holds strong references (NULL only after m_clear).
-        unsafe { Borrowed::from_ptr(p) }.ok_or_else(|| Error::value_error("bufferkit module has been cleared"))
+        unsafe { Borrowed::from_ptr(p) }
+            .ok_or_else(|| Error::value_error("bufferkit module has been cleared"))
     };
     Ok(Names {
         buffer: get(state.buffer_name)?,
@@ -71,7 +72,12 @@ fn lookup<'a>(obj: Borrowed<'a>, name: Borrowed<'_>) -> PyResult<Owned> {
 /// # Safety
 ///
 /// `view` is the consumer's `Py_buffer`, writable, with `obj` already NULL; the GIL is held.
-pub unsafe fn export(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+pub unsafe fn export(
+    _gil: Gil<'_>,
+    obj: Borrowed<'_>,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> PyResult<()> {
     let names = names(obj)?;
     let method = lookup(obj, names.buffer)?;
     if method.as_ptr() == names.own_buffer.as_ptr() {
@@ -81,7 +87,9 @@ pub unsafe fn export(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer
     let mv = convert::call(method.borrow(), &[obj, flags_obj.borrow()])?;
     // SAFETY: `mv` is live.
     if unsafe { ffi::PyMemoryView_Check(mv.as_ptr()) } == 0 {
-        return Err(Error::type_error("__buffer__ returned non-memoryview object"));
+        return Err(Error::type_error(
+            "__buffer__ returned non-memoryview object",
+        ));
     }
     // SAFETY: `mv` is live and `view` writable (caller).
     if unsafe { ffi::PyObject_GetBuffer(mv.as_ptr(), view, flags) } == -1 {
@@ -128,8 +136,12 @@ pub unsafe fn release(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffe
     let (view_obj, internal) = unsafe { ((*view).obj, (*view).internal.cast::<ffi::PyObject>()) };
     // Only views this slot filled carry the memoryview; anything else (CPython 3.12's
     // `releasebuffer_maybe_call_super` passes other views to a base's C slot) is not ours.
-    // SAFETY: `internal` is checked for NULL before use; PyMemoryView_Check reads its type.
-    if view_obj != obj.as_ptr() || internal.is_null() || unsafe { ffi::PyMemoryView_Check(internal) } == 0 {
+    if view_obj != obj.as_ptr() || internal.is_null() {
+        return;
+    }
+    // SAFETY: `internal` is not NULL; a view whose `obj` is this instance was filled by
+    // `export`, which stores a live memoryview there. PyMemoryView_Check reads its type.
+    if unsafe { ffi::PyMemoryView_Check(internal) } == 0 {
         return;
     }
     // SAFETY: `internal` is the reference to the memoryview that `export` stored; we take it
@@ -205,7 +217,7 @@ pub fn exporter_release_buffer(_this: Borrowed<'_>, _view: Borrowed<'_>) -> PyRe
 /// no `__getstate__`).
 pub struct ExporterValue;
 
-use super::common::{method, slot, IMMUTABLE, SLOT_END};
+use super::common::{method, slot, spec_flags, IMMUTABLE, SLOT_END};
 use crate::ffi::trampoline::onearg;
 use crate::ffi::Object;
 use core::ffi::c_void;
@@ -230,9 +242,18 @@ static mut EXPORTER_METHODS: [ffi::PyMethodDef; 3] = [
 
 static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 7] = [
     slot(ffi::Py_tp_new, ffi::PyType_GenericNew as *mut c_void),
-    slot(ffi::Py_tp_dealloc, crate::ffi::dealloc::<ExporterValue> as *mut c_void),
-    slot(ffi::Py_bf_getbuffer, crate::ffi::slots::exporter_getbuffer as *mut c_void),
-    slot(ffi::Py_bf_releasebuffer, crate::ffi::slots::exporter_releasebuffer as *mut c_void),
+    slot(
+        ffi::Py_tp_dealloc,
+        crate::ffi::dealloc::<ExporterValue> as *mut c_void,
+    ),
+    slot(
+        ffi::Py_bf_getbuffer,
+        crate::ffi::slots::exporter_getbuffer as *mut c_void,
+    ),
+    slot(
+        ffi::Py_bf_releasebuffer,
+        crate::ffi::slots::exporter_releasebuffer as *mut c_void,
+    ),
     // SAFETY: only the address of the static is taken; CPython reads the table during
     // PyType_FromModuleAndSpec and never writes it.
     slot(ffi::Py_tp_methods, (&raw mut EXPORTER_METHODS).cast()),
@@ -266,7 +287,12 @@ pub static mut EXPORTER_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
     name: c"bufferkit.Exporter".as_ptr(),
     basicsize: Object::<ExporterValue>::BASICSIZE,
     itemsize: 0,
-    flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | IMMUTABLE) as _,
+    flags: spec_flags(ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | IMMUTABLE),
     // SAFETY: only the address of the static is taken (see EXPORTER_SLOTS).
     slots: (&raw mut EXPORTER_SLOTS).cast(),
 };
+
+// The slot table stores untyped pointers; these twins make the compiler check each signature.
+const _: ffi::getbufferproc = crate::ffi::slots::exporter_getbuffer;
+const _: ffi::releasebufferproc = crate::ffi::slots::exporter_releasebuffer;
+const _: ffi::destructor = crate::ffi::dealloc::<ExporterValue>;

@@ -16,7 +16,12 @@ use crate::request::flags;
 use crate::view::BufferView;
 
 /// `inspect(obj, flags=PyBUF_FULL_RO)`
-pub fn inspect(_gil: Gil<'_>, module: *mut ffi::PyObject, args: Borrowed<'_>, kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+pub(crate) fn inspect(
+    _gil: Gil<'_>,
+    module: *mut ffi::PyObject,
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
     let mut names = kwlist([c"obj", c"flags"]);
     let mut obj: *mut ffi::PyObject = ptr::null_mut();
     let mut request: c_int = flags::FULL_RO;

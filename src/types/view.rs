@@ -22,7 +22,10 @@ use core::ptr::{self, NonNull};
 
 use pyo3_ffi as ffi;
 
-use super::common::{self, getset_table, kwlist, method_table, slot, KwList, Shipped, IMMUTABLE, SLOT_END};
+use super::common::{
+    self, getset_table, kwlist, method_table, slot, spec_flags, KwList, Shipped, IMMUTABLE,
+    SLOT_END,
+};
 use crate::exporter::{BufferExporter, ExportCounter, Gil, Memory};
 use crate::ffi::convert::{self, new_bool, new_int, new_str};
 use crate::ffi::trampoline::{getter, length, noargs, onearg, unary, varkw, with_first};
@@ -109,7 +112,11 @@ impl Source {
     }
 
     fn from_exporter(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
-        let request = if writable { flags::FULL } else { flags::FULL_RO };
+        let request = if writable {
+            flags::FULL
+        } else {
+            flags::FULL_RO
+        };
         let mut export = Box::new(ffi::Py_buffer::new());
         // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer at an
         // address that does not change until it is released.
@@ -142,32 +149,48 @@ impl Source {
             let text = unsafe { core::ffi::CStr::from_ptr(export.format) }.to_owned();
             Format::new(text, export.itemsize as usize).map_err(common::layout_error)?
         };
-        // SAFETY: shape and strides are NULL or arrays of `ndim` entries valid while the
-        // export is held (buffer.rst, "Buffer structure").
         let shape: Vec<isize> = match (export.shape.is_null(), ndim) {
+            // SAFETY: shape and strides are NULL or arrays of `ndim` entries valid while the
+            // export is held (buffer.rst, "Buffer structure").
             (false, n) => unsafe { core::slice::from_raw_parts(export.shape, n) }.to_vec(),
             (true, 0) => Vec::new(),
             (true, _) => vec![export.len / export.itemsize],
         };
         let strides: Vec<isize> = if export.strides.is_null() {
-            Layout::contiguous(format.clone(), &shape, Order::C).map_err(common::layout_error)?.strides().to_vec()
+            Layout::contiguous(format.clone(), &shape, Order::C)
+                .map_err(common::layout_error)?
+                .strides()
+                .to_vec()
         } else {
             // SAFETY: as above.
             unsafe { core::slice::from_raw_parts(export.strides, shape.len()) }.to_vec()
         };
         // The block is the extent of the bytes the export addresses, [buf + lo, buf + hi).
         let (lo, hi) = extent(&shape, &strides, export.itemsize).ok_or_else(|| {
-            Error::buffer_error(format!("{} exported a layout beyond the address space", base.type_name()))
+            Error::buffer_error(format!(
+                "{} exported a layout beyond the address space",
+                base.type_name()
+            ))
         })?;
         let block_len = (hi - lo) as usize;
         let start = export.buf.cast::<u8>().wrapping_offset(lo);
         let block = NonNull::new(start).unwrap_or(NonNull::dangling());
         let layout = Layout::strided(format, &shape, &strides, -lo, block_len).map_err(|e| {
-            Error::buffer_error(format!("{} exported an inconsistent layout: {e}", base.type_name()))
+            Error::buffer_error(format!(
+                "{} exported an inconsistent layout: {e}",
+                base.type_name()
+            ))
         })?;
         let readonly = export.readonly != 0;
         let export = guard.take();
-        Ok(Self { export, root_start: start, block, block_len, layout, readonly })
+        Ok(Self {
+            export,
+            root_start: start,
+            block,
+            block_len,
+            layout,
+            readonly,
+        })
     }
 
     /// A new export of `parent`'s root, if it describes the same memory as the parent's.
@@ -179,7 +202,9 @@ impl Source {
         // SAFETY: `root` is live (above).
         let root = unsafe { Borrowed::from_ptr(root) }.ok_or(Error::Raised)?;
         let fresh = Self::from_exporter(root, writable || held.readonly == 0)?;
-        let same = fresh.export.buf == held.buf && fresh.export.len == held.len && fresh.block_len >= parent.block_len;
+        let same = fresh.export.buf == held.buf
+            && fresh.export.len == held.len
+            && fresh.block_len >= parent.block_len;
         if !same {
             return Ok(None);
         }
@@ -198,10 +223,10 @@ struct Holder(Box<ffi::Py_buffer>);
 
 impl Holder {
     fn take(self) -> Box<ffi::Py_buffer> {
-        let mut this = core::mem::ManuallyDrop::new(self);
+        let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again (ManuallyDrop), so the box moves out
         // exactly once; moving a Box does not move the Py_buffer it points to.
-        unsafe { ptr::read(&mut this.0) }
+        unsafe { ptr::read(&this.0) }
     }
 }
 
@@ -254,7 +279,12 @@ fn view_type_of(tp: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyTypeObject> 
 }
 
 /// Builds a View of the given type from a source.
-fn make(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, source: Source, readonly: bool) -> PyResult<Owned> {
+fn make(
+    gil: Gil<'_>,
+    tp: *mut ffi::PyTypeObject,
+    source: Source,
+    readonly: bool,
+) -> PyResult<Owned> {
     let source = core::mem::ManuallyDrop::new(source);
     // SAFETY: `source` is never used again (ManuallyDrop); each field is moved out once.
     let (export, layout) = unsafe { (ptr::read(&source.export), ptr::read(&source.layout)) };
@@ -306,8 +336,20 @@ impl View {
 }
 
 /// `View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)`
-fn view_new(gil: Gil<'_>, subtype: *mut ffi::PyTypeObject, args: Borrowed<'_>, kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
-    let mut names = kwlist([c"base", c"offset", c"format", c"shape", c"strides", c"readonly"]);
+fn view_new(
+    gil: Gil<'_>,
+    subtype: *mut ffi::PyTypeObject,
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
+    let mut names = kwlist([
+        c"base",
+        c"offset",
+        c"format",
+        c"shape",
+        c"strides",
+        c"readonly",
+    ]);
     let mut base: *mut ffi::PyObject = ptr::null_mut();
     let mut offset: *mut ffi::PyObject = ptr::null_mut();
     let mut format: *mut ffi::PyObject = ptr::null_mut();
@@ -333,13 +375,19 @@ fn view_new(gil: Gil<'_>, subtype: *mut ffi::PyTypeObject, args: Borrowed<'_>, k
     if parsed == 0 {
         return Err(Error::Raised);
     }
-    // SAFETY (all six): NULL or borrowed references valid for this call.
+    // SAFETY: (all six) NULL or borrowed references valid for this call.
     let base = unsafe { Borrowed::from_ptr(base) }.ok_or(Error::Raised)?;
     let arg = |p: *mut ffi::PyObject| -> Option<Borrowed<'_>> {
         // SAFETY: as above; None counts as not given.
         unsafe { Borrowed::from_ptr(p) }.filter(|o| o.as_ptr() != unsafe { ffi::Py_None() })
     };
-    let (offset, format, shape, strides, readonly) = (arg(offset), arg(format), arg(shape), arg(strides), arg(readonly));
+    let (offset, format, shape, strides, readonly) = (
+        arg(offset),
+        arg(format),
+        arg(shape),
+        arg(strides),
+        arg(readonly),
+    );
     let readonly = match readonly {
         None => None,
         // SAFETY: a live object; PyObject_IsTrue may run Python code and fail.
@@ -350,7 +398,10 @@ fn view_new(gil: Gil<'_>, subtype: *mut ffi::PyTypeObject, args: Borrowed<'_>, k
     };
     // SAFETY: reading the type's flags.
     if unsafe { ffi::PyObject_CheckBuffer(base.as_ptr()) } == 0 {
-        return Err(Error::type_error(format!("View() argument 'base' must support the buffer protocol, not {}", base.type_name())));
+        return Err(Error::type_error(format!(
+            "View() argument 'base' must support the buffer protocol, not {}",
+            base.type_name()
+        )));
     }
     // Ask for a read-only export first: every exporter serves it, and it says whether the
     // base is writable. Only a caller who insists on writing asks again with PyBUF_WRITABLE
@@ -361,16 +412,26 @@ fn view_new(gil: Gil<'_>, subtype: *mut ffi::PyTypeObject, args: Borrowed<'_>, k
         source = Source::acquire(gil, base, true).map_err(|_| {
             // SAFETY: the GIL is held; the exporter's own refusal is replaced by ours.
             unsafe { ffi::PyErr_Clear() };
-            Error::buffer_error(format!("View(readonly=False) needs a writable base, but {} is read-only", base.type_name()))
+            Error::buffer_error(format!(
+                "View(readonly=False) needs a writable base, but {} is read-only",
+                base.type_name()
+            ))
         })?;
     }
     let base_readonly = source.readonly;
     if readonly == Some(false) && base_readonly {
-        return Err(Error::buffer_error(format!("View(readonly=False) needs a writable base, but {} is read-only", base.type_name())));
+        return Err(Error::buffer_error(format!(
+            "View(readonly=False) needs a writable base, but {} is read-only",
+            base.type_name()
+        )));
     }
     let readonly = readonly.unwrap_or(base_readonly) || base_readonly;
     let relayout = offset.is_some() || format.is_some() || shape.is_some() || strides.is_some();
-    let source = if relayout { relayout_source(source, base, offset, format, shape, strides)? } else { source };
+    let source = if relayout {
+        relayout_source(source, base, offset, format, shape, strides)?
+    } else {
+        source
+    };
     make(gil, subtype, source, readonly)
 }
 
@@ -392,7 +453,8 @@ fn relayout_source(
     }
     // The base's items as one block: a contiguous layout covers [first item, + nbytes).
     let block_len = parent.nbytes() as usize;
-    let block = NonNull::new(source.block.as_ptr().wrapping_offset(parent.offset())).unwrap_or(source.block);
+    let block = NonNull::new(source.block.as_ptr().wrapping_offset(parent.offset()))
+        .unwrap_or(source.block);
     let offset = match offset {
         Some(o) => convert::index_arg(o, &|| "offset".into())?,
         None => 0,
@@ -405,11 +467,16 @@ fn relayout_source(
     let shape = match shape {
         Some(s) => common::parse_shape(s)?,
         None if strides.is_some() => {
-            return Err(Error::value_error("strides need a shape: pass shape= as well"));
+            return Err(Error::value_error(
+                "strides need a shape: pass shape= as well",
+            ));
         }
         None => {
             if offset < 0 || offset as usize > block_len {
-                return Err(common::layout_error(crate::layout::LayoutError::Offset { offset, block_len }));
+                return Err(common::layout_error(crate::layout::LayoutError::Offset {
+                    offset,
+                    block_len,
+                }));
             }
             vec![(block_len as isize - offset) / itemsize]
         }
@@ -419,8 +486,9 @@ fn relayout_source(
             let strides = parse_strides(s)?;
             Layout::strided(format, &shape, &strides, offset, block_len)
         }
-        None => Layout::contiguous(format, &shape, Order::C)
-            .and_then(|c| Layout::strided(c.format().clone(), &shape, c.strides(), offset, block_len)),
+        None => Layout::contiguous(format, &shape, Order::C).and_then(|c| {
+            Layout::strided(c.format().clone(), &shape, c.strides(), offset, block_len)
+        }),
     }
     .map_err(common::layout_error)?;
     source.block = block;
@@ -431,9 +499,13 @@ fn relayout_source(
 
 fn parse_strides(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
     // SAFETY: `obj` is live and the GIL is held.
-    let is_seq = unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
+    let is_seq =
+        unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
     if !is_seq {
-        return Err(Error::type_error(format!("strides must be a tuple of ints, not {}", obj.type_name())));
+        return Err(Error::type_error(format!(
+            "strides must be a tuple of ints, not {}",
+            obj.type_name()
+        )));
     }
     // SAFETY: a tuple or list.
     let n = unsafe { ffi::PyObject_Size(obj.as_ptr()) };
@@ -459,7 +531,9 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
         tuple_holder = Owned::from_borrowed(key);
         keys = (0..n)
             // SAFETY: 0 <= i < n; borrowed from the tuple, which `tuple_holder` keeps alive.
-            .filter_map(|i| unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(tuple_holder.as_ptr(), i)) })
+            .filter_map(|i| unsafe {
+                Borrowed::from_ptr(ffi::PyTuple_GetItem(tuple_holder.as_ptr(), i))
+            })
             .collect();
     } else {
         keys = vec![key];
@@ -486,7 +560,8 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
             return Err(Error::Raised);
         }
         // SAFETY: plain arithmetic on the unpacked values.
-        let len = unsafe { ffi::PySlice_AdjustIndices(layout.shape()[dim], &mut start, &mut stop, step) };
+        let len =
+            unsafe { ffi::PySlice_AdjustIndices(layout.shape()[dim], &mut start, &mut stop, step) };
         slices.push((start, step, len));
     }
     let sliced = layout.sliced(&slices).map_err(common::layout_error)?;
@@ -511,13 +586,29 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
 
 /// `sliced`, expressed relative to a block in which `parent`'s first element is at
 /// `first_offset`.
-fn sliced_against(sliced: &Layout, parent: &Layout, first_offset: isize, block_len: usize) -> PyResult<Layout> {
+fn sliced_against(
+    sliced: &Layout,
+    parent: &Layout,
+    first_offset: isize,
+    block_len: usize,
+) -> PyResult<Layout> {
     let offset = sliced.offset() - parent.offset() + first_offset;
-    Layout::strided(sliced.format().clone(), sliced.shape(), sliced.strides(), offset, block_len).map_err(common::layout_error)
+    Layout::strided(
+        sliced.format().clone(),
+        sliced.shape(),
+        sliced.strides(),
+        offset,
+        block_len,
+    )
+    .map_err(common::layout_error)
 }
 
 fn view_release(this: This<'_, View>) -> PyResult<Owned> {
-    let closed_now = this.value.counter.close(this.gil).map_err(|e| common::exported_error("release", e.0))?;
+    let closed_now = this
+        .value
+        .counter
+        .close(this.gil)
+        .map_err(|e| common::exported_error("release", e.0))?;
     if closed_now {
         // The counter is closed with nothing exported: `source` is ours alone.
         this.value.release_source();
@@ -525,7 +616,21 @@ fn view_release(this: This<'_, View>) -> PyResult<Owned> {
     Ok(convert::none())
 }
 
-fn view_exit(this: This<'_, View>, _args: Borrowed<'_>, _kwargs: Option<Borrowed<'_>>) -> PyResult<Owned> {
+/// `View.__reduce_ex__(protocol)`: refuses. A View is a window on another object's memory;
+/// a pickled copy would silently stop being one. Pickle `Buffer.from_buffer_copy(view)`.
+fn view_reduce_ex(this: This<'_, View>, _protocol: Borrowed<'_>) -> PyResult<Owned> {
+    Err(Error::type_error(format!(
+        "cannot pickle '{}' object: it views another object's memory; pickle \
+         bufferkit.Buffer.from_buffer_copy(view) for a copy",
+        this.obj.type_name()
+    )))
+}
+
+fn view_exit(
+    this: This<'_, View>,
+    _args: Borrowed<'_>,
+    _kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
     view_release(this)
 }
 
@@ -557,14 +662,16 @@ fn view_repr(this: This<'_, View>) -> PyResult<Owned> {
         return new_str(&format!("<released {name}>"));
     }
     // SAFETY: open, so `root` is live.
-    let root = unsafe { Borrowed::from_ptr(*this.value.root.get()) }.map_or_else(|| "None".into(), Borrowed::type_name);
+    let root = unsafe { Borrowed::from_ptr(*this.value.root.get()) }
+        .map_or_else(|| "None".into(), Borrowed::type_name);
     let layout = &this.value.layout;
     new_str(&format!(
         "<{name} of {root} shape={} strides={} format='{}' offset={} readonly={} exports={}>",
         common::shape_text(layout.shape()),
         common::shape_text(layout.strides()),
         layout.format().as_str(),
-        (this.value.block.as_ptr().wrapping_offset(layout.offset()) as isize).wrapping_sub(this.value.root_start as isize),
+        (this.value.block.as_ptr().wrapping_offset(layout.offset()) as isize)
+            .wrapping_sub(this.value.root_start as isize),
         if state.readonly() { "True" } else { "False" },
         state.count()
     ))
@@ -574,7 +681,12 @@ fn view_repr(this: This<'_, View>) -> PyResult<Owned> {
 fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
     // SAFETY: traverse runs with the GIL held (or the world stopped); reading the fields
     // does not race with a writer (writers hold the GIL too).
-    let (root, export_obj) = unsafe { (*value.root.get(), (*value.source.get()).as_ref().map(|b| b.obj)) };
+    let (root, export_obj) = unsafe {
+        (
+            *value.root.get(),
+            (*value.source.get()).as_ref().map(|b| b.obj),
+        )
+    };
     for obj in [root, export_obj.unwrap_or(ptr::null_mut())] {
         if !obj.is_null() {
             // SAFETY: a strong reference the View owns; `visit` is the GC's callback.
@@ -601,7 +713,11 @@ fn view_clear(gil: Gil<'_>, value: &View) {
     }
 }
 
-unsafe extern "C" fn view_tp_traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn view_tp_traverse(
+    obj: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: the GC calls tp_traverse on live, initialised instances of View.
     view_traverse(unsafe { Object::<View>::value_of(obj) }, visit, arg)
 }
@@ -617,13 +733,25 @@ unsafe extern "C" fn view_tp_clear(obj: *mut ffi::PyObject) -> c_int {
 static mut VIEW_GETSET: [ffi::PyGetSetDef; 16] = getset_table!(
     View,
     [
-        entry(c"base", getter!(View, view_base), c"The object whose memory the View shows (the root: never a View)."),
-        entry(c"offset", getter!(View, view_offset), c"Where element (0, ..., 0) lies, in bytes from the start of the base's memory."),
-        entry(c"released", getter!(View, view_released), c"Whether release() was called."),
+        entry(
+            c"base",
+            getter!(View, view_base),
+            c"The object whose memory the View shows (the root: never a View)."
+        ),
+        entry(
+            c"offset",
+            getter!(View, view_offset),
+            c"Where element (0, ..., 0) lies, in bytes from the start of the base's memory."
+        ),
+        entry(
+            c"released",
+            getter!(View, view_released),
+            c"Whether release() was called."
+        ),
     ]
 );
 
-static mut VIEW_METHODS: [ffi::PyMethodDef; 6] = method_table!(
+static mut VIEW_METHODS: [ffi::PyMethodDef; 7] = method_table!(
     View,
     [
         method(
@@ -638,19 +766,40 @@ static mut VIEW_METHODS: [ffi::PyMethodDef; 6] = method_table!(
             ffi::METH_VARARGS | ffi::METH_KEYWORDS,
             c"__exit__($self, /, *exc_info)\n--\n\nrelease() the View.",
         ),
+        method(
+            c"__reduce_ex__",
+            ffi::PyMethodDefPointer { PyCFunction: onearg!(View, view_reduce_ex) },
+            ffi::METH_O,
+            c"__reduce_ex__($self, protocol, /)\n--\n\nViews do not pickle (TypeError): pickle Buffer.from_buffer_copy(view).",
+        ),
     ]
 );
 
 static mut VIEW_SLOTS: [ffi::PyType_Slot; 13] = [
-    slot(ffi::Py_tp_new, with_first!(ffi::PyTypeObject, view_new) as *mut c_void),
-    slot(ffi::Py_tp_dealloc, crate::ffi::dealloc::<View> as *mut c_void),
+    slot(
+        ffi::Py_tp_new,
+        with_first!(ffi::PyTypeObject, view_new) as *mut c_void,
+    ),
+    slot(
+        ffi::Py_tp_dealloc,
+        crate::ffi::dealloc::<View> as *mut c_void,
+    ),
     slot(ffi::Py_tp_traverse, view_tp_traverse as *mut c_void),
     slot(ffi::Py_tp_clear, view_tp_clear as *mut c_void),
-    slot(ffi::Py_bf_getbuffer, crate::ffi::getbuffer::<View> as *mut c_void),
-    slot(ffi::Py_bf_releasebuffer, crate::ffi::releasebuffer::<View> as *mut c_void),
+    slot(
+        ffi::Py_bf_getbuffer,
+        crate::ffi::getbuffer::<View> as *mut c_void,
+    ),
+    slot(
+        ffi::Py_bf_releasebuffer,
+        crate::ffi::releasebuffer::<View> as *mut c_void,
+    ),
     slot(ffi::Py_tp_repr, unary!(View, view_repr) as *mut c_void),
     slot(ffi::Py_mp_length, length!(View, common::len) as *mut c_void),
-    slot(ffi::Py_mp_subscript, onearg!(View, view_subscript) as *mut c_void),
+    slot(
+        ffi::Py_mp_subscript,
+        onearg!(View, view_subscript) as *mut c_void,
+    ),
     // SAFETY: only the address of the static is taken; CPython reads the table during
     // PyType_FromModuleAndSpec, on one thread, and never writes it.
     slot(ffi::Py_tp_getset, (&raw mut VIEW_GETSET).cast()),
@@ -660,7 +809,8 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 13] = [
     SLOT_END,
 ];
 
-const DOC: &core::ffi::CStr = c"View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)
+const DOC: &core::ffi::CStr =
+    c"View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)
 --
 
 A zero-copy view of another object's buffer that keeps the base locked
@@ -682,9 +832,16 @@ pub static mut VIEW_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
     name: c"bufferkit.View".as_ptr(),
     basicsize: Object::<View>::BASICSIZE,
     itemsize: 0,
-    flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | ffi::Py_TPFLAGS_HAVE_GC | IMMUTABLE) as _,
+    flags: spec_flags(
+        ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | ffi::Py_TPFLAGS_HAVE_GC | IMMUTABLE,
+    ),
     // SAFETY: only the address of the static is taken (see VIEW_SLOTS).
     slots: (&raw mut VIEW_SLOTS).cast(),
 };
 
-const _: () = assert!(core::mem::align_of::<View>() <= 16);
+// The slot table stores untyped pointers; these twins make the compiler check each signature.
+const _: ffi::getbufferproc = crate::ffi::getbuffer::<View>;
+const _: ffi::releasebufferproc = crate::ffi::releasebuffer::<View>;
+const _: ffi::destructor = crate::ffi::dealloc::<View>;
+const _: ffi::traverseproc = view_tp_traverse;
+const _: ffi::inquiry = view_tp_clear;
