@@ -7,12 +7,17 @@ py=${1:?usage: build.sh PYTHON}
 kind=$(build_kind "$py")
 vpy=$(ensure_venv "$py")
 out="$BK_ROOT/build/wheels/$kind"
-rm -rf "$out" && mkdir -p "$out"
+stage=$(mktemp -d "$BK_ROOT/build/.stage-$kind.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
 echo "==> building bufferkit ($kind) with $("$py" -V 2>&1)" >&2
 (cd "$BK_ROOT" && PATH="$(dirname "$vpy"):$PATH" CARGO_TARGET_DIR="$BK_ROOT/build/target/$kind" \
-  "$vpy" -m pip wheel . --no-deps --no-build-isolation -q -w "$out" >&2)
-whl=$(ls "$out"/bufferkit-*.whl)
+  "$vpy" -m pip wheel . --no-deps --no-build-isolation -q -w "$stage/wheel" >&2)
+whl=$(ls "$stage"/wheel/bufferkit-*.whl)
+"$vpy" -m zipfile -e "$whl" "$stage/unpacked"
+# Swap the new build in with renames, so that a test run importing from build/<kind> while
+# this runs sees the old or the new tree, never a half-written one.
 dest="$BK_ROOT/build/$kind"
-rm -rf "$dest" && mkdir -p "$dest"
-"$vpy" -m zipfile -e "$whl" "$dest"
+mkdir -p "$out" && rm -f "$out"/bufferkit-*.whl && mv "$whl" "$out/"
+[ -d "$dest" ] && mv "$dest" "$stage/old"
+mv "$stage/unpacked" "$dest"
 echo "$dest"
