@@ -84,7 +84,7 @@ pub unsafe fn export(
         return Err(not_defined(obj));
     }
     let flags_obj = convert::new_int(flags as isize)?;
-    let mv = convert::call(method.borrow(), &[obj, flags_obj.borrow()])?;
+    let mv = convert::call2(method.borrow(), obj, flags_obj.borrow())?;
     // SAFETY: `mv` is live.
     if unsafe { ffi::PyMemoryView_Check(mv.as_ptr()) } == 0 {
         return Err(Error::type_error(
@@ -173,7 +173,7 @@ fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
         if method.as_ptr() == names.own_release.as_ptr() {
             return Ok(convert::none());
         }
-        convert::call(method.borrow(), &[obj, mv])
+        convert::call2(method.borrow(), obj, mv)
     });
     if let Err(e) = result {
         // SAFETY: releasebuffer runs with the GIL held.
