@@ -677,7 +677,28 @@ fn view_repr(this: This<'_, View>) -> PyResult<Owned> {
     ))
 }
 
+/// Whether the running CPython's garbage collector may clear a memoryview that still has
+/// exports. Before the fix of gh-77894 (3.12.7, and every 3.13) `memory_clear` released such
+/// a memoryview anyway, and a View of a memoryview in a garbage cycle is exactly that case.
+fn memoryview_clear_is_safe() -> bool {
+    #[cfg(Py_3_11)]
+    {
+        // SAFETY: Py_Version is a constant the interpreter exports (3.11+, limited API).
+        let version = unsafe { ffi::Py_Version };
+        version >= 0x030C_07F0 // 3.12.7 final
+    }
+    #[cfg(not(Py_3_11))]
+    {
+        false
+    }
+}
+
 /// `tp_traverse`: the root reference and the export's reference.
+///
+/// On CPython older than 3.12.7 a memoryview root is not reported: the GC would then be free
+/// to clear the memoryview while this View still holds its export, which raises and then
+/// crashes those versions (gh-77894). A garbage cycle through such a View is leaked instead
+/// of collected.
 fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
     // SAFETY: traverse runs with the GIL held (or the world stopped); reading the fields
     // does not race with a writer (writers hold the GIL too).
@@ -687,6 +708,13 @@ fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int
             (*value.source.get()).as_ref().map(|b| b.obj),
         )
     };
+    let memoryview_root = !root.is_null() && {
+        // SAFETY: `root` is a live strong reference; PyMemoryView_Check reads its type.
+        unsafe { ffi::PyMemoryView_Check(root) != 0 }
+    };
+    if memoryview_root && !memoryview_clear_is_safe() {
+        return 0;
+    }
     for obj in [root, export_obj.unwrap_or(ptr::null_mut())] {
         if !obj.is_null() {
             // SAFETY: a strong reference the View owns; `visit` is the GC's callback.
