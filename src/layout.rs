@@ -107,6 +107,8 @@ pub struct Layout {
     required_len: usize,
     c_contiguous: bool,
     f_contiguous: bool,
+    // The readonly-free part of `facts(..).index()`, computed once: exports read it.
+    fact_bits: u8,
 }
 
 impl Layout {
@@ -204,6 +206,13 @@ impl Layout {
             shape.iter().zip(strides.iter()).rev(),
         );
         let f_contiguous = is_contiguous(format.itemsize, nbytes, shape.iter().zip(strides.iter()));
+        let facts = crate::request::Facts {
+            readonly: false,
+            c_contiguous,
+            f_contiguous,
+            byte_format: format.byte_format,
+        };
+        let fact_bits = facts.index();
         Self {
             format,
             shape,
@@ -213,6 +222,7 @@ impl Layout {
             required_len,
             c_contiguous,
             f_contiguous,
+            fact_bits,
         }
     }
 
@@ -256,6 +266,13 @@ impl Layout {
     pub fn is_f_contiguous(&self) -> bool {
         self.f_contiguous
     }
+    /// [`Facts::index`](crate::request::Facts::index) of [`facts`](Self::facts): what
+    /// [`Request::admit`](crate::request::Request::admit) takes.
+    #[inline(always)]
+    pub fn facts_index(&self, readonly: bool) -> u8 {
+        self.fact_bits | readonly as u8
+    }
+
     /// The facts a request is checked against, for an exporter that is `readonly` or not.
     pub fn facts(&self, readonly: bool) -> crate::request::Facts {
         crate::request::Facts {

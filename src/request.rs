@@ -208,6 +208,69 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Admits `flags` for an exporter whose facts are `facts` (see [`Facts::index`]): the
+    /// answer of [`Request::new`] followed by [`Request::check`], read from a table computed
+    /// from them at compile time. `None` means refused; the caller asks `new`/`check` again
+    /// (off the hot path) for the reason.
+    ///
+    /// ```
+    /// use bufferkit::request::{flags, Facts, Request};
+    /// let c = Facts { readonly: true, c_contiguous: true, f_contiguous: false, byte_format: false };
+    /// assert!(Request::admit(flags::FULL_RO, c.index()).is_some());
+    /// assert!(Request::admit(flags::FULL, c.index()).is_none());
+    /// assert!(Request::admit(flags::WRITE, c.index()).is_none());
+    /// ```
+    #[inline(always)]
+    pub const fn admit(flags: c_int, facts: u8) -> Option<Self> {
+        if flags & !flags::KNOWN != 0 {
+            return None;
+        }
+        let bit = compress(flags);
+        if ADMITTED[(facts & 15) as usize][bit >> 6] >> (bit & 63) & 1 == 1 {
+            Some(Self { flags })
+        } else {
+            None
+        }
+    }
+}
+
+/// The 8 bits a request may carry (0x1fd), squeezed into 0..256: bit 0 stays, bits 2..=8
+/// move down by one (bit 1 is never a request bit).
+#[inline(always)]
+const fn compress(flags: c_int) -> usize {
+    ((flags & 1) | ((flags >> 1) & 0xfe)) as usize
+}
+
+/// The inverse of [`compress`].
+const fn expand(bits: usize) -> c_int {
+    let bits = bits as c_int;
+    (bits & 1) | ((bits & 0xfe) << 1)
+}
+
+/// `ADMITTED[facts][bit / 64] >> (bit % 64) & 1`: whether `Request::new(expand(bit))` and
+/// `check` accept the request for `facts` (a [`Facts::index`]). Made from those two
+/// functions, so it cannot disagree with them.
+const ADMITTED: [[u64; 4]; 16] = {
+    let mut table = [[0u64; 4]; 16];
+    let mut facts = 0;
+    while facts < 16 {
+        let mut bit = 0;
+        while bit < 256 {
+            let ok = match Request::new(expand(bit)) {
+                Ok(r) => r.check(Facts::from_index(facts as u8)).is_ok(),
+                Err(_) => false,
+            };
+            if ok {
+                table[facts][bit >> 6] |= 1 << (bit & 63);
+            }
+            bit += 1;
+        }
+        facts += 1;
+    }
+    table
+};
+
 /// What a request is checked against: the exporter's state at the moment of the export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facts {
@@ -219,6 +282,27 @@ pub struct Facts {
     pub f_contiguous: bool,
     /// The format is unsigned bytes (`B`, with or without a byte-order prefix).
     pub byte_format: bool,
+}
+
+impl Facts {
+    /// The facts as 4 bits (readonly 1, C-contiguous 2, Fortran-contiguous 4, bytes 8), the
+    /// index [`Request::admit`] takes.
+    pub const fn index(self) -> u8 {
+        self.readonly as u8
+            | (self.c_contiguous as u8) << 1
+            | (self.f_contiguous as u8) << 2
+            | (self.byte_format as u8) << 3
+    }
+
+    /// The inverse of [`index`](Self::index).
+    pub const fn from_index(index: u8) -> Self {
+        Self {
+            readonly: index & 1 != 0,
+            c_contiguous: index & 2 != 0,
+            f_contiguous: index & 4 != 0,
+            byte_format: index & 8 != 0,
+        }
+    }
 }
 
 /// Why a request was refused. Every refusal is a `BufferError` (an exporter that is closed is
@@ -423,6 +507,25 @@ mod tests {
         }
         // A plain strided request is not a contiguity demand even though it shares bits.
         assert!(!Request::new(STRIDES).unwrap().c_contiguous());
+    }
+
+    /// The table agrees with `new` + `check` for every flag value a C `int` can carry in the
+    /// low 12 bits, every sign, and every state.
+    #[test]
+    fn admit_agrees_with_new_and_check() {
+        let values = (-0x1000..0x1000).chain([c_int::MIN, c_int::MAX, 0x10000, 0x20000 | FULL]);
+        for flags in values {
+            for index in 0..16u8 {
+                let facts = Facts::from_index(index);
+                assert_eq!(facts.index(), index);
+                let slow = Request::new(flags).ok().filter(|r| r.check(facts).is_ok());
+                assert_eq!(
+                    Request::admit(flags, index),
+                    slow,
+                    "flags {flags:#x}, {facts:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -88,24 +88,24 @@ unsafe fn export<T: BufferExporter>(
     if seen.closed() {
         return Err(ended::<T>(obj));
     }
-    // Step 1: check.
-    let request =
-        Request::new(flags).map_err(|why| refuse(obj, Refusal::Malformed(flags, why), ""))?;
+    // Step 1: check, against a table made from `Request::check` (the reasons are worked out
+    // again, off the hot path, only for a refusal).
     let memory = loop {
         let memory = this.memory();
         let layout = memory.layout();
-        if let Err(refusal) = request.check(layout.facts(seen.readonly())) {
-            return Err(refuse(obj, refusal, layout.format().as_str()));
-        }
+        let Some(request) = Request::admit(flags, layout.facts_index(seen.readonly())) else {
+            return Err(refusal(obj, flags, layout, seen.readonly()));
+        };
         // Step 3: count, unless the state moved on since it was checked.
         if counter.acquire(gil, seen) {
-            break memory;
+            break (memory, request);
         }
         seen = counter.snapshot();
         if seen.closed() {
             return Err(ended::<T>(obj));
         }
     };
+    let (memory, request) = memory;
     // Step 2: fill.
     // SAFETY: `view` is writable (caller); the export was counted above, so by the contract of
     // `BufferExporter` the memory stays valid until the matching release.
@@ -113,10 +113,53 @@ unsafe fn export<T: BufferExporter>(
     // Step 4: the consumer's reference.
     // SAFETY: `obj` is live and the GIL is held; the new reference is the one `view->obj`
     // holds, which PyBuffer_Release gives back.
-    unsafe { ffi::Py_INCREF(obj) };
+    unsafe { incref_exporter(obj) };
     // SAFETY: `view` is writable (caller).
     unsafe { ptr::addr_of_mut!((*view).obj).write(obj) };
     Ok(())
+}
+
+/// Why `flags` were refused: `Request::new` and `check` again, for the message.
+#[cold]
+fn refusal(
+    obj: *mut ffi::PyObject,
+    flags: c_int,
+    layout: &crate::layout::Layout,
+    readonly: bool,
+) -> Error {
+    let why = match Request::new(flags) {
+        Err(why) => Refusal::Malformed(flags, why),
+        Ok(request) => match request.check(layout.facts(readonly)) {
+            Err(refusal) => refusal,
+            Ok(()) => unreachable!("Request::admit refused what new() and check() accept"),
+        },
+    };
+    refuse(obj, why, layout.format().as_str())
+}
+
+/// `Py_INCREF` of an exporter object (a bufferkit heap-type instance, never immortal).
+///
+/// Under the 3.11 stable ABI pyo3-ffi makes every incref a call into `_Py_IncRef`; the C
+/// headers of that ABI increment `ob_refcnt` in place, and every later CPython accepts that
+/// from stable-ABI extensions (it is what 3.11-built abi3 modules do). For a mortal object on
+/// a build with the GIL, that is exactly what `_Py_IncRef` does.
+///
+/// # Safety
+///
+/// `obj` is a live bufferkit instance and the GIL is held.
+#[inline(always)]
+unsafe fn incref_exporter(obj: *mut ffi::PyObject) {
+    #[cfg(all(Py_LIMITED_API, not(Py_3_12), not(Py_GIL_DISABLED)))]
+    {
+        // SAFETY: the object is live and the GIL serialises refcount changes; under the 3.11
+        // stable ABI `ob_refcnt` is a plain Py_ssize_t at the start of the object.
+        unsafe { (*obj).ob_refcnt += 1 };
+    }
+    #[cfg(not(all(Py_LIMITED_API, not(Py_3_12), not(Py_GIL_DISABLED))))]
+    {
+        // SAFETY: the object is live and the GIL is held.
+        unsafe { ffi::Py_INCREF(obj) };
+    }
 }
 
 #[cold]
