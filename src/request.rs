@@ -226,8 +226,8 @@ impl Request {
         if flags & !flags::KNOWN != 0 {
             return None;
         }
-        let bit = compress(flags);
-        if ADMITTED[(facts & 15) as usize][bit >> 6] >> (bit & 63) & 1 == 1 {
+        // `flags` is within 0..=0x1fd here: 9 bits index the state's row directly.
+        if ADMITTED[((facts & 15) as usize) << 9 | flags as usize] {
             Some(Self { flags })
         } else {
             None
@@ -235,36 +235,20 @@ impl Request {
     }
 }
 
-/// The 8 bits a request may carry (0x1fd), squeezed into 0..256: bit 0 stays, bits 2..=8
-/// move down by one (bit 1 is never a request bit).
-#[inline(always)]
-const fn compress(flags: c_int) -> usize {
-    ((flags & 1) | ((flags >> 1) & 0xfe)) as usize
-}
-
-/// The inverse of [`compress`].
-const fn expand(bits: usize) -> c_int {
-    let bits = bits as c_int;
-    (bits & 1) | ((bits & 0xfe) << 1)
-}
-
-/// `ADMITTED[facts][bit / 64] >> (bit % 64) & 1`: whether `Request::new(expand(bit))` and
-/// `check` accept the request for `facts` (a [`Facts::index`]). Made from those two
-/// functions, so it cannot disagree with them.
-const ADMITTED: [[u64; 4]; 16] = {
-    let mut table = [[0u64; 4]; 16];
+/// `ADMITTED[facts << 9 | flags]`: whether `Request::new(flags)` and `check` accept the
+/// request for `facts` (a [`Facts::index`]), for every `flags` in `0..512`. Made from those two
+/// functions at compile time, so it cannot disagree with them; 8 KiB of which an export reads
+/// one byte.
+static ADMITTED: [bool; 16 << 9] = {
+    let mut table = [false; 16 << 9];
     let mut facts = 0;
     while facts < 16 {
-        let mut bit = 0;
-        while bit < 256 {
-            let ok = match Request::new(expand(bit)) {
-                Ok(r) => r.check(Facts::from_index(facts as u8)).is_ok(),
-                Err(_) => false,
-            };
-            if ok {
-                table[facts][bit >> 6] |= 1 << (bit & 63);
+        let mut flags = 0;
+        while flags < 512 {
+            if let Ok(r) = Request::new(flags as c_int) {
+                table[facts << 9 | flags] = r.check(Facts::from_index(facts as u8)).is_ok();
             }
-            bit += 1;
+            flags += 1;
         }
         facts += 1;
     }
