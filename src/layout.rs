@@ -174,14 +174,16 @@ impl Layout {
                 strides: strides.len(),
             });
         }
-        let nbytes = checked_nbytes(&format, shape)?;
         let block = isize::try_from(block_len).map_err(|_| LayoutError::TooLarge)?;
         if offset < 0 || offset > block {
             return Err(LayoutError::Offset { offset, block_len });
         }
-        if nbytes > 0 {
+        // Bounds first: a dimension that reaches outside the block is the better diagnosis
+        // than the byte count it implies.
+        if !shape.contains(&0) {
             check_bounds(&format, shape, strides, offset, block)?;
         }
+        let nbytes = checked_nbytes(&format, shape)?;
         Ok(Self::assemble(
             format,
             shape.into(),
@@ -343,8 +345,15 @@ pub enum LayoutError {
     },
     /// An item size of 0 or beyond `Py_ssize_t`.
     ItemSize(usize),
-    /// `product(shape) * itemsize` does not fit `Py_ssize_t`.
+    /// A size does not fit `Py_ssize_t`.
     TooLarge,
+    /// `product(shape) * itemsize` does not fit `Py_ssize_t`, from this dimension on.
+    TooManyBytes {
+        /// the dimension whose length makes the product overflow
+        dim: usize,
+        /// its length
+        len: isize,
+    },
     /// `strides` and `shape` differ in length.
     StridesLength {
         /// `len(shape)`
@@ -394,7 +403,7 @@ impl LayoutError {
     /// Whether this is a size that cannot be represented (an `OverflowError`), rather than a
     /// layout that does not fit its memory (a `ValueError`).
     pub fn is_overflow(&self) -> bool {
-        matches!(self, Self::TooLarge)
+        matches!(self, Self::TooLarge | Self::TooManyBytes { .. })
     }
 }
 
@@ -405,6 +414,12 @@ impl fmt::Display for LayoutError {
             Self::NegativeDim { dim, len } => write!(f, "shape[{dim}] must be >= 0, not {len}"),
             Self::ItemSize(n) => write!(f, "itemsize must be between 1 and 2**63-1, not {n}"),
             Self::TooLarge => f.write_str("the layout has more than 2**63-1 bytes"),
+            Self::TooManyBytes { dim, len } => {
+                write!(
+                    f,
+                    "dimension {dim} (length {len}) makes the layout larger than 2**63-1 bytes"
+                )
+            }
             Self::StridesLength { shape, strides } => {
                 write!(f, "strides has {strides} entries but shape has {shape}")
             }
@@ -465,10 +480,13 @@ fn checked_nbytes(format: &Format, shape: &[isize]) -> Result<isize, LayoutError
     if shape.contains(&0) {
         return Ok(0);
     }
-    shape
-        .iter()
-        .try_fold(format.itemsize, |acc, &n| acc.checked_mul(n))
-        .ok_or(LayoutError::TooLarge)
+    let mut bytes = format.itemsize;
+    for (dim, &len) in shape.iter().enumerate() {
+        bytes = bytes
+            .checked_mul(len)
+            .ok_or(LayoutError::TooManyBytes { dim, len })?;
+    }
+    Ok(bytes)
 }
 
 /// Walks the dimensions, widening `[lo, hi)` (the bytes addressed so far) by each one, and
@@ -574,8 +592,24 @@ mod tests {
     fn contiguous_refusals() {
         let e = |shape: &[isize]| Layout::contiguous(fmt("d", 8), shape, Order::C).unwrap_err();
         assert_eq!(e(&[3, -1]), LayoutError::NegativeDim { dim: 1, len: -1 });
-        assert_eq!(e(&[1 << 62, 4]), LayoutError::TooLarge);
-        assert_eq!(e(&[isize::MAX]), LayoutError::TooLarge);
+        assert_eq!(
+            e(&[1 << 62, 4]),
+            LayoutError::TooManyBytes {
+                dim: 0,
+                len: 1 << 62
+            }
+        );
+        assert_eq!(
+            e(&[isize::MAX]),
+            LayoutError::TooManyBytes {
+                dim: 0,
+                len: isize::MAX
+            }
+        );
+        assert_eq!(
+            e(&[1 << 30, 1 << 30]).to_string(),
+            "dimension 1 (length 1073741824) makes the layout larger than 2**63-1 bytes"
+        );
         assert_eq!(e(&[1; 65]), LayoutError::TooManyDims(65));
         assert!(e(&[1 << 62]).is_overflow());
         // A zero dimension makes any other length harmless.

@@ -299,27 +299,35 @@ pub fn parse_format(text: Borrowed<'_>) -> PyResult<Format> {
     if size <= 0 {
         return Err(bad("it has no size"));
     }
-    // A format of pad bytes only ('x', '4x') describes no value: nothing to read or write.
-    let zeros = bytes_of_zeros(size)?;
-    let values = convert::call_method(packer.borrow(), c"unpack", &[zeros.borrow()])?;
-    // SAFETY: `values` is a tuple (Struct.unpack returns one) and the GIL is held.
-    if unsafe { ffi::PyObject_Size(values.as_ptr()) } == 0 {
+    // A format of pad bytes only ('x', '4x', '0i4x') describes no value: nothing to read or
+    // write.
+    if !has_items(&fmt) {
         return Err(bad("it has no items, only pad bytes"));
     }
     Format::new(c_fmt, size as usize).map_err(|e| bad(&e.to_string()))
 }
 
-fn bytes_of_zeros(len: isize) -> PyResult<Owned> {
-    // SAFETY: a NULL source with a length makes a bytes object; the GIL is held by callers.
-    let bytes = unsafe { Owned::from_new(ffi::PyBytes_FromStringAndSize(core::ptr::null(), len)) }?;
-    // SAFETY: fresh bytes object of `len` bytes, not shared yet.
-    let data = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) };
-    if data.is_null() {
-        return Err(Error::Raised);
+/// Whether a format that `struct` accepted unpacks to at least one value: some code other than
+/// the pad byte `x` with a count that is not 0 (for `s` and `p` the count is a length, and the
+/// item exists whatever it is). Scanning the text avoids unpacking `itemsize` zero bytes,
+/// which for a format like '1000000000000s' would be a terabyte.
+fn has_items(fmt: &str) -> bool {
+    let body = fmt.strip_prefix(['@', '=', '<', '>', '!']).unwrap_or(fmt);
+    let mut count: Option<u128> = None;
+    for c in body.chars() {
+        match c {
+            '0'..='9' => {
+                let digit = u128::from(c as u8 - b'0');
+                count = Some(count.unwrap_or(0).saturating_mul(10).saturating_add(digit));
+            }
+            c if c.is_whitespace() => count = None,
+            'x' => count = None,
+            's' | 'p' => return true,
+            _ if count == Some(0) => count = None,
+            _ => return true,
+        }
     }
-    // SAFETY: `data` holds `len` writable bytes.
-    unsafe { core::ptr::write_bytes(data, 0, len as usize) };
-    Ok(bytes)
+    false
 }
 
 /// Takes the pending exception and returns its message (for re-raising with context).

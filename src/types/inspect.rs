@@ -44,8 +44,12 @@ pub(crate) fn inspect(
     let obj = unsafe { Borrowed::from_ptr(obj) }.ok_or(Error::Raised)?;
     let view = BufferView::get(obj, request)?;
     let opt_tuple = |a: Option<&[isize]>| a.map_or_else(|| Ok(convert::none()), new_int_tuple);
-    // SAFETY: converting an address to an int; no dereference.
-    let buf = unsafe { Owned::from_new(ffi::PyLong_FromVoidPtr(view.buf())) }?;
+    let buf = if view.buf().is_null() {
+        convert::none()
+    } else {
+        // SAFETY: converting an address to an int; no dereference.
+        unsafe { Owned::from_new(ffi::PyLong_FromVoidPtr(view.buf())) }?
+    };
     let exporter = view.obj().map_or_else(convert::none, Owned::from_borrowed);
     let format = match view.format() {
         Some(f) => new_str(&f.to_string_lossy())?,
