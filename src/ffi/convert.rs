@@ -141,20 +141,6 @@ pub fn call(callable: Borrowed<'_>, args: &[Borrowed<'_>]) -> PyResult<Owned> {
     }
 }
 
-/// `callable(a, b)` without building an argument tuple (the export path of `Exporter`).
-pub fn call2(callable: Borrowed<'_>, a: Borrowed<'_>, b: Borrowed<'_>) -> PyResult<Owned> {
-    // SAFETY: all three are live and the GIL is held; the argument list is NULL-terminated as
-    // PyObject_CallFunctionObjArgs requires, and it returns a new reference or NULL.
-    unsafe {
-        Owned::from_new(ffi::PyObject_CallFunctionObjArgs(
-            callable.as_ptr(),
-            a.as_ptr(),
-            b.as_ptr(),
-            core::ptr::null_mut::<ffi::PyObject>(),
-        ))
-    }
-}
-
 /// `obj.name(*args)`.
 pub fn call_method(obj: Borrowed<'_>, name: &CStr, args: &[Borrowed<'_>]) -> PyResult<Owned> {
     let method = getattr(obj, name)?;

@@ -132,5 +132,52 @@ pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyO
         // SAFETY: `ty` is a heap type; its `tp_base` slot is a borrowed type or NULL.
         ty = unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_base) }.cast();
     }
-    None
+    // Not on the `tp_base` chain: a mixin listed before the bufferkit base becomes `__base__`
+    // when the bufferkit type adds nothing to the instance size (Exporter). Walk the MRO; a
+    // static type (bytearray, numpy.ndarray...) cannot have a heap-type base, so skip those.
+    // SAFETY: `tp` is live and the GIL is held (caller).
+    if unsafe { ffi::PyType_GetFlags(tp) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+        return None;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { module_in_mro(tp, &ours) }
+}
+
+/// The slow path of [`module_of_type`]: every class of `tp.__mro__`.
+///
+/// # Safety
+///
+/// The GIL is held and `tp` is live.
+unsafe fn module_in_mro(
+    tp: *mut ffi::PyTypeObject,
+    ours: &[*mut c_void],
+) -> Option<*mut ffi::PyObject> {
+    // SAFETY: `tp` is live; a new reference to its MRO tuple, or NULL (cleared below).
+    let mro = unsafe { ffi::PyObject_GetAttrString(tp.cast(), c"__mro__".as_ptr()) };
+    if mro.is_null() {
+        // SAFETY: the GIL is held; a type without an MRO is not a bufferkit type.
+        unsafe { ffi::PyErr_Clear() };
+        return None;
+    }
+    let mut found = None;
+    // SAFETY: `mro` is a tuple (type.__mro__).
+    let n = unsafe { ffi::PyTuple_Size(mro) };
+    for i in 0..n {
+        // SAFETY: 0 <= i < n; a borrowed type from the tuple we hold.
+        let ty = unsafe { ffi::PyTuple_GetItem(mro, i) }.cast::<ffi::PyTypeObject>();
+        // SAFETY: `ty` is a live type; only heap types are asked for their slots.
+        if ty.is_null() || unsafe { ffi::PyType_GetFlags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+            continue;
+        }
+        // SAFETY: `ty` is a live heap type.
+        if ours.contains(&unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_dealloc) }) {
+            // SAFETY: a bufferkit type has a module (borrowed).
+            let module = unsafe { ffi::PyType_GetModule(ty) };
+            found = (!module.is_null()).then_some(module);
+            break;
+        }
+    }
+    // SAFETY: our reference to the MRO tuple.
+    unsafe { ffi::Py_DECREF(mro) };
+    found
 }

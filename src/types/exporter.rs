@@ -34,12 +34,10 @@ use crate::exporter::Gil;
 use crate::ffi::convert;
 use crate::ffi::{Borrowed, Error, Owned, PyResult};
 
-/// The interned names and Exporter's own methods, from module state.
+/// The interned names `"__buffer__"` and `"__release_buffer__"`, from module state.
 struct Names<'a> {
     buffer: Borrowed<'a>,
     release: Borrowed<'a>,
-    own_buffer: Borrowed<'a>,
-    own_release: Borrowed<'a>,
 }
 
 fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
@@ -55,15 +53,41 @@ fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
     Ok(Names {
         buffer: get(state.buffer_name)?,
         release: get(state.release_name)?,
-        own_buffer: get(state.exporter_buffer)?,
-        own_release: get(state.exporter_release)?,
     })
 }
 
-/// `type(self).<name>`, looked up on the type as CPython looks up special methods.
-fn lookup<'a>(obj: Borrowed<'a>, name: Borrowed<'_>) -> PyResult<Owned> {
-    // SAFETY: the type of a live object is live; PyObject_GetAttr returns a new reference.
-    unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.type_ptr().cast(), name.as_ptr())) }
+/// `obj.<name>(arg)`, with the method found as CPython 3.12 finds `__buffer__`
+/// (`lookup_maybe_method` in `Objects/typeobject.c`): on the type, through the MRO, never in
+/// the instance's `__dict__`. An attribute whose type is a method descriptor (a function,
+/// Exporter's own C methods) is called unbound with `obj` first, as CPython does, without
+/// building a bound method; anything else is called as the type lookup bound it
+/// (staticmethods, classmethods and plain callables come out as CPython binds them).
+fn call_method(obj: Borrowed<'_>, name: Borrowed<'_>, arg: Borrowed<'_>) -> PyResult<Owned> {
+    // SAFETY: the type of a live object is live; a new reference or NULL with an exception.
+    let found =
+        unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.type_ptr().cast(), name.as_ptr())) }?;
+    // SAFETY: `found` is live; reading its type's flags.
+    let unbound = unsafe { ffi::PyType_GetFlags(ffi::Py_TYPE(found.as_ptr())) }
+        & ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
+        != 0;
+    // SAFETY: all objects are live and the GIL is held; the argument lists are
+    // NULL-terminated; the result is a new reference or NULL with an exception set.
+    unsafe {
+        Owned::from_new(if unbound {
+            ffi::PyObject_CallFunctionObjArgs(
+                found.as_ptr(),
+                obj.as_ptr(),
+                arg.as_ptr(),
+                ptr::null_mut::<ffi::PyObject>(),
+            )
+        } else {
+            ffi::PyObject_CallFunctionObjArgs(
+                found.as_ptr(),
+                arg.as_ptr(),
+                ptr::null_mut::<ffi::PyObject>(),
+            )
+        })
+    }
 }
 
 /// The body of Exporter's getbuffer slot (3.9-3.11; on 3.12+ only for instances of a class
@@ -79,12 +103,9 @@ pub unsafe fn export(
     flags: c_int,
 ) -> PyResult<()> {
     let names = names(obj)?;
-    let method = lookup(obj, names.buffer)?;
-    if method.as_ptr() == names.own_buffer.as_ptr() {
-        return Err(not_defined(obj));
-    }
     let flags_obj = convert::new_int(flags as isize)?;
-    let mv = convert::call2(method.borrow(), obj, flags_obj.borrow())?;
+    // A class without its own __buffer__ reaches Exporter.__buffer__, which raises TypeError.
+    let mv = call_method(obj, names.buffer, flags_obj.borrow())?;
     // SAFETY: `mv` is live.
     if unsafe { ffi::PyMemoryView_Check(mv.as_ptr()) } == 0 {
         return Err(Error::type_error(
@@ -132,6 +153,21 @@ fn not_defined(obj: Borrowed<'_>) -> Error {
 ///
 /// `view` is a view [`export`] filled for `obj`, being released; the GIL is held.
 pub unsafe fn release(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
+    // Release runs inside the consumer's PyBuffer_Release, which may come while the consumer
+    // is propagating an exception (a failed struct.unpack_from, say): set it aside while
+    // Python code runs here, and put it back (as CPython 3.12's releasebuffer_call_python does).
+    let pending = SavedError::take();
+    // SAFETY: forwarded from the caller.
+    unsafe { release_view(obj, view) };
+    pending.restore();
+}
+
+/// [`release`] with no exception pending.
+///
+/// # Safety
+///
+/// As for [`release`].
+unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
     // SAFETY: `view` is readable (caller).
     let (view_obj, internal) = unsafe { ((*view).obj, (*view).internal.cast::<ffi::PyObject>()) };
     // Only views this slot filled carry the memoryview; anything else (CPython 3.12's
@@ -159,23 +195,18 @@ pub unsafe fn release(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffe
     match names(obj) {
         Ok(names) => release_call(obj, &names, mv.borrow()),
         Err(e) => {
-            e.restore(_gil);
+            // SAFETY: releasebuffer runs with the GIL held.
+            e.restore(unsafe { Gil::assume() });
             // SAFETY: an exception is set and `obj` is live.
             unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
         }
     }
 }
 
-/// `type(self).__release_buffer__(self, mv)`, skipped when it is Exporter's own (which does
-/// nothing); errors go to `sys.unraisablehook`.
+/// `self.__release_buffer__(mv)`; errors go to `sys.unraisablehook`. A class without its own
+/// reaches Exporter's, which does nothing.
 fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
-    let result = lookup(obj, names.release).and_then(|method| {
-        if method.as_ptr() == names.own_release.as_ptr() {
-            return Ok(convert::none());
-        }
-        convert::call2(method.borrow(), obj, mv)
-    });
-    if let Err(e) = result {
+    if let Err(e) = call_method(obj, names.release, mv) {
         // SAFETY: releasebuffer runs with the GIL held.
         e.restore(unsafe { Gil::assume() });
         // SAFETY: an exception is set and `obj` is live.
@@ -240,8 +271,9 @@ static mut EXPORTER_METHODS: [ffi::PyMethodDef; 3] = [
     ffi::PyMethodDef::zeroed(),
 ];
 
-static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 7] = [
-    slot(ffi::Py_tp_new, ffi::PyType_GenericNew as *mut c_void),
+static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 6] = [
+    // No Py_tp_new: Exporter inherits object.__new__, so that copyreg pickles subclasses like
+    // ordinary classes (with protocols 0 and 1 it would otherwise pickle `Exporter(self)`).
     slot(
         ffi::Py_tp_dealloc,
         crate::ffi::dealloc::<ExporterValue> as *mut c_void,
