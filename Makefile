@@ -7,6 +7,9 @@
 #   make lint                 cargo fmt --check, clippy -D warnings, rustdoc, unit/doc tests
 #   make abicheck             struct layouts/constants: pyo3-ffi vs bindgen vs cc, each interpreter
 #   make abi3check            abi3audit + nm of the abi3 module vs the stable ABI lists
+#   make typecheck            mypy --strict on a typed example, and stubtest, for $(PYTHON)
+#   make example              build examples/waveform (a Rust crate using bufferkit) and test it
+#   make bench                the benchmark: one table + bench/results/ (not a test)
 #   make clean                remove build/ and target/
 #   make help                 this list
 #
@@ -17,7 +20,7 @@ SHELL := bash
 PYTHON ?= python3
 PYTHONS ?=
 
-.PHONY: help build test demo clean lint abicheck abi3check
+.PHONY: help build test demo clean lint abicheck abi3check typecheck example bench
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -41,6 +44,15 @@ abi3check:
 
 test:
 	@scripts/matrix.sh $(PYTHONS)
+
+typecheck:
+	@scripts/typecheck.sh "$(PYTHON)"
+
+example:
+	@scripts/example.sh "$(PYTHON)"
+
+bench:
+	@bench/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf build target

@@ -7,6 +7,10 @@ py=${1:?usage: build.sh PYTHON}
 kind=$(build_kind "$py")
 vpy=$(ensure_venv "$py")
 out="$BK_ROOT/build/wheels/$kind"
+# One build of a kind at a time: cargo locks its target directory, but maturin's staging
+# directory inside it is not covered by that lock.
+exec 9>"$BK_ROOT/build/.lock-$kind"
+flock 9
 stage=$(mktemp -d "$BK_ROOT/build/.stage-$kind.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 echo "==> building bufferkit ($kind) with $("$py" -V 2>&1)" >&2

@@ -21,7 +21,7 @@ grep -E "^test result|passed|warning|error" "$log/rust.txt" | tail -n 4
 
 declare -A built=()
 for py in "${pythons[@]}"; do
-  tag=$(py_tag "$py"); kind=$(build_kind "$py") || { rows+=("$tag|?|FAIL|-|-|-|FAIL"); fail=1; continue; }
+  tag=$(py_tag "$py"); kind=$(build_kind "$py") || { rows+=("$tag|?|FAIL|-|-|-|-|-|FAIL"); fail=1; continue; }
   echo "==> $tag ($kind)"
   if [ -z "${built[$kind]:-}" ]; then
     built[$kind]=$(ok scripts/build.sh "$py" >"$log/build-$kind.txt" 2>&1)
@@ -34,10 +34,12 @@ for py in "${pythons[@]}"; do
     vpy=$(ensure_venv "$py")
     p=$(ok env PYTHONPATH="build/$kind" "$vpy" -m pytest -q -p no:cacheprovider python_tests >"$log/pytest-$tag.txt" 2>&1)
     tail -n 1 "$log/pytest-$tag.txt"
-  else c=-; p=-; fi
-  r=pass; for x in "$b" "$a" "$c" "$p"; do [ "$x" = pass ] || r=FAIL; done
+    t=$(ok scripts/typecheck.sh "$py" >"$log/typecheck-$tag.txt" 2>&1); tail -n 1 "$log/typecheck-$tag.txt"
+    e=$(ok scripts/example.sh "$py" >"$log/example-$tag.txt" 2>&1); tail -n 1 "$log/example-$tag.txt"
+  else c=-; p=-; t=-; e=-; fi
+  r=pass; for x in "$b" "$a" "$c" "$p" "$t" "$e"; do [ "$x" = pass ] || r=FAIL; done
   [ "$r" = pass ] || fail=1
-  rows+=("$tag|$kind|$b|$a|$c|$p|$r")
+  rows+=("$tag|$kind|$b|$a|$c|$p|$t|$e|$r")
 done
 [ "$rust" = pass ] || fail=1
 abi3=-
@@ -47,10 +49,11 @@ if [ "${built[abi3]:-}" = pass ]; then
 fi
 
 echo
-printf '%-8s %-6s %-6s %-7s %-8s %-13s %s\n' interp kind build layout c-tests python-tests result
+fmt='%-8s %-6s %-6s %-7s %-8s %-13s %-10s %-8s %s\n'
+printf "$fmt" interp kind build layout c-tests python-tests typecheck example result
 for row in "${rows[@]}"; do
-  IFS='|' read -r t k b a c p r <<<"$row"
-  printf '%-8s %-6s %-6s %-7s %-8s %-13s %s\n' "$t" "$k" "$b" "$a" "$c" "$p" "$r"
+  IFS='|' read -r tg k b a c p t e r <<<"$row"
+  printf "$fmt" "$tg" "$k" "$b" "$a" "$c" "$p" "$t" "$e" "$r"
 done
 printf '%-8s %-6s %s\n' rust - "$rust (unit + doc tests, fmt, clippy)"
 printf '%-8s %-6s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI)"

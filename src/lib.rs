@@ -50,8 +50,10 @@ pub mod exporter;
 pub mod ffi;
 mod fill;
 pub mod layout;
+#[cfg(feature = "module")]
 pub mod module;
 pub mod request;
+#[cfg(feature = "module")]
 pub mod types;
 pub mod view;
 
@@ -67,6 +69,7 @@ pub use view::BufferView;
 /// # Safety
 ///
 /// Called by the import machinery with the GIL held.
+#[cfg(feature = "module")]
 #[no_mangle]
 pub unsafe extern "C" fn PyInit__bufferkit() -> *mut pyo3_ffi::PyObject {
     // SAFETY: MODULE_DEF is a static that lives for the program; PyModuleDef_Init only

@@ -180,9 +180,8 @@ fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
         ))
     }?;
     let doc = convert::new_str(
-        "BufferInfo(buf, obj, len, itemsize, readonly, ndim, format, shape, strides, suboffsets)\n\n\
-         The Py_buffer a consumer got, as inspect() returns it: buf is the address as an\n\
-         int; format, shape, strides and suboffsets are None where the pointer was NULL.",
+        "The Py_buffer a consumer got, as inspect() returns it: buf is the address as an\n\
+         int; buf, format, shape, strides and suboffsets are None where the pointer was NULL.",
     )?;
     // SAFETY: the new class is live; setting its docstring.
     convert_status(unsafe {

@@ -6,3 +6,8 @@ that ``bufferkit.Buffer`` is the public name (and ``Buffer.__module__ == 'buffer
 
 from ._bufferkit import *  # noqa: F401,F403
 from ._bufferkit import __all__  # noqa: F401
+from ._bufferkit import inspect as _inspect
+
+# Functions of an extension module name that module; the public home is this package.
+_inspect.__module__ = __name__
+del _inspect

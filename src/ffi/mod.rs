@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod error;
+#[cfg(feature = "module")]
 pub mod module;
 pub mod object;
 pub mod slots;

@@ -207,6 +207,7 @@ pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(
     }
 }
 
+#[cfg(feature = "module")]
 /// `bf_getbuffer` of `bufferkit.Exporter`: delegates to `__buffer__` (see
 /// `crate::types::exporter`), inside the same panic boundary as [`getbuffer`].
 ///
@@ -242,6 +243,7 @@ pub unsafe extern "C" fn exporter_getbuffer(
     -1
 }
 
+#[cfg(feature = "module")]
 /// `bf_releasebuffer` of `bufferkit.Exporter`.
 ///
 /// # Safety

@@ -6,6 +6,14 @@
 //! shims with the exact C signature of each kind of callable (`METH_NOARGS`,
 //! `METH_VARARGS | METH_KEYWORDS`, `getter`, `newfunc`, ...) and hand everything to the
 //! generic functions here; they hide no control flow of the functions they wrap.
+#![cfg_attr(
+    not(feature = "module"),
+    allow(
+        unused_macros,
+        unused_imports,
+        reason = "the shims' only users are the shipped types"
+    )
+)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

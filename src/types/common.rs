@@ -332,31 +332,8 @@ fn has_items(fmt: &str) -> bool {
 
 /// Takes the pending exception and returns its message (for re-raising with context).
 pub fn pending_message() -> String {
-    let mut kind = core::ptr::null_mut();
-    let mut value = core::ptr::null_mut();
-    let mut tb = core::ptr::null_mut();
-    // SAFETY: the GIL is held by callers; PyErr_Fetch moves the exception into our pointers
-    // (new references or NULL).
-    unsafe { ffi::PyErr_Fetch(&mut kind, &mut value, &mut tb) };
-    // SAFETY: each is NULL or a new reference we own.
-    let (kind, value, tb) = unsafe {
-        (
-            Owned::from_new(kind),
-            Owned::from_new(value),
-            Owned::from_new(tb),
-        )
-    };
-    drop((kind, tb));
-    // SAFETY: the GIL is held; PyObject_Str returns a new reference or NULL.
-    let text = value
-        .ok()
-        .and_then(|v| unsafe { Owned::from_new(ffi::PyObject_Str(v.as_ptr())) }.ok());
-    let text = text
-        .and_then(|t| convert::str_of(t.borrow()).ok())
-        .unwrap_or_default();
-    // SAFETY: the GIL is held; a failed str() must not leave an exception behind.
-    unsafe { ffi::PyErr_Clear() };
-    text
+    // SAFETY: every caller holds the GIL (it is handling a failed C-API call).
+    crate::ffi::error::Pending::take(unsafe { crate::exporter::Gil::assume() }).message()
 }
 
 /// A shape argument: an int, or a tuple or list of ints.

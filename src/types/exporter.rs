@@ -32,6 +32,7 @@ use pyo3_ffi as ffi;
 
 use crate::exporter::Gil;
 use crate::ffi::convert;
+use crate::ffi::error::Pending;
 use crate::ffi::{Borrowed, Error, Owned, PyResult};
 
 /// The interned names `"__buffer__"` and `"__release_buffer__"`, from module state.
@@ -116,7 +117,7 @@ pub unsafe fn export(
     if unsafe { ffi::PyObject_GetBuffer(mv.as_ptr(), view, flags) } == -1 {
         // The memoryview refused: give the user's resource back anyway, keeping the refusal
         // as the error the consumer sees.
-        let refusal = SavedError::take();
+        let refusal = Pending::take(_gil);
         release_call(obj, &names, mv.borrow());
         refusal.restore();
         // SAFETY: `view` is writable; a failed export leaves no object.
@@ -156,7 +157,7 @@ pub unsafe fn release(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffe
     // Release runs inside the consumer's PyBuffer_Release, which may come while the consumer
     // is propagating an exception (a failed struct.unpack_from, say): set it aside while
     // Python code runs here, and put it back (as CPython 3.12's releasebuffer_call_python does).
-    let pending = SavedError::take();
+    let pending = Pending::take(_gil);
     // SAFETY: forwarded from the caller.
     unsafe { release_view(obj, view) };
     pending.restore();
@@ -211,24 +212,6 @@ fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
         e.restore(unsafe { Gil::assume() });
         // SAFETY: an exception is set and `obj` is live.
         unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
-    }
-}
-
-/// The pending exception, set aside while other Python code runs.
-struct SavedError(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject);
-
-impl SavedError {
-    fn take() -> Self {
-        let mut saved = Self(ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-        // SAFETY: the GIL is held by every caller; PyErr_Fetch moves the exception (new
-        // references or NULL) into `saved`.
-        unsafe { ffi::PyErr_Fetch(&mut saved.0, &mut saved.1, &mut saved.2) };
-        saved
-    }
-
-    fn restore(self) {
-        // SAFETY: PyErr_Restore takes over the three references fetched by `take`.
-        unsafe { ffi::PyErr_Restore(self.0, self.1, self.2) };
     }
 }
 

@@ -853,7 +853,8 @@ order. A layout is accepted only if every byte it addresses lies inside the
 base's memory. readonly=None follows the base; True makes a read-only View
 of a writable base; False requires a writable base.
 
-v[a:b:c] and v[s0, s1, ...] are new Views of the same memory.";
+v[a:b:c] and v[s0, s1, ...] (slices only; read single items through
+memoryview(v)[i]) are new Views of the same memory.";
 
 /// The type's spec, for `PyType_FromModuleAndSpec`.
 pub static mut VIEW_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {

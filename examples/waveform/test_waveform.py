@@ -1,0 +1,103 @@
+"""waveform.Waveform from Python: the samples a Rust struct owns, seen and written in place.
+
+Run by scripts/example.sh PYTHON, which builds the module and puts it on PYTHONPATH.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+
+from waveform import Waveform
+
+
+def test_exports_its_samples_as_int16():
+    w = Waveform(8)
+    with memoryview(w) as m:
+        assert (m.format, m.itemsize, m.shape, m.strides) == ("h", 2, (8,), (2,))
+        assert not m.readonly and m.c_contiguous
+        assert m.tolist() == [0] * 8
+    assert len(w) == 8
+
+
+def test_numpy_sees_the_samples_without_a_copy():
+    w = Waveform(16)
+    a = np.asarray(w)
+    assert a.dtype == np.int16 and a.shape == (16,) and a.flags.writeable
+    b = np.frombuffer(w, dtype=np.int16)
+    assert np.shares_memory(a, b)  # both point into the Rust-owned samples
+    with memoryview(w) as m:
+        assert a.ctypes.data == np.frombuffer(m, dtype=np.int16).ctypes.data
+        m[5] = -77  # written through one consumer ...
+        assert a[5] == -77 and b[5] == -77  # ... seen by the others
+    a[3] = -1200
+    assert w.peak() == 1200  # and by Rust
+    b[0] = -32768
+    assert w.peak() == 32768
+
+
+def test_peak_of_silence_and_of_nothing():
+    assert Waveform(4).peak() == 0
+    assert Waveform(0).peak() == 0
+
+
+def test_resize_is_refused_while_exported():
+    w = Waveform(4)
+    a = np.asarray(w)
+    a[:] = [1, -2, 3, -4]
+    with pytest.raises(BufferError, match=r"^cannot resize: 1 exported buffer$"):
+        w.resize(2)
+    m = memoryview(w)
+    with pytest.raises(BufferError, match=r"^cannot resize: 2 exported buffers$"):
+        w.resize(2)
+    assert len(w) == 4 and a.tolist() == [1, -2, 3, -4]  # untouched
+    m.release()
+    del a  # the array's buffer goes back with it
+    w.resize(6)  # nothing exported now
+    assert len(w) == 6
+    with memoryview(w) as m:
+        assert m.shape == (6,) and m.tolist() == [1, -2, 3, -4, 0, 0]
+    w.resize(2)
+    assert np.asarray(w).tolist() == [1, -2]
+
+
+def test_exports_hold_a_reference_and_give_it_back():
+    w = Waveform(3)
+    before = sys.getrefcount(w)
+    a = np.asarray(w)
+    assert sys.getrefcount(w) > before
+    del a
+    assert sys.getrefcount(w) == before
+    w.resize(5)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        Waveform(-1)
+    with pytest.raises(TypeError):
+        Waveform("8")
+    w = Waveform(2)
+    with pytest.raises(ValueError):
+        w.resize(-3)
+    with pytest.raises(TypeError):
+        w.resize(2.5)
+    assert len(w) == 2
+
+
+def test_every_consumer_locks_the_size():
+    import _testbuffer  # CPython's test consumer: asks for exactly the flags it is given
+
+    w = Waveform(2)
+    nd = _testbuffer.ndarray(w, getbuf=_testbuffer.PyBUF_FULL)
+    assert (nd.format, nd.shape, nd.strides, nd.readonly) == ("h", (2,), (2,), False)
+    with pytest.raises(BufferError):
+        w.resize(1)
+    del nd
+    w.resize(1)
+
+
+def test_too_many_samples_is_a_memory_error():
+    with pytest.raises((MemoryError, OverflowError, ValueError)):
+        Waveform(2**62)
+    with pytest.raises(MemoryError):
+        Waveform(2**61)  # fits isize as bytes, but no machine has 4 EiB
