@@ -181,6 +181,7 @@ const struct bufferkit_abi_entry bufferkit_abi_probe[] = {
 #ifdef Py_TPFLAGS_IMMUTABLETYPE /* 3.10+ */
     VALUE(Py_TPFLAGS_IMMUTABLETYPE),
 #endif
+    VALUE(Py_TPFLAGS_METHOD_DESCRIPTOR),
 
     /* Calling conventions, Include/methodobject.h */
     VALUE(METH_VARARGS),

@@ -13,10 +13,16 @@ pythons=("$@")
 
 log=build/logs; mkdir -p "$log"
 rows=(); fail=0
-ok() { "$@" && echo pass || echo FAIL; }
+# run LOG CMD...: runs CMD with its output in LOG; prints pass or FAIL, then LOG's last line
+# on stderr (the runner's own summary line).
+run() {
+  local log=$1; shift
+  if "$@" >"$log" 2>&1; then echo pass; else echo FAIL; fi
+  tail -n 1 "$log" >&2
+}
 
 echo "==> Rust: unit and doc tests, formatting, clippy"
-rust=$(ok scripts/lint.sh "${pythons[0]}" >"$log/rust.txt" 2>&1)
+rust=$(run "$log/rust.txt" scripts/lint.sh "${pythons[0]}")
 grep -E "^test result|passed|warning|error" "$log/rust.txt" | tail -n 4
 
 declare -A built=()
@@ -24,18 +30,17 @@ for py in "${pythons[@]}"; do
   tag=$(py_tag "$py"); kind=$(build_kind "$py") || { rows+=("$tag|?|FAIL|-|-|-|-|-|FAIL"); fail=1; continue; }
   echo "==> $tag ($kind)"
   if [ -z "${built[$kind]:-}" ]; then
-    built[$kind]=$(ok scripts/build.sh "$py" >"$log/build-$kind.txt" 2>&1)
-    [ "${built[$kind]}" = pass ] || tail -n 30 "$log/build-$kind.txt"
+    built[$kind]=$(run "$log/build-$kind.txt" scripts/build.sh "$py")
+    [ "${built[$kind]}" = pass ] || tail -n 30 "$log/build-$kind.txt" >&2
   fi
   b=${built[$kind]}
-  a=$(ok scripts/abicheck.sh "$py" >"$log/abicheck-$tag.txt" 2>&1); tail -n 1 "$log/abicheck-$tag.txt"
+  a=$(run "$log/abicheck-$tag.txt" scripts/abicheck.sh "$py")
   if [ "$b" = pass ]; then
-    c=$(ok scripts/ctest.sh "$py" >"$log/ctest-$tag.txt" 2>&1); tail -n 1 "$log/ctest-$tag.txt"
+    c=$(run "$log/ctest-$tag.txt" scripts/ctest.sh "$py")
     vpy=$(ensure_venv "$py")
-    p=$(ok env PYTHONPATH="build/$kind" "$vpy" -m pytest -q -p no:cacheprovider python_tests >"$log/pytest-$tag.txt" 2>&1)
-    tail -n 1 "$log/pytest-$tag.txt"
-    t=$(ok scripts/typecheck.sh "$py" >"$log/typecheck-$tag.txt" 2>&1); tail -n 1 "$log/typecheck-$tag.txt"
-    e=$(ok scripts/example.sh "$py" >"$log/example-$tag.txt" 2>&1); tail -n 1 "$log/example-$tag.txt"
+    p=$(run "$log/pytest-$tag.txt" env PYTHONPATH="build/$kind" "$vpy" -m pytest -q -p no:cacheprovider python_tests)
+    t=$(run "$log/typecheck-$tag.txt" scripts/typecheck.sh "$py")
+    e=$(run "$log/example-$tag.txt" scripts/example.sh "$py")
   else c=-; p=-; t=-; e=-; fi
   r=pass; for x in "$b" "$a" "$c" "$p" "$t" "$e"; do [ "$x" = pass ] || r=FAIL; done
   [ "$r" = pass ] || fail=1
@@ -44,7 +49,7 @@ done
 [ "$rust" = pass ] || fail=1
 abi3=-
 if [ "${built[abi3]:-}" = pass ]; then
-  abi3=$(ok scripts/abi3check.sh "${pythons[@]}" >"$log/abi3check.txt" 2>&1); tail -n 1 "$log/abi3check.txt"
+  abi3=$(run "$log/abi3check.txt" scripts/abi3check.sh "${pythons[@]}")
   [ "$abi3" = pass ] || fail=1
 fi
 

@@ -58,7 +58,7 @@ pub const STRUCTS: [&str; 12] = [
 /// The constants compared besides every `PyBUF_*` macro of the headers: the slot ids, type
 /// flags and calling conventions bufferkit uses (`grep -rn 'ffi::Py_\|METH_' src/`), and the
 /// API/ABI versions that `PyModule_Create2`-style callers pass.
-pub const CONSTANTS: [&str; 29] = [
+pub const CONSTANTS: [&str; 30] = [
     "Py_bf_getbuffer",
     "Py_bf_releasebuffer",
     "Py_mp_length",
@@ -80,6 +80,7 @@ pub const CONSTANTS: [&str; 29] = [
     "Py_TPFLAGS_HAVE_GC",
     "Py_TPFLAGS_HEAPTYPE",
     "Py_TPFLAGS_IMMUTABLETYPE",
+    "Py_TPFLAGS_METHOD_DESCRIPTOR",
     "METH_VARARGS",
     "METH_KEYWORDS",
     "METH_NOARGS",
@@ -362,6 +363,7 @@ pub fn pyo3_ffi() -> Witness {
         Py_TPFLAGS_HEAPTYPE,
         #[cfg(Py_3_10)]
         Py_TPFLAGS_IMMUTABLETYPE,
+        Py_TPFLAGS_METHOD_DESCRIPTOR,
         METH_VARARGS,
         METH_KEYWORDS,
         METH_NOARGS,
