@@ -304,8 +304,14 @@ fn buffer_from_pickle(
     gil: crate::exporter::Gil<'_>,
     cls: *mut ffi::PyObject,
     args: Borrowed<'_>,
-    _kwargs: Option<Borrowed<'_>>,
+    kwargs: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
+    // SAFETY: `kwargs` is NULL or a dict, borrowed for the call.
+    if kwargs.is_some_and(|k| unsafe { ffi::PyObject_Size(k.as_ptr()) } > 0) {
+        return Err(Error::type_error(
+            "_from_pickle() takes no keyword arguments",
+        ));
+    }
     let (mut data, mut format, mut shape, mut order) = (
         ptr::null_mut(),
         ptr::null_mut(),

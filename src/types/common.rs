@@ -281,7 +281,8 @@ pub fn parse_format(text: Borrowed<'_>) -> PyResult<Format> {
         )));
     }
     let fmt = convert::str_of(text)?;
-    let bad = |why: &str| Error::value_error(format!("bad format '{fmt}': {why}"));
+    let shown = escaped(&fmt);
+    let bad = |why: &str| Error::value_error(format!("bad format '{shown}': {why}"));
     if !fmt.is_ascii() {
         return Err(bad("formats are ASCII"));
     }
@@ -305,6 +306,22 @@ pub fn parse_format(text: Borrowed<'_>) -> PyResult<Format> {
         return Err(bad("it has no items, only pad bytes"));
     }
     Format::new(c_fmt, size as usize).map_err(|e| bad(&e.to_string()))
+}
+
+/// `text` with control characters escaped as Python's `repr` would, so that a message can
+/// show it whole (a NUL would otherwise end the C string of the message).
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c if !c.is_control() => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+    }
+    out
 }
 
 /// Whether a format that `struct` accepted unpacks to at least one value: some code other than
