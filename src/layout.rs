@@ -303,9 +303,20 @@ impl Layout {
             });
         }
         let mut shape = self.shape.to_vec();
+        for (k, &(_, _, len)) in slices.iter().enumerate() {
+            shape[k] = len;
+        }
+        // An empty result addresses nothing: element 0 stays where the parent had it and the
+        // strides only need to be defined (they can overflow where the items they would step
+        // over do not exist, e.g. a stride of 2**62 stepped by -1 from index 2).
+        let empty = shape.contains(&0);
         let mut strides = self.strides.to_vec();
         let mut offset = self.offset;
         for (k, &(start, step, len)) in slices.iter().enumerate() {
+            if empty {
+                strides[k] = self.strides[k].saturating_mul(step);
+                continue;
+            }
             if len > 0 {
                 offset = start
                     .checked_mul(self.strides[k])
@@ -315,11 +326,6 @@ impl Layout {
             strides[k] = self.strides[k]
                 .checked_mul(step)
                 .ok_or(LayoutError::TooLarge)?;
-            shape[k] = len;
-        }
-        if shape.contains(&0) {
-            // An empty result addresses nothing; keep element 0 where the parent had it.
-            offset = self.offset;
         }
         Self::strided(
             self.format.clone(),
@@ -728,6 +734,10 @@ mod tests {
         let e = l.sliced(&[(4, 1, 0)]).unwrap();
         assert_eq!((e.offset(), e.nbytes()), (0, 0));
         assert!(l.sliced(&[(0, 1, 4), (0, 1, 6), (0, 1, 1)]).is_err());
+        // Slicing an empty layout never overflows: nothing is addressed.
+        let empty = Layout::strided(Format::bytes(), &[0, 3], &[0, 1 << 62], 0, 0).unwrap();
+        let s = empty.sliced(&[(0, 1, 0), (2, -1, 2)]).unwrap();
+        assert_eq!((s.nbytes(), s.offset(), s.shape()), (0, 0, &[0, 2][..]));
     }
 
     #[test]
