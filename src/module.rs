@@ -28,10 +28,13 @@ pub struct State {
     pub buffer_name: *mut ffi::PyObject,
     /// `"__release_buffer__"`, interned
     pub release_name: *mut ffi::PyObject,
+    /// `Exporter.__release_buffer__`, Exporter's own (which does nothing): a release whose
+    /// lookup finds it skips the call
+    pub exporter_release: *mut ffi::PyObject,
 }
 
 impl State {
-    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 6] {
+    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 7] {
         [
             &mut self.buffer_type,
             &mut self.view_type,
@@ -39,6 +42,7 @@ impl State {
             &mut self.exporter_type,
             &mut self.buffer_name,
             &mut self.release_name,
+            &mut self.exporter_release,
         ]
     }
 }
@@ -93,6 +97,9 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     state.exporter_type = add_type(module, &raw mut crate::types::exporter::EXPORTER_SPEC)?;
     state.buffer_name = interned(c"__buffer__")?;
     state.release_name = interned(c"__release_buffer__")?;
+    // SAFETY: the Exporter type was just stored (a strong reference).
+    let exporter = unsafe { Borrowed::from_ptr(state.exporter_type) }.ok_or(Error::Raised)?;
+    state.exporter_release = convert::getattr(exporter, c"__release_buffer__")?.into_raw();
     for (name, value) in CONSTANTS {
         // SAFETY: the module is live, `name` a C string.
         convert_status(unsafe {

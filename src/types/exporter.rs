@@ -39,6 +39,8 @@ use crate::ffi::{Borrowed, Error, Owned, PyResult};
 struct Names<'a> {
     buffer: Borrowed<'a>,
     release: Borrowed<'a>,
+    /// Exporter's own `__release_buffer__`, which does nothing
+    own_release: Borrowed<'a>,
 }
 
 fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
@@ -54,6 +56,7 @@ fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
     Ok(Names {
         buffer: get(state.buffer_name)?,
         release: get(state.release_name)?,
+        own_release: get(state.exporter_release)?,
     })
 }
 
@@ -63,10 +66,20 @@ fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
 /// Exporter's own C methods) is called unbound with `obj` first, as CPython does, without
 /// building a bound method; anything else is called as the type lookup bound it
 /// (staticmethods, classmethods and plain callables come out as CPython binds them).
-fn call_method(obj: Borrowed<'_>, name: Borrowed<'_>, arg: Borrowed<'_>) -> PyResult<Owned> {
+///
+/// When the method found is `skip` (Exporter's own no-op), nothing is called.
+fn call_method(
+    obj: Borrowed<'_>,
+    name: Borrowed<'_>,
+    arg: Borrowed<'_>,
+    skip: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
     // SAFETY: the type of a live object is live; a new reference or NULL with an exception.
     let found =
         unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.type_ptr().cast(), name.as_ptr())) }?;
+    if skip.is_some_and(|own| own.as_ptr() == found.as_ptr()) {
+        return Ok(convert::none());
+    }
     // SAFETY: `found` is live; reading its type's flags.
     let unbound = unsafe { ffi::PyType_GetFlags(ffi::Py_TYPE(found.as_ptr())) }
         & ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
@@ -106,7 +119,7 @@ pub unsafe fn export(
     let names = names(obj)?;
     let flags_obj = convert::new_int(flags as isize)?;
     // A class without its own __buffer__ reaches Exporter.__buffer__, which raises TypeError.
-    let mv = call_method(obj, names.buffer, flags_obj.borrow())?;
+    let mv = call_method(obj, names.buffer, flags_obj.borrow(), None)?;
     // SAFETY: `mv` is live.
     if unsafe { ffi::PyMemoryView_Check(mv.as_ptr()) } == 0 {
         return Err(Error::type_error(
@@ -207,7 +220,7 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
 /// `self.__release_buffer__(mv)`; errors go to `sys.unraisablehook`. A class without its own
 /// reaches Exporter's, which does nothing.
 fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
-    if let Err(e) = call_method(obj, names.release, mv) {
+    if let Err(e) = call_method(obj, names.release, mv, Some(names.own_release)) {
         // SAFETY: releasebuffer runs with the GIL held.
         e.restore(unsafe { Gil::assume() });
         // SAFETY: an exception is set and `obj` is live.
