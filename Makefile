@@ -10,6 +10,9 @@
 #   make typecheck            mypy --strict on a typed example, and stubtest, for $(PYTHON)
 #   make example              build examples/waveform (a Rust crate using bufferkit) and test it
 #   make bench                the benchmark: one table + bench/results/ (not a test)
+#   make sanitize             C tests and a Python suite subset under valgrind; -X dev with PYTHONMALLOC=debug
+#   make fuzz                 libFuzzer on layout/request for a fixed number of iterations
+#   make stress               10^6-cycle leak tests and 4-thread export/slice stress
 #   make clean                remove build/ and target/
 #   make help                 this list
 #
@@ -20,7 +23,7 @@ SHELL := bash
 PYTHON ?= python3
 PYTHONS ?=
 
-.PHONY: help build test demo clean lint abicheck abi3check typecheck example bench
+.PHONY: help build test demo clean lint abicheck abi3check typecheck example bench sanitize fuzz stress
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -53,6 +56,15 @@ example:
 
 bench:
 	@bench/run.sh $(BENCH_ARGS)
+
+sanitize:
+	@scripts/sanitize.sh
+
+fuzz:
+	@scripts/fuzz.sh
+
+stress:
+	@scripts/stress.sh
 
 clean:
 	rm -rf build target

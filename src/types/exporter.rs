@@ -35,6 +35,8 @@ use crate::ffi::convert;
 use crate::ffi::error::Pending;
 use crate::ffi::{Borrowed, Error, Owned, PyResult};
 
+const MODULE_CLEARED: &str = "bufferkit module has been cleared";
+
 /// The interned names `"__buffer__"` and `"__release_buffer__"`, from module state.
 struct Names<'a> {
     buffer: Borrowed<'a>,
@@ -50,8 +52,7 @@ fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
     let state = unsafe { crate::module::state_of_type(obj.type_ptr()) }?;
     let get = |p: *mut ffi::PyObject| {
         // SAFETY: module state holds strong references (NULL only after m_clear).
-        unsafe { Borrowed::from_ptr(p) }
-            .ok_or_else(|| Error::value_error("bufferkit module has been cleared"))
+        unsafe { Borrowed::from_ptr(p) }.ok_or_else(|| Error::value_error(MODULE_CLEARED))
     };
     Ok(Names {
         buffer: get(state.buffer_name)?,
@@ -74,9 +75,23 @@ fn call_method(
     arg: Borrowed<'_>,
     skip: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
+    let found = lookup(obj, name)?;
+    call_found(obj, found, arg, skip)
+}
+
+/// `type(obj).<name>`, bound as a type attribute (see [`call_method`]).
+fn lookup(obj: Borrowed<'_>, name: Borrowed<'_>) -> PyResult<Owned> {
     // SAFETY: the type of a live object is live; a new reference or NULL with an exception.
-    let found =
-        unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.type_ptr().cast(), name.as_ptr())) }?;
+    unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.type_ptr().cast(), name.as_ptr())) }
+}
+
+/// Calls what [`lookup`] found, as [`call_method`] describes.
+fn call_found(
+    obj: Borrowed<'_>,
+    found: Owned,
+    arg: Borrowed<'_>,
+    skip: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
     if skip.is_some_and(|own| own.as_ptr() == found.as_ptr()) {
         return Ok(convert::none());
     }
@@ -208,6 +223,9 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
     unsafe { ffi::PyBuffer_Release(&mut theirs) };
     match names(obj) {
         Ok(names) => release_call(obj, &names, mv.borrow()),
+        // The module was cleared (interpreter exit): the export is already given back and
+        // there is nothing to look up.
+        Err(Error::New(_, msg)) if msg == MODULE_CLEARED => {}
         Err(e) => {
             // SAFETY: releasebuffer runs with the GIL held.
             e.restore(unsafe { Gil::assume() });
@@ -220,9 +238,29 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
 /// `self.__release_buffer__(mv)`; errors go to `sys.unraisablehook`. A class without its own
 /// reaches Exporter's, which does nothing.
 fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
-    if let Err(e) = call_method(obj, names.release, mv, Some(names.own_release)) {
-        // SAFETY: releasebuffer runs with the GIL held.
-        e.restore(unsafe { Gil::assume() });
+    // SAFETY: releasebuffer runs with the GIL held.
+    let gil = unsafe { Gil::assume() };
+    let found = match lookup(obj, names.release) {
+        Ok(found) => found,
+        Err(e) => {
+            e.restore(gil);
+            // Exporter defines __release_buffer__, so a failed lookup means the classes are
+            // being torn down (interpreter exit clears heap types' dicts before the last
+            // exports go): nothing is left to call, and the export was already given back.
+            // SAFETY: the GIL is held; an exception is set; the class static is initialised.
+            if unsafe { crate::ffi::convert::error_matches(ffi::PyExc_AttributeError) } {
+                // SAFETY: the GIL is held.
+                unsafe { ffi::PyErr_Clear() };
+            } else {
+                // SAFETY: an exception is set and `obj` is live.
+                unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
+            }
+            return;
+        }
+    };
+    // Errors of the call itself, whatever their type, go to sys.unraisablehook.
+    if let Err(e) = call_found(obj, found, mv, Some(names.own_release)) {
+        e.restore(gil);
         // SAFETY: an exception is set and `obj` is live.
         unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
     }

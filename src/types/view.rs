@@ -712,7 +712,15 @@ fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int
         // SAFETY: `root` is a live strong reference; PyMemoryView_Check reads its type.
         unsafe { ffi::PyMemoryView_Check(root) != 0 }
     };
-    if memoryview_root && !memoryview_clear_is_safe() {
+    // CPython 3.12+ hands consumers of a Python-level exporter a `_buffer_wrapper` whose
+    // memoryview is exported while the View holds its buffer: the collector clears that
+    // memoryview in a garbage cycle too (seen crashing on 3.12.1 and 3.13.0), so such a
+    // root is never reported either.
+    let wrapper_root = !root.is_null() && {
+        // SAFETY: `root` is a live strong reference; its type is live.
+        unsafe { crate::ffi::object::type_name(ffi::Py_TYPE(root)) == "_buffer_wrapper" }
+    };
+    if wrapper_root || memoryview_root && !memoryview_clear_is_safe() {
         return 0;
     }
     for obj in [root, export_obj.unwrap_or(ptr::null_mut())] {
