@@ -83,6 +83,11 @@ impl Shipped for View {
 struct Source {
     // Boxed: a filled Py_buffer must not move (see `BufferView`).
     export: Box<ffi::Py_buffer>,
+    // The object the export was asked of (borrowed; alive at least as long as the export,
+    // which references it or an object that does). It becomes the View's `base`: an exporter
+    // may hand out another object as `view->obj` (CPython 3.12+ gives a `_buffer_wrapper`
+    // for classes with `__buffer__`), which is not what a user calls the base.
+    root: *mut ffi::PyObject,
     root_start: *mut u8,
     block: NonNull<u8>,
     block_len: usize,
@@ -185,6 +190,7 @@ impl Source {
         let export = guard.take();
         Ok(Self {
             export,
+            root: base.as_ptr(),
             root_start: start,
             block,
             block_len,
@@ -288,10 +294,10 @@ fn make(
     let source = core::mem::ManuallyDrop::new(source);
     // SAFETY: `source` is never used again (ManuallyDrop); each field is moved out once.
     let (export, layout) = unsafe { (ptr::read(&source.export), ptr::read(&source.layout)) };
-    let root = export.obj;
+    let root = source.root;
     // The View's own strong reference to the root, independent of the export's.
     if !root.is_null() {
-        // SAFETY: `root` is the live exporter the export references; the GIL is held.
+        // SAFETY: `root` is the live object the export was asked of; the GIL is held.
         unsafe { ffi::Py_INCREF(root) };
     }
     let value = View {
@@ -708,21 +714,21 @@ fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int
             (*value.source.get()).as_ref().map(|b| b.obj),
         )
     };
-    let memoryview_root = !root.is_null() && {
-        // SAFETY: `root` is a live strong reference; PyMemoryView_Check reads its type.
-        unsafe { ffi::PyMemoryView_Check(root) != 0 }
+    // Which references the collector may see. A memoryview on CPython before 3.12.7, and
+    // CPython 3.12+'s `_buffer_wrapper` (an exported memoryview underneath) on every version
+    // tested, must not be cleared while this View holds their export, so they are hidden:
+    // they then look referenced from outside and survive the collection, and this View's
+    // tp_clear (reached through the root) releases them.
+    let hidden = |obj: *mut ffi::PyObject| {
+        // SAFETY: `obj` is NULL or a live strong reference; only its type is read.
+        !obj.is_null()
+            && unsafe {
+                (ffi::PyMemoryView_Check(obj) != 0 && !memoryview_clear_is_safe())
+                    || crate::ffi::object::type_name(ffi::Py_TYPE(obj)) == "_buffer_wrapper"
+            }
     };
-    // CPython 3.12+ hands consumers of a Python-level exporter a `_buffer_wrapper` whose
-    // memoryview is exported while the View holds its buffer: the collector clears that
-    // memoryview in a garbage cycle too (seen crashing on 3.12.1 and 3.13.0), so such a
-    // root is never reported either.
-    let wrapper_root = !root.is_null() && {
-        // SAFETY: `root` is a live strong reference; its type is live.
-        unsafe { crate::ffi::object::type_name(ffi::Py_TYPE(root)) == "_buffer_wrapper" }
-    };
-    if wrapper_root || memoryview_root && !memoryview_clear_is_safe() {
-        return 0;
-    }
+    let export_obj = export_obj.filter(|&o| !hidden(o));
+    let root = if hidden(root) { ptr::null_mut() } else { root };
     for obj in [root, export_obj.unwrap_or(ptr::null_mut())] {
         if !obj.is_null() {
             // SAFETY: a strong reference the View owns; `visit` is the GC's callback.
