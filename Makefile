@@ -58,13 +58,13 @@ bench:
 	@bench/run.sh $(BENCH_ARGS)
 
 sanitize:
-	@scripts/sanitize.sh
+	@scripts/sanitize.sh $(PYTHONS)
 
 fuzz:
 	@scripts/fuzz.sh
 
 stress:
-	@scripts/stress.sh
+	@scripts/stress.sh $(PYTHONS)
 
 clean:
 	rm -rf build target
