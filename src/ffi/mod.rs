@@ -17,7 +17,7 @@ pub mod slots;
 pub mod trampoline;
 
 pub use error::{Error, Kind, PyResult};
-pub use object::{dealloc, Borrowed, Object, Owned};
+pub use object::{dealloc, tp_clear, tp_traverse, Borrowed, Collectable, Object, Owned};
 pub use slots::{getbuffer, releasebuffer};
 pub use trampoline::This;
 

@@ -233,3 +233,50 @@ pub unsafe extern "C" fn dealloc<T>(obj: *mut ffi::PyObject) {
     // SAFETY: heap-type instances own a reference to their type (typeobj.rst, tp_dealloc).
     unsafe { ffi::Py_DECREF(tp.cast()) };
 }
+
+/// A Rust value inside an `Object<T>` that holds Python references, so that its type takes
+/// part in garbage collection (`Py_TPFLAGS_HAVE_GC` with [`tp_traverse`] and [`tp_clear`]).
+pub trait Collectable {
+    /// Calls `visit(obj, arg)` for every strong reference the value holds that the collector
+    /// may see, and returns the first non-zero result (`tp_traverse`'s contract,
+    /// `Doc/c-api/gcsupport.rst`).
+    fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> core::ffi::c_int;
+
+    /// Drops the references that may form a cycle; the object stays valid but unusable.
+    fn clear(&self, gil: Gil<'_>);
+}
+
+/// `tp_traverse` of a type whose instances are `Object<T>`.
+///
+/// # Safety
+///
+/// The collector calls it on live, initialised instances of such a type.
+pub unsafe extern "C" fn tp_traverse<T: Collectable>(
+    obj: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> core::ffi::c_int {
+    // SAFETY: a live, initialised `Object<T>` (caller). Traversal only reads fields and calls
+    // `visit`; it does not panic, so it needs no panic boundary.
+    unsafe { Object::<T>::value_of(obj) }.traverse(visit, arg)
+}
+
+/// `tp_clear` of a type whose instances are `Object<T>`.
+///
+/// # Safety
+///
+/// The collector calls it with the GIL held on live, initialised instances of such a type.
+pub unsafe extern "C" fn tp_clear<T: Collectable>(obj: *mut ffi::PyObject) -> core::ffi::c_int {
+    // SAFETY: the collector holds the GIL (caller).
+    let gil = unsafe { Gil::assume() };
+    // SAFETY: a live, initialised `Object<T>` (caller).
+    let value = unsafe { Object::<T>::value_of(obj) };
+    if let Err(payload) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clear(gil)))
+    {
+        Error::from_panic(payload).restore(gil);
+        // SAFETY: an exception is set and `obj` is live; tp_clear reports no errors.
+        unsafe { ffi::PyErr_WriteUnraisable(obj) };
+    }
+    0
+}

@@ -44,6 +44,25 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> c_int {
+    // SAFETY: forwarded from the caller: GIL held, `obj` an `Object<T>`, `view` the
+    // consumer's Py_buffer (checked for NULL by the boundary).
+    unsafe { getbuffer_boundary(view, |gil| export::<T>(gil, obj, view, flags)) }
+}
+
+/// The part every `bf_getbuffer` of bufferkit shares: refuse a NULL view, clear `view->obj`
+/// before anything can fail, run `body` inside the panic boundary, and on any failure (an
+/// error or a panic, which may come after the view was filled) clear `view->obj` again and
+/// set the exception: "view->obj is NULL on failure" (typeobj.rst, bf_getbuffer, step 1).
+///
+/// # Safety
+///
+/// Called from a `bf_getbuffer` slot: the GIL is held and `view` is NULL or the consumer's
+/// `Py_buffer`, valid for writes; `body` may rely on `view` being non-NULL with `obj` NULL.
+#[inline(always)]
+unsafe fn getbuffer_boundary(
+    view: *mut ffi::Py_buffer,
+    body: impl FnOnce(Gil<'_>) -> PyResult<()>,
+) -> c_int {
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
     if view.is_null() {
@@ -54,16 +73,12 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
     // SAFETY: `view` is the consumer's Py_buffer, valid for writes (caller). Clearing `obj`
     // first keeps every early return (and a panic) within "view->obj is NULL on failure".
     unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
-    // SAFETY: forwarded from the caller: GIL held, `obj` an `Object<T>`, `view` writable.
-    let done = catch_unwind(AssertUnwindSafe(|| unsafe {
-        export::<T>(gil, obj, view, flags)
-    }));
-    let err = match done {
+    let err = match catch_unwind(AssertUnwindSafe(|| body(gil))) {
         Ok(Ok(())) => return 0, // step 5
         Ok(Err(err)) => err,
         Err(panic) => Error::from_panic(panic),
     };
-    // SAFETY: as above; a panic may have come after the fill, so clear `obj` again.
+    // SAFETY: as above; a panic may have come after the view was filled, so clear `obj` again.
     unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
     err.restore(gil);
     -1
@@ -220,27 +235,16 @@ pub unsafe extern "C" fn exporter_getbuffer(
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: CPython calls slots with the GIL held (caller).
-    let gil = unsafe { Gil::assume() };
-    if view.is_null() {
-        Error::buffer_error("getbuffer: a NULL view is not supported").restore(gil);
-        return -1;
+    // SAFETY: forwarded from the caller: GIL held, `view` the consumer's Py_buffer (checked
+    // for NULL by the boundary), `obj` live for the call.
+    unsafe {
+        getbuffer_boundary(view, |gil| {
+            // SAFETY: `obj` is live for the call (caller).
+            let this = Borrowed::from_ptr(obj).ok_or(Error::Raised)?;
+            // SAFETY: `view` is writable with `obj` NULL (the boundary); the GIL is held.
+            crate::types::exporter::export(gil, this, view, flags)
+        })
     }
-    // SAFETY: `view` is the consumer's Py_buffer, valid for writes (caller).
-    unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
-    let done = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `obj` is live for the call (caller).
-        let this = unsafe { Borrowed::from_ptr(obj) }.ok_or(Error::Raised)?;
-        // SAFETY: `view` is writable with `obj` NULL; the GIL is held.
-        unsafe { crate::types::exporter::export(gil, this, view, flags) }
-    }));
-    let err = match done {
-        Ok(Ok(())) => return 0,
-        Ok(Err(err)) => err,
-        Err(panic) => Error::from_panic(panic),
-    };
-    err.restore(gil);
-    -1
 }
 
 #[cfg(feature = "module")]

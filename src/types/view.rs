@@ -755,21 +755,14 @@ fn view_clear(gil: Gil<'_>, value: &View) {
     }
 }
 
-unsafe extern "C" fn view_tp_traverse(
-    obj: *mut ffi::PyObject,
-    visit: ffi::visitproc,
-    arg: *mut c_void,
-) -> c_int {
-    // SAFETY: the GC calls tp_traverse on live, initialised instances of View.
-    view_traverse(unsafe { Object::<View>::value_of(obj) }, visit, arg)
-}
+impl crate::ffi::Collectable for View {
+    fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+        view_traverse(self, visit, arg)
+    }
 
-unsafe extern "C" fn view_tp_clear(obj: *mut ffi::PyObject) -> c_int {
-    // SAFETY: the GC calls tp_clear with the GIL held on live instances of View.
-    let gil = unsafe { Gil::assume() };
-    // SAFETY: as above.
-    view_clear(gil, unsafe { Object::<View>::value_of(obj) });
-    0
+    fn clear(&self, gil: Gil<'_>) {
+        view_clear(gil, self);
+    }
 }
 
 static mut VIEW_GETSET: [ffi::PyGetSetDef; 16] = getset_table!(
@@ -826,8 +819,14 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 13] = [
         ffi::Py_tp_dealloc,
         crate::ffi::dealloc::<View> as *mut c_void,
     ),
-    slot(ffi::Py_tp_traverse, view_tp_traverse as *mut c_void),
-    slot(ffi::Py_tp_clear, view_tp_clear as *mut c_void),
+    slot(
+        ffi::Py_tp_traverse,
+        crate::ffi::tp_traverse::<View> as *mut c_void,
+    ),
+    slot(
+        ffi::Py_tp_clear,
+        crate::ffi::tp_clear::<View> as *mut c_void,
+    ),
     slot(
         ffi::Py_bf_getbuffer,
         crate::ffi::getbuffer::<View> as *mut c_void,
@@ -886,5 +885,5 @@ pub static mut VIEW_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
 const _: ffi::getbufferproc = crate::ffi::getbuffer::<View>;
 const _: ffi::releasebufferproc = crate::ffi::releasebuffer::<View>;
 const _: ffi::destructor = crate::ffi::dealloc::<View>;
-const _: ffi::traverseproc = view_tp_traverse;
-const _: ffi::inquiry = view_tp_clear;
+const _: ffi::traverseproc = crate::ffi::tp_traverse::<View>;
+const _: ffi::inquiry = crate::ffi::tp_clear::<View>;
