@@ -10,7 +10,7 @@ use pyo3_ffi as ffi;
 
 use crate::exporter::Gil;
 use crate::ffi::convert;
-use crate::ffi::{Borrowed, Error, Owned, PyResult};
+use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
 use crate::request::flags;
 
 /// What the module object holds: strong references to its types.
@@ -180,7 +180,7 @@ fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
     })?;
     // SAFETY: callable, tuple and dict are live.
     let tp = unsafe {
-        Owned::from_new(ffi::PyObject_Call(
+        Owned::from_new(unwind::call(
             namedtuple.as_ptr(),
             args.as_ptr(),
             kwargs.as_ptr(),
@@ -246,7 +246,7 @@ pub unsafe fn clear(module: *mut ffi::PyObject) {
         let old = core::mem::replace(ty, ptr::null_mut());
         if !old.is_null() {
             // SAFETY: a strong reference we owned and no longer point to.
-            unsafe { ffi::Py_DECREF(old) };
+            unsafe { unwind::decref(old) };
         }
     }
 }

@@ -12,7 +12,7 @@ use core::marker::PhantomData;
 use pyo3_ffi as ffi;
 
 use crate::exporter::Gil;
-use crate::ffi::{Borrowed, Error, Owned, PyResult};
+use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
 
 /// A buffer obtained from an exporter, released on drop.
 pub struct BufferView<'py> {
@@ -53,7 +53,7 @@ impl<'py> BufferView<'py> {
         let mut raw = Box::new(ffi::Py_buffer::new());
         // SAFETY: `obj` is live and the GIL is held (`Borrowed`); `raw` is a writable
         // Py_buffer at an address that does not change until it is released.
-        let status = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *raw, flags) };
+        let status = unsafe { unwind::get_buffer(obj.as_ptr(), &mut *raw, flags) };
         if status == -1 {
             return Err(Error::Raised);
         }
@@ -197,6 +197,6 @@ impl Drop for BufferView<'_> {
     fn drop(&mut self) {
         // SAFETY: `raw` was filled by PyObject_GetBuffer and is released once, here, with the
         // GIL held (the view cannot outlive `'py` nor leave the thread).
-        unsafe { ffi::PyBuffer_Release(&mut *self.raw) };
+        unsafe { unwind::release_buffer(&mut *self.raw) };
     }
 }

@@ -7,6 +7,7 @@ use pyo3_ffi as ffi;
 
 use super::error::{check_ptr, Error, PyResult};
 use super::object::{Borrowed, Owned};
+use super::unwind;
 
 /// The text of a `str`.
 pub fn str_of(obj: Borrowed<'_>) -> PyResult<String> {
@@ -133,7 +134,7 @@ pub fn call(callable: Borrowed<'_>, args: &[Borrowed<'_>]) -> PyResult<Owned> {
     let args = new_tuple(args)?;
     // SAFETY: `callable` is live, `args` a tuple, the GIL is held.
     unsafe {
-        Owned::from_new(ffi::PyObject_Call(
+        Owned::from_new(unwind::call(
             callable.as_ptr(),
             args.as_ptr(),
             core::ptr::null_mut(),

@@ -5,7 +5,9 @@
 //! Everything here follows one rule: no panic crosses into CPython. Slots and methods run
 //! their bodies under `catch_unwind`; a panic becomes a `SystemError` (getbuffer also leaves
 //! `view->obj` NULL), and where no error can be returned (releasebuffer, dealloc) it goes to
-//! `sys.unraisablehook` through `PyErr_WriteUnraisable`.
+//! `sys.unraisablehook` through `PyErr_WriteUnraisable`. And no unwind crosses out of CPython
+//! into Rust: the calls through which bufferkit runs Python code go through [`unwind`], which
+//! parks a thread that CPython < 3.14 ends inside them with `pthread_exit()`.
 
 pub mod convert;
 pub mod error;
@@ -15,6 +17,7 @@ pub mod object;
 pub mod slots;
 #[macro_use]
 pub mod trampoline;
+pub mod unwind;
 
 pub use error::{Error, Kind, PyResult};
 pub use object::{dealloc, tp_clear, tp_traverse, Borrowed, Collectable, Object, Owned};

@@ -178,6 +178,6 @@ unsafe fn module_in_mro(
         }
     }
     // SAFETY: our reference to the MRO tuple.
-    unsafe { ffi::Py_DECREF(mro) };
+    unsafe { super::unwind::decref(mro) };
     found
 }

@@ -62,7 +62,7 @@ impl Drop for Owned {
     fn drop(&mut self) {
         // SAFETY: we own this reference, and the GIL is held whenever an `Owned` is dropped
         // (contract of `from_new`).
-        unsafe { ffi::Py_DECREF(self.0.as_ptr()) }
+        unsafe { super::unwind::decref(self.0.as_ptr()) }
     }
 }
 
@@ -180,12 +180,9 @@ impl<T> Object<T> {
                 "type has no tp_alloc".into(),
             ));
         }
-        // SAFETY: the tp_alloc slot holds an `allocfunc`; both are plain C function pointers.
-        let alloc: ffi::allocfunc =
-            unsafe { core::mem::transmute::<*mut c_void, ffi::allocfunc>(alloc) };
-        // SAFETY: tp_alloc(tp, 0) returns a zeroed instance of at least tp_basicsize bytes with
-        // the header initialised, or NULL with an exception set.
-        let obj = unsafe { Owned::from_new(alloc(tp, 0)) }?;
+        // SAFETY: `alloc` is tp's tp_alloc; tp_alloc(tp, 0) returns a zeroed instance of at least
+        // tp_basicsize bytes with the header initialised, or NULL with an exception set.
+        let obj = unsafe { Owned::from_new(super::unwind::alloc(alloc, tp)) }?;
         // SAFETY: the instance is at least `size_of::<Object<T>>()` bytes (the type's basic
         // size, contract) and suitably aligned (CPython's allocators align to 16 and `T` is
         // checked against that where the spec is made); the value field is uninitialised
@@ -231,7 +228,7 @@ pub unsafe extern "C" fn dealloc<T>(obj: *mut ffi::PyObject) {
     // SAFETY: the instance was allocated by this type's tp_alloc and is dead.
     unsafe { free(obj.cast()) };
     // SAFETY: heap-type instances own a reference to their type (typeobj.rst, tp_dealloc).
-    unsafe { ffi::Py_DECREF(tp.cast()) };
+    unsafe { super::unwind::decref(tp.cast()) };
 }
 
 /// A Rust value inside an `Object<T>` that holds Python references, so that its type takes

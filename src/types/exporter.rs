@@ -33,7 +33,7 @@ use pyo3_ffi as ffi;
 use crate::exporter::Gil;
 use crate::ffi::convert;
 use crate::ffi::error::Pending;
-use crate::ffi::{Borrowed, Error, Owned, PyResult};
+use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
 
 const MODULE_CLEARED: &str = "bufferkit module has been cleared";
 
@@ -99,22 +99,13 @@ fn call_found(
     let unbound = unsafe { ffi::PyType_GetFlags(ffi::Py_TYPE(found.as_ptr())) }
         & ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
         != 0;
-    // SAFETY: all objects are live and the GIL is held; the argument lists are
-    // NULL-terminated; the result is a new reference or NULL with an exception set.
+    // SAFETY: all objects are live and the GIL is held; the result is a new reference or NULL
+    // with an exception set.
     unsafe {
         Owned::from_new(if unbound {
-            ffi::PyObject_CallFunctionObjArgs(
-                found.as_ptr(),
-                obj.as_ptr(),
-                arg.as_ptr(),
-                ptr::null_mut::<ffi::PyObject>(),
-            )
+            unwind::call2(found.as_ptr(), obj.as_ptr(), arg.as_ptr())
         } else {
-            ffi::PyObject_CallFunctionObjArgs(
-                found.as_ptr(),
-                arg.as_ptr(),
-                ptr::null_mut::<ffi::PyObject>(),
-            )
+            unwind::call1(found.as_ptr(), arg.as_ptr())
         })
     }
 }
@@ -142,7 +133,7 @@ pub unsafe fn export(
         ));
     }
     // SAFETY: `mv` is live and `view` writable (caller).
-    if unsafe { ffi::PyObject_GetBuffer(mv.as_ptr(), view, flags) } == -1 {
+    if unsafe { unwind::get_buffer(mv.as_ptr(), view, flags) } == -1 {
         // The memoryview refused: give the user's resource back anyway, keeping the refusal
         // as the error the consumer sees.
         let refusal = Pending::take(_gil);
@@ -220,7 +211,7 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
     let mut theirs = unsafe { ptr::read(view) };
     theirs.obj = Owned::from_borrowed(mv.borrow()).into_raw();
     // SAFETY: `theirs` is the export the memoryview made, released once, here.
-    unsafe { ffi::PyBuffer_Release(&mut theirs) };
+    unsafe { unwind::release_buffer(&mut theirs) };
     match names(obj) {
         Ok(names) => release_call(obj, &names, mv.borrow()),
         // The module was cleared (interpreter exit): the export is already given back and

@@ -29,7 +29,7 @@ use super::common::{
 use crate::exporter::{BufferExporter, ExportCounter, Gil, Memory};
 use crate::ffi::convert::{self, new_bool, new_int, new_str};
 use crate::ffi::trampoline::{getter, length, noargs, onearg, unary, varkw, with_first};
-use crate::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
+use crate::ffi::{unwind, Borrowed, Error, Object, Owned, PyResult, This};
 use crate::layout::{Format, Layout, Order};
 use crate::request::flags;
 
@@ -99,7 +99,7 @@ impl Drop for Source {
     fn drop(&mut self) {
         // SAFETY: `export` is a filled view (Source is only made around one) and is released
         // once: moving it into a View forgets the Source (see `into_view`).
-        unsafe { ffi::PyBuffer_Release(&mut *self.export) };
+        unsafe { unwind::release_buffer(&mut *self.export) };
     }
 }
 
@@ -125,7 +125,7 @@ impl Source {
         let mut export = Box::new(ffi::Py_buffer::new());
         // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer at an
         // address that does not change until it is released.
-        if unsafe { ffi::PyObject_GetBuffer(base.as_ptr(), &mut *export, request) } == -1 {
+        if unsafe { unwind::get_buffer(base.as_ptr(), &mut *export, request) } == -1 {
             return Err(Error::Raised);
         }
         // From here `export` is owned by `guard` and released on every exit.
@@ -239,7 +239,7 @@ impl Holder {
 impl Drop for Holder {
     fn drop(&mut self) {
         // SAFETY: the held view is filled and released once (`take` skips this).
-        unsafe { ffi::PyBuffer_Release(&mut *self.0) };
+        unsafe { unwind::release_buffer(&mut *self.0) };
     }
 }
 
@@ -321,7 +321,7 @@ impl Drop for View {
         let root = core::mem::replace(self.root.get_mut(), ptr::null_mut());
         if !root.is_null() {
             // SAFETY: our strong reference; drop runs in tp_dealloc with the GIL held.
-            unsafe { ffi::Py_DECREF(root) };
+            unsafe { unwind::decref(root) };
         }
     }
 }
@@ -336,7 +336,7 @@ impl View {
         let held = unsafe { (*self.source.get()).take() };
         if let Some(mut export) = held {
             // SAFETY: a filled export, released once: it was taken out of `source`.
-            unsafe { ffi::PyBuffer_Release(&mut *export) };
+            unsafe { unwind::release_buffer(&mut *export) };
         }
     }
 }
@@ -751,7 +751,7 @@ fn view_clear(gil: Gil<'_>, value: &View) {
     let root = unsafe { core::mem::replace(&mut *value.root.get(), ptr::null_mut()) };
     if !root.is_null() {
         // SAFETY: our strong reference.
-        unsafe { ffi::Py_DECREF(root) };
+        unsafe { unwind::decref(root) };
     }
 }
 
