@@ -27,6 +27,7 @@ from _testbuffer import ND_GETBUF_FAIL, ND_PIL, ND_VAREXPORT, ND_WRITABLE, PyBUF
 
 import bufferkit
 from bufferkit import Buffer, Exporter, View, inspect
+from bufferkit._bufferkit import _rebuild_buffer as _rebuild
 
 ALLOWED = (TypeError, ValueError, OverflowError, BufferError, MemoryError)
 
@@ -234,20 +235,24 @@ ROWS = [
     ('__reduce_ex__(str)', lambda o: o.buf.__reduce_ex__('x'), TypeError,
      r'^protocol must be an int, not str$'),
     ('__reduce_ex__(2**70)', lambda o: o.buf.__reduce_ex__(2**70), OverflowError, r'protocol'),
-    ('_from_pickle()', lambda o: Buffer._from_pickle(), TypeError, r'5 arguments'),
-    ('_from_pickle(short data)', lambda o: Buffer._from_pickle(b'ab', 'i', (1,), 'C', False),
+    ('_rebuild_buffer()', lambda o: _rebuild(), TypeError, r'6 arguments'),
+    ('_rebuild_buffer(short data)', lambda o: _rebuild(Buffer, b'ab', 'i', (1,), 'C', False),
      ValueError, r'^pickled Buffer data has 2 bytes, its shape and format need 4$'),
-    ('_from_pickle(long data)', lambda o: Buffer._from_pickle(b'abcdef', 'B', (4,), 'C', 0),
+    ('_rebuild_buffer(long data)', lambda o: _rebuild(Buffer, b'abcdef', 'B', (4,), 'C', 0),
      ValueError, r'has 6 bytes'),
-    ('_from_pickle(non-buffer)', lambda o: Buffer._from_pickle(1, 'B', (2,), 'C', False),
+    ('_rebuild_buffer(non-buffer)', lambda o: _rebuild(Buffer, 1, 'B', (2,), 'C', False),
      TypeError, r'int'),
-    ('_from_pickle(order)', lambda o: Buffer._from_pickle(b'ab', 'B', (2,), 'X', False),
+    ('_rebuild_buffer(order)', lambda o: _rebuild(Buffer, b'ab', 'B', (2,), 'X', False),
      ValueError, r"not 'X'"),
-    ('_from_pickle(negative shape)', lambda o: Buffer._from_pickle(b'ab', 'B', (-2,), 'C', 0),
+    ('_rebuild_buffer(negative shape)', lambda o: _rebuild(Buffer, b'ab', 'B', (-2,), 'C', 0),
      ValueError, r'shape\[0\] must be >= 0'),
-    ('_from_pickle(keyword)',
-     lambda o: Buffer._from_pickle(b'ab', 'B', (2,), 'C', False, bogus=1), TypeError,
+    ('_rebuild_buffer(keyword)',
+     lambda o: _rebuild(Buffer, b'ab', 'B', (2,), 'C', False, bogus=1), TypeError,
      r'keyword'),
+    ('_rebuild_buffer(View)', lambda o: _rebuild(View, b'ab', 'B', (2,), 'C', False), TypeError,
+     r'^_rebuild_buffer\(\) argument 1 must be Buffer or a subclass of it, not class View$'),
+    ('_rebuild_buffer(instance)', lambda o: _rebuild(o.buf, b'ab', 'B', (2,), 'C', False),
+     TypeError, r'must be Buffer or a subclass of it, not Buffer$'),
     ('set Buffer.shape', lambda o: setattr(o.buf, 'shape', (8,)), AttributeError,
      r'not writable'),
     ('del Buffer.format', lambda o: delattr(o.buf, 'format'), AttributeError, r'not writable'),

@@ -23,7 +23,7 @@ from _testbuffer import (
 )
 
 import bufferkit
-from bufferkit import Buffer
+from bufferkit import Buffer, Exporter, View
 from conftest import (
     BUFFERKIT, FORMATS, MALFORMED_REQUESTS, Layout, RawView, Refused,
     check_each, contiguous_strides, format_shape_cases, layout_variants, nest, product,
@@ -883,3 +883,25 @@ def test_module_layout():
     assert Buffer.__module__ == 'bufferkit' and Buffer.__name__ == 'Buffer'
     assert 'Buffer' in bufferkit.__all__
     assert all(hasattr(bufferkit, name) for name in bufferkit.__all__)
+
+
+@pytest.mark.parametrize('cls', [Buffer, View, Exporter], ids=lambda c: c.__name__)
+def test_dir_is_tidy(cls):
+    # Nothing private on the public types: the pickle helper lives in the native module.
+    assert [n for n in dir(cls) if n.startswith('_') and not n.startswith('__')] == []
+    for name in dir(cls):
+        if not name.startswith('__') or name in ('__buffer__', '__release_buffer__'):
+            assert getattr(cls, name).__doc__, f'{cls.__name__}.{name} has no docstring'
+
+
+def test_dir_of_the_package():
+    public = [n for n in dir(bufferkit) if not n.startswith('_')]
+    assert sorted(public) == sorted(bufferkit.__all__)
+
+
+def test_pickle_helper_is_found_by_pickle():
+    import bufferkit._bufferkit as native
+    b = Buffer((2, 2), format='i')
+    func, args = b.__reduce_ex__(2)
+    assert func is native._rebuild_buffer and args[0] is Buffer
+    assert func.__module__ == 'bufferkit._bufferkit' and func.__qualname__ == '_rebuild_buffer'

@@ -31,10 +31,12 @@ pub struct State {
     /// `Exporter.__release_buffer__`, Exporter's own (which does nothing): a release whose
     /// lookup finds it skips the call
     pub exporter_release: *mut ffi::PyObject,
+    /// `_rebuild_buffer`, the module function that unpickles a Buffer (`Buffer.__reduce_ex__`)
+    pub rebuild_buffer: *mut ffi::PyObject,
 }
 
 impl State {
-    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 7] {
+    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 8] {
         [
             &mut self.buffer_type,
             &mut self.view_type,
@@ -43,6 +45,7 @@ impl State {
             &mut self.buffer_name,
             &mut self.release_name,
             &mut self.exporter_release,
+            &mut self.rebuild_buffer,
         ]
     }
 }
@@ -100,6 +103,8 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     // SAFETY: the Exporter type was just stored (a strong reference).
     let exporter = unsafe { Borrowed::from_ptr(state.exporter_type) }.ok_or(Error::Raised)?;
     state.exporter_release = convert::getattr(exporter, c"__release_buffer__")?.into_raw();
+    // Added from MODULE_DEF's m_methods before exec runs.
+    state.rebuild_buffer = convert::getattr(module, c"_rebuild_buffer")?.into_raw();
     for (name, value) in CONSTANTS {
         // SAFETY: the module is live, `name` a C string.
         convert_status(unsafe {

@@ -42,7 +42,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     unsafe { crate::module::clear(module.cast()) };
 }
 
-static mut MODULE_METHODS: [ffi::PyMethodDef; 2] = [
+static mut MODULE_METHODS: [ffi::PyMethodDef; 3] = [
     ffi::PyMethodDef {
         ml_name: c"inspect".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
@@ -63,6 +63,22 @@ BufferInfo named tuple (released before returning):
                ndim=1, format=None, shape=(2,), strides=None, suboffsets=None)
 
 Refused requests raise what the exporter raised (BufferError)."
+            .as_ptr(),
+    },
+    ffi::PyMethodDef {
+        ml_name: c"_rebuild_buffer".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionWithKeywords: super::trampoline::with_first!(
+                ffi::PyObject,
+                crate::types::buffer::rebuild_buffer
+            ),
+        },
+        ml_flags: ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        ml_doc: c"_rebuild_buffer(cls, data, format, shape, order, readonly, /)
+--
+
+Rebuild a pickled Buffer of class cls (Buffer or a subclass) from a copy
+of data, in memory order: what Buffer.__reduce_ex__ returns to pickle."
             .as_ptr(),
     },
     ffi::PyMethodDef::zeroed(),

@@ -267,10 +267,11 @@ fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
     Ok(convert::none())
 }
 
-/// `Buffer.__reduce_ex__(protocol)`: `(type(self)._from_pickle, (data, format, shape, order,
-/// readonly))`. With protocol 5 `data` is a `pickle.PickleBuffer` of the Buffer itself, so
-/// `pickle.dumps(b, protocol=5, buffer_callback=...)` hands the memory out of band without a
-/// copy; below 5 it is the bytes in memory order.
+/// `Buffer.__reduce_ex__(protocol)`: `(bufferkit._bufferkit._rebuild_buffer, (type(self),
+/// data, format, shape, order, readonly))`. With protocol 5 `data` is a `pickle.PickleBuffer`
+/// of the Buffer itself, so `pickle.dumps(b, protocol=5, buffer_callback=...)` hands the memory
+/// out of band without a copy; below 5 it is the bytes in memory order. The rebuilding function
+/// lives in the native module, not on the class, to keep it out of `dir(Buffer)`.
 fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> PyResult<Owned> {
     let value = open(this)?;
     let protocol = convert::index_arg(protocol, &|| "protocol".into())?;
@@ -285,34 +286,40 @@ fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> PyResult<
     let shape = convert::new_int_tuple(layout.shape())?;
     let order = new_str(if value.order == Order::F { "F" } else { "C" })?;
     let readonly = new_bool(value.counter.snapshot().readonly())?;
+    // SAFETY: the type of a live object is live.
+    let tp = unsafe { Borrowed::from_ptr(this.obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
     let args = convert::new_tuple(&[
+        tp,
         data.borrow(),
         format.borrow(),
         shape.borrow(),
         order.borrow(),
         readonly.borrow(),
     ])?;
-    // SAFETY: the type of a live object is live.
-    let tp = unsafe { Borrowed::from_ptr(this.obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
-    let rebuild = convert::getattr(tp, c"_from_pickle")?;
-    convert::new_tuple(&[rebuild.borrow(), args.borrow()])
+    // SAFETY: a Buffer's type is one of this module's types (or a subclass of one).
+    let state = unsafe { crate::module::state_of_type(this.obj.type_ptr()) }?;
+    // SAFETY: the module state holds a live reference to the function while the module lives.
+    let rebuild = unsafe { Borrowed::from_ptr(state.rebuild_buffer) }.ok_or(Error::Raised)?;
+    convert::new_tuple(&[rebuild, args.borrow()])
 }
 
-/// `Buffer._from_pickle(data, format, shape, order, readonly)`: the inverse of
-/// `__reduce_ex__`: a new Buffer with `data` (any exporter, in memory order) copied in.
-fn buffer_from_pickle(
+/// `bufferkit._bufferkit._rebuild_buffer(cls, data, format, shape, order, readonly)`: the
+/// inverse of `__reduce_ex__`: a new `cls` (Buffer or a subclass) with `data` (any exporter, in
+/// memory order) copied in.
+pub(crate) fn rebuild_buffer(
     gil: crate::exporter::Gil<'_>,
-    cls: *mut ffi::PyObject,
+    module: *mut ffi::PyObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
     // SAFETY: `kwargs` is NULL or a dict, borrowed for the call.
     if kwargs.is_some_and(|k| unsafe { ffi::PyObject_Size(k.as_ptr()) } > 0) {
         return Err(Error::type_error(
-            "_from_pickle() takes no keyword arguments",
+            "_rebuild_buffer() takes no keyword arguments",
         ));
     }
-    let (mut data, mut format, mut shape, mut order) = (
+    let (mut cls, mut data, mut format, mut shape, mut order) = (
+        ptr::null_mut(),
         ptr::null_mut(),
         ptr::null_mut(),
         ptr::null_mut(),
@@ -323,7 +330,8 @@ fn buffer_from_pickle(
     let parsed = unsafe {
         ffi::PyArg_ParseTuple(
             args.as_ptr(),
-            c"OOOOp:_from_pickle".as_ptr(),
+            c"OOOOOp:_rebuild_buffer".as_ptr(),
+            &mut cls,
             &mut data,
             &mut format,
             &mut shape,
@@ -333,6 +341,26 @@ fn buffer_from_pickle(
     };
     if parsed == 0 {
         return Err(Error::Raised);
+    }
+    // SAFETY: `module` is this module, live for the call.
+    let state = unsafe { crate::module::state_of_module(module) };
+    // SAFETY: `cls` is a borrowed reference valid for this call; the GIL is held.
+    let is_buffer_class = unsafe {
+        ffi::PyType_Check(cls) != 0
+            && ffi::PyType_IsSubtype(cls.cast(), state.buffer_type.cast()) != 0
+    };
+    if !is_buffer_class {
+        // SAFETY: as above; a type's name is read only when `cls` is a type.
+        let what = unsafe {
+            if ffi::PyType_Check(cls) != 0 {
+                format!("class {}", crate::ffi::object::type_name(cls.cast()))
+            } else {
+                Borrowed::from_ptr(cls).map_or_else(|| "NULL".into(), |c| c.type_name())
+            }
+        };
+        return Err(Error::type_error(format!(
+            "_rebuild_buffer() argument 1 must be Buffer or a subclass of it, not {what}"
+        )));
     }
     // SAFETY: (all four) borrowed references valid for this call.
     let (data, format, shape, order) = unsafe {
@@ -369,7 +397,7 @@ fn buffer_from_pickle(
     // 'A': a Fortran-contiguous source is copied in Fortran order, i.e. as it lies in memory.
     view.copy_to(dst, CopyOrder::A)?;
     drop(view);
-    // SAFETY: `cls` is Buffer or a subclass (the classmethod's class); the GIL is held.
+    // SAFETY: `cls` is Buffer or a subclass of it (checked above); the GIL is held.
     unsafe { Object::create(gil, cls.cast(), value) }
 }
 
@@ -417,7 +445,7 @@ static mut BUFFER_GETSET: [ffi::PyGetSetDef; 15] = getset_table!(
     ]
 );
 
-static mut BUFFER_METHODS: [ffi::PyMethodDef; 10] = method_table!(
+static mut BUFFER_METHODS: [ffi::PyMethodDef; 9] = method_table!(
     Buffer,
     [
         method(
@@ -449,12 +477,6 @@ static mut BUFFER_METHODS: [ffi::PyMethodDef; 10] = method_table!(
             ffi::PyMethodDefPointer { PyCFunction: onearg!(Buffer, buffer_reduce_ex) },
             ffi::METH_O,
             c"__reduce_ex__($self, protocol, /)\n--\n\nPickle support: out-of-band (pickle.PickleBuffer) with protocol 5, a copy\nof the bytes below; format, shape, order and readonly are kept.",
-        ),
-        method(
-            c"_from_pickle",
-            ffi::PyMethodDefPointer { PyCFunctionWithKeywords: with_first!(ffi::PyObject, buffer_from_pickle) },
-            ffi::METH_VARARGS | ffi::METH_KEYWORDS | ffi::METH_CLASS,
-            c"_from_pickle($type, data, format, shape, order, readonly, /)\n--\n\nRebuild a pickled Buffer (a copy of data, in memory order).",
         ),
     ]
 );
