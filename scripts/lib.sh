@@ -1,6 +1,7 @@
 # Shared shell helpers for the Makefile's scripts. Source it; it defines functions only.
 # Layout of build outputs (documented in the README):
 #   build/venv/<cpXY>/     one virtualenv per interpreter (pytest, numpy, hypothesis, maturin)
+#   build/venv/fresh-*/    made anew by install_check.sh: the wheel (or `pip install .`) installed
 #   build/wheels/<kind>/   the wheel of each build kind: abi3 (3.11+), cp39, cp310
 #   build/<kind>/          that wheel unpacked: put it on PYTHONPATH to import bufferkit
 #   build/target/<kind>/   cargo's target directory of that build kind

@@ -37,8 +37,8 @@ for py in "${pythons[@]}"; do
   a=$(run "$log/abicheck-$tag.txt" scripts/abicheck.sh "$py")
   if [ "$b" = pass ]; then
     c=$(run "$log/ctest-$tag.txt" scripts/ctest.sh "$py")
-    vpy=$(ensure_venv "$py")
-    p=$(run "$log/pytest-$tag.txt" env PYTHONPATH="build/$kind" "$vpy" -m pytest -q -p no:cacheprovider python_tests)
+    # The suite runs against the wheel pip-installed into a fresh venv (issue 8).
+    p=$(run "$log/pytest-$tag.txt" scripts/install_check.sh "$py")
     t=$(run "$log/typecheck-$tag.txt" scripts/typecheck.sh "$py")
     e=$(run "$log/example-$tag.txt" scripts/example.sh "$py")
   else c=-; p=-; t=-; e=-; fi
@@ -53,6 +53,16 @@ if [ "${built[abi3]:-}" = pass ]; then
   [ "$abi3" = pass ] || fail=1
 fi
 
+# `pip install .` as a user runs it (build isolation, maturin from the registry), on the
+# oldest interpreter (a version-specific module) and the newest (abi3).
+src=pass
+for py in "${pythons[0]}" "${pythons[${#pythons[@]}-1]}"; do
+  tag=$(py_tag "$py")
+  echo "==> $tag: pip install . into a fresh venv"
+  [ "$(run "$log/install-src-$tag.txt" scripts/install_check.sh "$py" --from-source)" = pass ] || src=FAIL
+done
+[ "$src" = pass ] || fail=1
+
 echo
 fmt='%-8s %-6s %-6s %-7s %-8s %-13s %-10s %-8s %s\n'
 printf "$fmt" interp kind build layout c-tests python-tests typecheck example result
@@ -62,6 +72,7 @@ for row in "${rows[@]}"; do
 done
 printf '%-8s %-6s %s\n' rust - "$rust (unit + doc tests, fmt, clippy)"
 printf '%-8s %-6s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI)"
+printf '%-8s %-6s %s\n' install src "$src (pip install . into fresh venvs: $(py_tag "${pythons[0]}"), $(py_tag "${pythons[${#pythons[@]}-1]}"))"
 echo "(logs: $log/)"
 if [ $fail = 0 ]; then echo "matrix: ${#rows[@]} interpreters passed"; else echo "matrix: FAILED"; fi
 exit $fail

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# install_check.sh PYTHON [--from-source]: install bufferkit into a fresh virtualenv of PYTHON the
+# way a user does, check what was installed, and run the Python test suite against that install
+# (no PYTHONPATH: the tests import bufferkit from the venv's site-packages).
+#   default        `pip install` of the wheel that build.sh made with `pip wheel .`
+#                  (build/wheels/<kind>/: the one abi3 wheel for every 3.11+ interpreter)
+#   --from-source  `pip install .` from the repository, with pip's build isolation (maturin
+#                  comes from the registry); the test suite is not run again, only the checks
+# The venv is build/venv/fresh-<cpXY>[-src], deleted and made again on every run.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$BK_ROOT"
+py=${1:?usage: install_check.sh PYTHON [--from-source]}
+mode=${2:-wheel}
+kind=$(build_kind "$py")
+tag=$(py_tag "$py")
+venv="build/venv/fresh-$tag"
+[ "$mode" = --from-source ] && venv="$venv-src"
+rm -rf "$venv"
+"$py" -m venv "$venv"
+vpy="$BK_ROOT/$venv/bin/python"
+"$vpy" -m pip install -q --upgrade pip
+if [ "$mode" = --from-source ]; then
+  echo "==> $tag: pip install . (fresh venv $venv)"
+  # Cargo's target directory is kept between runs (a user's first install compiles for about
+  # a minute); everything else is as a user runs it.
+  CARGO_TARGET_DIR="$BK_ROOT/build/target/src-$tag" "$vpy" -m pip install -q .
+else
+  whl=$(ls build/wheels/"$kind"/bufferkit-*.whl)
+  echo "==> $tag: pip install $whl (fresh venv $venv)"
+  "$vpy" -m pip install -q "$whl" -r python_tests/requirements.txt
+fi
+
+# What was installed: the package from site-packages, with its stub and marker, and the
+# native module of the right kind (abi3 on 3.11+, version-specific before).
+(cd /tmp && "$vpy" - "$kind" <<'EOF'
+import importlib.util, pathlib, sys, sysconfig
+import bufferkit, bufferkit._bufferkit as native
+kind = sys.argv[1]
+site = pathlib.Path(sysconfig.get_paths()["purelib"]).resolve()
+pkg = pathlib.Path(bufferkit.__file__).resolve().parent
+assert pkg.parent == site, f"bufferkit imported from {pkg}, not from {site}"
+for name in ("py.typed", "__init__.pyi", "__main__.py"):
+    assert (pkg / name).is_file(), f"{name} is not installed"
+so = pathlib.Path(native.__file__).name
+want = ".abi3.so" if kind == "abi3" else f".cpython-{sys.version_info[0]}{sys.version_info[1]}-"
+assert want in so, f"native module {so}: expected {want!r}"
+assert bufferkit.Buffer.__module__ == "bufferkit"
+b = bufferkit.Buffer(8)
+memoryview(b)[0] = 7
+assert bytes(b)[0] == 7
+print(f"installed: {pkg} ({so})")
+EOF
+)
+"$vpy" -m bufferkit inspect 'bytearray(b"abc")' >/dev/null
+
+echo "install_check $tag ($mode): installed as expected"
+if [ "$mode" != --from-source ]; then
+  echo "==> $tag: python tests against the installed wheel"
+  "$vpy" -m pytest -q -p no:cacheprovider python_tests   # its summary line is the last line
+fi
