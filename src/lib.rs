@@ -63,6 +63,11 @@ pub use layout::{Format, Layout, Order};
 pub use request::Request;
 pub use view::BufferView;
 
+/// The pyo3-ffi bufferkit is built on, for extension crates and for the exported trampoline
+/// macros (one version of the C declarations in the whole build).
+#[doc(no_inline)]
+pub use pyo3_ffi;
+
 /// The entry point CPython looks up when importing `bufferkit._bufferkit`: returns the module
 /// definition for multi-phase initialisation (PEP 489).
 ///

@@ -6,14 +6,12 @@
 //! shims with the exact C signature of each kind of callable (`METH_NOARGS`,
 //! `METH_VARARGS | METH_KEYWORDS`, `getter`, `newfunc`, ...) and hand everything to the
 //! generic functions here; they hide no control flow of the functions they wrap.
-#![cfg_attr(
-    not(feature = "module"),
-    allow(
-        unused_macros,
-        unused_imports,
-        reason = "the shims' only users are the shipped types"
-    )
-)]
+//!
+//! The macros are exported (`bufferkit::noargs!`, ...) for extension crates that register their
+//! own methods and slots next to bufferkit's buffer slots; `examples/waveform` uses them. A shim
+//! made for `T` assumes what [`this`] assumes: it must be registered only on a type whose
+//! instances are `Object<T>` (made with `Object::<T>::BASICSIZE` and `dealloc::<T>`), as
+//! [`getbuffer`](super::getbuffer)`::<T>` must.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -108,12 +106,13 @@ pub unsafe fn optional<'py>(ptr: *mut ffi::PyObject) -> Option<Borrowed<'py>> {
 /// `extern "C" fn(self, unused) -> PyObject*` for `METH_NOARGS`, from
 /// `fn(This<T>) -> PyResult<Owned>`. Also fits `getter` (the closure argument is ignored) and
 /// unary slots such as `tp_repr` and `tp_iter` (the shim takes one argument).
+#[macro_export]
 macro_rules! noargs {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
-            slf: *mut pyo3_ffi::PyObject,
-            _: *mut pyo3_ffi::PyObject,
-        ) -> *mut pyo3_ffi::PyObject {
+            slf: *mut $crate::pyo3_ffi::PyObject,
+            _: *mut $crate::pyo3_ffi::PyObject,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
             // SAFETY: CPython calls methods with the GIL held and `slf` an instance of the
             // defining type, whose instances are `Object<$T>`.
             unsafe {
@@ -127,12 +126,13 @@ macro_rules! noargs {
 }
 
 /// `extern "C" fn(self, closure) -> PyObject*` (`getter`), from `fn(This<T>) -> PyResult<Owned>`.
+#[macro_export]
 macro_rules! getter {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
-            slf: *mut pyo3_ffi::PyObject,
+            slf: *mut $crate::pyo3_ffi::PyObject,
             _: *mut core::ffi::c_void,
-        ) -> *mut pyo3_ffi::PyObject {
+        ) -> *mut $crate::pyo3_ffi::PyObject {
             // SAFETY: CPython calls getters with the GIL held and `slf` an instance of the
             // defining type, whose instances are `Object<$T>`.
             unsafe {
@@ -147,9 +147,12 @@ macro_rules! getter {
 
 /// `extern "C" fn(self) -> PyObject*` (`reprfunc` and other unary slots), from
 /// `fn(This<T>) -> PyResult<Owned>`.
+#[macro_export]
 macro_rules! unary {
     ($T:ty, $f:expr) => {{
-        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject) -> *mut pyo3_ffi::PyObject {
+        unsafe extern "C" fn shim(
+            slf: *mut $crate::pyo3_ffi::PyObject,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
             // SAFETY: CPython calls type slots with the GIL held and `slf` an instance of the
             // type, whose instances are `Object<$T>`.
             unsafe {
@@ -164,12 +167,13 @@ macro_rules! unary {
 
 /// `extern "C" fn(self, arg) -> PyObject*` for `METH_O` and `mp_subscript`, from
 /// `fn(This<T>, Borrowed) -> PyResult<Owned>`.
+#[macro_export]
 macro_rules! onearg {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
-            slf: *mut pyo3_ffi::PyObject,
-            arg: *mut pyo3_ffi::PyObject,
-        ) -> *mut pyo3_ffi::PyObject {
+            slf: *mut $crate::pyo3_ffi::PyObject,
+            arg: *mut $crate::pyo3_ffi::PyObject,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
             // SAFETY: CPython calls these with the GIL held, `slf` an instance of the type
             // (whose instances are `Object<$T>`) and `arg` a live borrowed argument.
             unsafe {
@@ -186,13 +190,14 @@ macro_rules! onearg {
 
 /// `extern "C" fn(self, args, kwargs) -> PyObject*` for `METH_VARARGS | METH_KEYWORDS`, from
 /// `fn(This<T>, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
+#[macro_export]
 macro_rules! varkw {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
-            slf: *mut pyo3_ffi::PyObject,
-            args: *mut pyo3_ffi::PyObject,
-            kwargs: *mut pyo3_ffi::PyObject,
-        ) -> *mut pyo3_ffi::PyObject {
+            slf: *mut $crate::pyo3_ffi::PyObject,
+            args: *mut $crate::pyo3_ffi::PyObject,
+            kwargs: *mut $crate::pyo3_ffi::PyObject,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
             // SAFETY: CPython calls methods with the GIL held, `slf` an instance of the
             // defining type (whose instances are `Object<$T>`), `args` a tuple and `kwargs`
             // NULL or a dict, all borrowed for the call.
@@ -212,13 +217,14 @@ macro_rules! varkw {
 /// `extern "C" fn(first, args, kwargs) -> PyObject*` where `first` is not an instance: a type
 /// (`tp_new`, `METH_CLASS` methods) or a module (module functions). From
 /// `fn(Gil, *mut PyObject, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
+#[macro_export]
 macro_rules! with_first {
     ($First:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             first: *mut $First,
-            args: *mut pyo3_ffi::PyObject,
-            kwargs: *mut pyo3_ffi::PyObject,
-        ) -> *mut pyo3_ffi::PyObject {
+            args: *mut $crate::pyo3_ffi::PyObject,
+            kwargs: *mut $crate::pyo3_ffi::PyObject,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
             // SAFETY: CPython calls these with the GIL held, `first` live, `args` a tuple and
             // `kwargs` NULL or a dict, all borrowed for the call.
             unsafe {
@@ -235,9 +241,12 @@ macro_rules! with_first {
 }
 
 /// `extern "C" fn(self) -> Py_ssize_t` (`lenfunc`), from `fn(This<T>) -> PyResult<isize>`.
+#[macro_export]
 macro_rules! length {
     ($T:ty, $f:expr) => {{
-        unsafe extern "C" fn shim(slf: *mut pyo3_ffi::PyObject) -> pyo3_ffi::Py_ssize_t {
+        unsafe extern "C" fn shim(
+            slf: *mut $crate::pyo3_ffi::PyObject,
+        ) -> $crate::pyo3_ffi::Py_ssize_t {
             // SAFETY: CPython calls lenfunc with the GIL held and `slf` an instance of the
             // type, whose instances are `Object<$T>`.
             unsafe {
@@ -250,4 +259,4 @@ macro_rules! length {
     }};
 }
 
-pub(crate) use {getter, length, noargs, onearg, unary, varkw, with_first};
+pub use crate::{getter, length, noargs, onearg, unary, varkw, with_first};

@@ -12,7 +12,6 @@ use core::ffi::{c_int, c_void};
 use core::ptr::{self, NonNull};
 
 use bufferkit::ffi::convert::{index_arg, new_int, none};
-use bufferkit::ffi::trampoline::{int_result, object_result, this};
 use bufferkit::ffi::{Borrowed, Error, Owned, PyResult, This};
 use bufferkit::{BufferExporter, ExportCounter, Format, Gil, Layout, Memory, Object, Order};
 use pyo3_ffi as ffi;
@@ -81,11 +80,12 @@ unsafe impl BufferExporter for Waveform {
 fn waveform_new(
     gil: Gil<'_>,
     tp: *mut ffi::PyTypeObject,
-    args: *mut ffi::PyObject,
+    args: Borrowed<'_>,
+    _kwargs: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
     let mut len: ffi::Py_ssize_t = 0;
     // SAFETY: `args` is the call's argument tuple; the converter `n` stores a Py_ssize_t.
-    if unsafe { ffi::PyArg_ParseTuple(args, c"n:Waveform".as_ptr(), &mut len) } == 0 {
+    if unsafe { ffi::PyArg_ParseTuple(args.as_ptr(), c"n:Waveform".as_ptr(), &mut len) } == 0 {
         return Err(Error::Raised);
     }
     let value = Waveform {
@@ -131,48 +131,25 @@ fn waveform_len(this: This<'_, Waveform>) -> PyResult<ffi::Py_ssize_t> {
     Ok(this.value.samples().data.len() as ffi::Py_ssize_t)
 }
 
-// The C entry points: each turns CPython's call into the Rust function above, inside
-// bufferkit's panic boundary (a panic becomes SystemError, an `Err` the exception).
-
-unsafe extern "C" fn tp_new(
-    tp: *mut ffi::PyTypeObject,
-    args: *mut ffi::PyObject,
-    _kwargs: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls tp_new with the GIL held.
-    unsafe { object_result(|gil| waveform_new(gil, tp, args)) }
-}
-
-unsafe extern "C" fn peak(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held and `slf` a Waveform (an `Object<Waveform>`).
-    unsafe { object_result(|gil| waveform_peak(this(gil, slf)?)) }
-}
-
-unsafe extern "C" fn resize(slf: *mut ffi::PyObject, n: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: as in `peak`; `n` is the argument (METH_O), borrowed for the call.
-    unsafe {
-        object_result(|gil| {
-            let n = Borrowed::from_ptr(n).ok_or(Error::Raised)?;
-            waveform_resize(this(gil, slf)?, n)
-        })
-    }
-}
-
-unsafe extern "C" fn mp_length(slf: *mut ffi::PyObject) -> ffi::Py_ssize_t {
-    // SAFETY: CPython calls type slots with the GIL held and `slf` a Waveform.
-    unsafe { int_result(|gil| waveform_len(this(gil, slf)?)) }
-}
+// The C entry points, made by bufferkit's trampoline macros: each is an `extern "C"` function
+// with the C signature CPython expects that runs the Rust function above inside bufferkit's
+// panic boundary (a panic becomes SystemError, an `Err` the exception). The typed constants
+// make the compiler check each signature against the slot or method kind it is registered as.
+const TP_NEW: ffi::newfunc = bufferkit::with_first!(ffi::PyTypeObject, waveform_new);
+const PEAK: ffi::PyCFunction = bufferkit::noargs!(Waveform, waveform_peak);
+const RESIZE: ffi::PyCFunction = bufferkit::onearg!(Waveform, waveform_resize);
+const MP_LENGTH: ffi::lenfunc = bufferkit::length!(Waveform, waveform_len);
 
 static mut METHODS: [ffi::PyMethodDef; 3] = [
     ffi::PyMethodDef {
         ml_name: c"peak".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: peak },
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: PEAK },
         ml_flags: ffi::METH_NOARGS,
         ml_doc: c"peak($self, /)\n--\n\nThe largest absolute sample value.".as_ptr(),
     },
     ffi::PyMethodDef {
         ml_name: c"resize".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: resize },
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: RESIZE },
         ml_flags: ffi::METH_O,
         ml_doc: c"resize($self, n, /)\n--\n\nKeep the first n samples, pad with zeros.\n\nRaises BufferError while the samples are exported."
             .as_ptr(),
@@ -183,7 +160,7 @@ static mut METHODS: [ffi::PyMethodDef; 3] = [
 static mut SLOTS: [ffi::PyType_Slot; 7] = [
     ffi::PyType_Slot {
         slot: ffi::Py_tp_new,
-        pfunc: tp_new as *mut c_void,
+        pfunc: TP_NEW as *mut c_void,
     },
     // bufferkit's generic slots, instantiated for Waveform: the whole buffer protocol.
     ffi::PyType_Slot {
@@ -200,7 +177,7 @@ static mut SLOTS: [ffi::PyType_Slot; 7] = [
     },
     ffi::PyType_Slot {
         slot: ffi::Py_mp_length,
-        pfunc: mp_length as *mut c_void,
+        pfunc: MP_LENGTH as *mut c_void,
     },
     // SAFETY: only the address of the static is taken; CPython reads the table while making
     // the type and never writes it.
@@ -218,8 +195,6 @@ static mut SLOTS: [ffi::PyType_Slot; 7] = [
 const _: ffi::getbufferproc = bufferkit::getbuffer::<Waveform>;
 const _: ffi::releasebufferproc = bufferkit::releasebuffer::<Waveform>;
 const _: ffi::destructor = bufferkit::ffi::dealloc::<Waveform>;
-const _: ffi::newfunc = tp_new;
-const _: ffi::lenfunc = mp_length;
 
 static mut SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
     name: c"waveform.Waveform".as_ptr(),
