@@ -15,20 +15,22 @@ use pyo3_ffi as ffi;
 use crate::exporter::Memory;
 use crate::request::Request;
 
-/// Writes every field of `*view` but `obj` (step 2 of the `bf_getbuffer` contract; the slot
-/// sets `obj` last, as step 4).
+/// Writes every field of `*view`, `obj` included (steps 2 and 4 of the `bf_getbuffer` contract,
+/// in one write of the whole struct).
 ///
 /// # Safety
 ///
 /// `view` is valid for writes of a `Py_buffer` (the consumer's, as passed to `bf_getbuffer`),
-/// and `memory` describes memory whose exporter has already counted this export, so that the
-/// pointers written here stay valid until the matching `bf_releasebuffer`.
+/// `memory` describes memory whose exporter has already counted this export, so that the
+/// pointers written here stay valid until the matching `bf_releasebuffer`, and `obj` is the
+/// exporter, with the new reference the consumer's `PyBuffer_Release` gives back.
 #[inline(always)]
 pub(crate) unsafe fn fill(
     view: *mut ffi::Py_buffer,
     memory: &Memory<'_>,
     request: Request,
     readonly: bool,
+    obj: *mut ffi::PyObject,
 ) {
     let layout = memory.layout();
     let ndim = layout.ndim();
@@ -58,7 +60,7 @@ pub(crate) unsafe fn fill(
     // the consumer"), which is what makes handing out the layout's own arrays sound.
     let filled = ffi::Py_buffer {
         buf: memory.first_item().cast(),
-        obj: ptr::null_mut(),
+        obj,
         len: layout.nbytes(),
         itemsize: layout.itemsize(),
         readonly: core::ffi::c_int::from(readonly),

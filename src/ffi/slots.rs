@@ -49,15 +49,16 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
     unsafe { getbuffer_boundary(view, |gil| export::<T>(gil, obj, view, flags)) }
 }
 
-/// The part every `bf_getbuffer` of bufferkit shares: refuse a NULL view, clear `view->obj`
-/// before anything can fail, run `body` inside the panic boundary, and on any failure (an
-/// error or a panic, which may come after the view was filled) clear `view->obj` again and
-/// set the exception: "view->obj is NULL on failure" (typeobj.rst, bf_getbuffer, step 1).
+/// The part every `bf_getbuffer` of bufferkit shares: refuse a NULL view, run `body` inside
+/// the panic boundary, and on any failure (an error or a panic, which may come after `body`
+/// wrote to the view) clear `view->obj` and set the exception: "view->obj is NULL on failure"
+/// (typeobj.rst, bf_getbuffer, step 1). `view->obj` is not cleared before `body` runs (one
+/// store fewer on the hot path): a `body` that reads it must clear it first.
 ///
 /// # Safety
 ///
 /// Called from a `bf_getbuffer` slot: the GIL is held and `view` is NULL or the consumer's
-/// `Py_buffer`, valid for writes; `body` may rely on `view` being non-NULL with `obj` NULL.
+/// `Py_buffer`, valid for writes; `body` may rely on `view` being non-NULL.
 #[inline(always)]
 unsafe fn getbuffer_boundary(
     view: *mut ffi::Py_buffer,
@@ -66,19 +67,36 @@ unsafe fn getbuffer_boundary(
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
     if view.is_null() {
-        // Python 2's "lock without a view" form; CPython 3's bytearray refuses it the same way.
-        Error::buffer_error("getbuffer: a NULL view is not supported").restore(gil);
-        return -1;
+        return null_view(gil);
     }
-    // SAFETY: `view` is the consumer's Py_buffer, valid for writes (caller). Clearing `obj`
-    // first keeps every early return (and a panic) within "view->obj is NULL on failure".
-    unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
-    let err = match catch_unwind(AssertUnwindSafe(|| body(gil))) {
-        Ok(Ok(())) => return 0, // step 5
-        Ok(Err(err)) => err,
-        Err(panic) => Error::from_panic(panic),
-    };
-    // SAFETY: as above; a panic may have come after the view was filled, so clear `obj` again.
+    match catch_unwind(AssertUnwindSafe(|| body(gil))) {
+        Ok(Ok(())) => 0, // step 5
+        // SAFETY: forwarded from the caller.
+        Ok(Err(err)) => unsafe { failed(gil, view, err) },
+        // SAFETY: forwarded from the caller.
+        Err(panic) => unsafe { failed(gil, view, Error::from_panic(panic)) },
+    }
+}
+
+/// A NULL view: Python 2's "lock without a view" form; CPython 3's bytearray refuses it the
+/// same way. Out of line, as [`failed`] is, so that the hot path keeps no registers for them.
+#[cold]
+#[inline(never)]
+fn null_view(gil: Gil<'_>) -> c_int {
+    Error::buffer_error("getbuffer: a NULL view is not supported").restore(gil);
+    -1
+}
+
+/// A failed getbuffer: "view->obj is NULL on failure", whatever the body wrote before it failed
+/// or panicked, and the exception set.
+///
+/// # Safety
+///
+/// `view` is the consumer's Py_buffer, valid for writes, and the GIL is held.
+#[cold]
+#[inline(never)]
+unsafe fn failed(gil: Gil<'_>, view: *mut ffi::Py_buffer, err: Error) -> c_int {
+    // SAFETY: `view` is valid for writes (caller).
     unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
     err.restore(gil);
     -1
@@ -121,16 +139,15 @@ unsafe fn export<T: BufferExporter>(
         }
     };
     let (memory, request) = memory;
-    // Step 2: fill.
-    // SAFETY: `view` is writable (caller); the export was counted above, so by the contract of
-    // `BufferExporter` the memory stays valid until the matching release.
-    unsafe { fill(view, &memory, request, seen.readonly()) };
     // Step 4: the consumer's reference.
     // SAFETY: `obj` is live and the GIL is held; the new reference is the one `view->obj`
     // holds, which PyBuffer_Release gives back.
     unsafe { incref_exporter(obj) };
-    // SAFETY: `view` is writable (caller).
-    unsafe { ptr::addr_of_mut!((*view).obj).write(obj) };
+    // Steps 2 and 4: fill, `obj` included; nothing can fail after this.
+    // SAFETY: `view` is writable (caller); the export was counted above, so by the contract of
+    // `BufferExporter` the memory stays valid until the matching release; `obj` carries the
+    // reference just made.
+    unsafe { fill(view, &memory, request, seen.readonly(), obj) };
     Ok(())
 }
 
@@ -239,9 +256,12 @@ pub unsafe extern "C" fn exporter_getbuffer(
     // for NULL by the boundary), `obj` live for the call.
     unsafe {
         getbuffer_boundary(view, |gil| {
+            // `export` relies on `view->obj` being NULL until it fills the view.
+            // SAFETY: `view` is non-NULL (the boundary) and writable (caller).
+            ptr::addr_of_mut!((*view).obj).write(ptr::null_mut());
             // SAFETY: `obj` is live for the call (caller).
             let this = Borrowed::from_ptr(obj).ok_or(Error::Raised)?;
-            // SAFETY: `view` is writable with `obj` NULL (the boundary); the GIL is held.
+            // SAFETY: `view` is writable with `obj` NULL (just written); the GIL is held.
             crate::types::exporter::export(gil, this, view, flags)
         })
     }

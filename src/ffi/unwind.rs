@@ -209,7 +209,9 @@ pub unsafe fn alloc(
 /// The GIL is held and the caller owns a reference to the live `obj`.
 #[inline(always)]
 pub unsafe fn decref(obj: *mut ffi::PyObject) {
-    #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
+    // Under the 3.12+ limited API the count is opaque; everywhere else it can be read, and
+    // pyo3-ffi's Py_DECREF is what the C headers do (inline under the 3.11 stable ABI too).
+    #[cfg(not(any(all(Py_LIMITED_API, Py_3_12), Py_GIL_DISABLED)))]
     {
         // SAFETY: `obj` is live and the GIL serialises its reference count. With more than one
         // reference (or an immortal object's count, 3.12+), Py_DECREF only decrements.
