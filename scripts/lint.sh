@@ -10,6 +10,17 @@ cargo fmt --check
 cargo test --quiet
 cargo clippy --quiet --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps
+# Code under #[cfg(Py_3_12)], #[cfg(not(Py_3_10))] or the limited API compiles only for some
+# interpreters: clippy the oldest and newest installed ones, and the abi3 build, as well.
+mapfile -t pys < <(find_pythons)
+for other in "${pys[0]:-}" "${pys[${#pys[@]}-1]:-}"; do
+  [ -n "$other" ] || continue
+  PYO3_PYTHON="$other" CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-$(py_tag "$other")" \
+    cargo clippy --quiet --all-targets -- -D warnings
+done
+if [ "$(py_minor "$PYO3_PYTHON")" -ge 11 ]; then
+  CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-abi3" cargo clippy --quiet --all-targets --features abi3 -- -D warnings
+fi
 # The example crate is what a Rust user copies: the same bar.
 cargo fmt --check --manifest-path examples/waveform/Cargo.toml
 CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-example" \

@@ -28,19 +28,6 @@ fn pyo3_ffi_bindgen_and_the_c_compiler_agree() {
 /// takes from pyo3-ffi (`ffi::NAME` or `pyo3_ffi::NAME`) must be one the checks compare, so
 /// that the list in `src/abi/mod.rs` cannot fall behind a new slot or flag.
 fn uncompared_constants() -> Vec<String> {
-    const FAMILIES: [&str; 11] = [
-        "Py_tp_",
-        "Py_bf_",
-        "Py_mp_",
-        "Py_sq_",
-        "Py_nb_",
-        "Py_am_",
-        "Py_mod_",
-        "Py_TPFLAGS_",
-        "METH_",
-        "PyBUF_",
-        "PYTHON_",
-    ];
     let mut files = Vec::new();
     rust_files(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
@@ -63,7 +50,7 @@ fn uncompared_constants() -> Vec<String> {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            let family = FAMILIES.iter().any(|p| name.starts_with(p));
+            let family = abi::MACRO_FAMILIES.iter().any(|p| name.starts_with(p));
             let line = format!(
                 "{name}: used by bufferkit ({}) but not compared by the ABI checks",
                 file.display()

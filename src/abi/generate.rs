@@ -28,41 +28,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bindgen::callbacks::{FieldInfo, IntKind, ParseCallbacks};
 use bindgen::FieldVisibilityKind;
 
-/// The structs compared, by their C API (typedef) names. `src/abi/mod.rs` holds the same list;
-/// a struct bindgen does not produce is left out here and reported there.
-const STRUCTS: [&str; 12] = [
-    "Py_buffer",
-    "PyBufferProcs",
-    "PyType_Spec",
-    "PyType_Slot",
-    "PyModuleDef",
-    "PyModuleDef_Base",
-    "PyModuleDef_Slot",
-    "PyMethodDef",
-    "PyGetSetDef",
-    "PyMemberDef",
-    "PyObject",
-    "PyVarObject",
-];
-
-/// Integer macros whose values are handed to the tests: every name with one of these prefixes
-/// (the tests pick the ones they compare, and require every `PyBUF_*` to be compared).
-const MACRO_PREFIXES: [&str; 11] = [
-    "PyBUF_",
-    "Py_TPFLAGS_",
-    "METH_",
-    "Py_tp_",
-    "Py_bf_",
-    "Py_mp_",
-    "Py_sq_",
-    "Py_nb_",
-    "Py_am_",
-    "Py_mod_",
-    "PYTHON_",
-];
-
-/// Single macros handed over as well.
-const MACROS: [&str; 1] = ["PY_VERSION_HEX"];
+// The names compared (shared with the library: see `names.rs`). A struct bindgen does not
+// produce is left out here and reported by `mod.rs`.
+#[path = "names.rs"]
+mod names;
+use names::{MACROS, MACRO_FAMILIES, STRUCTS};
 
 /// What the parse callbacks saw.
 #[derive(Debug, Default)]
@@ -283,7 +253,7 @@ fn bindgen_witness(code: &str, seen: &Seen, version: (u8, u8)) -> String {
     }
     let _ = writeln!(src, "    let constants = vec![");
     for (name, value) in &seen.macros {
-        if MACRO_PREFIXES.iter().any(|p| name.starts_with(p)) || MACROS.contains(&name.as_str()) {
+        if MACRO_FAMILIES.iter().any(|p| name.starts_with(p)) || MACROS.contains(&name.as_str()) {
             let _ = writeln!(src, "        ({name:?}, {value}_i128),");
         }
     }

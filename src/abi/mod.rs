@@ -39,21 +39,8 @@ use core::ffi::{c_char, c_longlong, CStr};
 use core::fmt;
 use core::mem::{align_of, offset_of, size_of};
 
-/// The structs compared, by their C names.
-pub const STRUCTS: [&str; 12] = [
-    "Py_buffer",
-    "PyBufferProcs",
-    "PyType_Spec",
-    "PyType_Slot",
-    "PyModuleDef",
-    "PyModuleDef_Base",
-    "PyModuleDef_Slot",
-    "PyMethodDef",
-    "PyGetSetDef",
-    "PyMemberDef",
-    "PyObject",
-    "PyVarObject",
-];
+mod names;
+pub use names::{MACROS, MACRO_FAMILIES, STRUCTS};
 
 /// The constants compared besides every `PyBUF_*` macro of the headers: the slot ids, type
 /// flags and calling conventions bufferkit uses (`grep -rn 'ffi::Py_\|METH_' src/`), and the
@@ -712,21 +699,7 @@ pub fn compare(witnesses: &[Witness]) -> Report {
 }
 
 /// Macros a full witness may report without their being compared: bindgen hands over every
-/// macro of the families in `generate.rs`, of which only [`CONSTANTS`] and `PyBUF_*` matter.
+/// macro of [`MACRO_FAMILIES`], of which only [`CONSTANTS`] and `PyBUF_*` matter.
 fn is_known_extra(name: &str) -> bool {
-    name == "PY_VERSION_HEX"
-        || [
-            "Py_TPFLAGS_",
-            "METH_",
-            "Py_tp_",
-            "Py_bf_",
-            "Py_mp_",
-            "Py_sq_",
-            "Py_nb_",
-            "Py_am_",
-            "Py_mod_",
-            "PYTHON_",
-        ]
-        .iter()
-        .any(|p| name.starts_with(p))
+    MACROS.contains(&name) || MACRO_FAMILIES.iter().any(|p| name.starts_with(p))
 }

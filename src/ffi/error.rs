@@ -140,42 +140,45 @@ pub fn check_status(status: core::ffi::c_int) -> PyResult<core::ffi::c_int> {
 ///
 /// Uses `PyErr_GetRaisedException`/`PyErr_SetRaisedException` where they exist (3.12+;
 /// `PyErr_Fetch`/`PyErr_Restore` are deprecated there) and the triple API before.
-pub struct Pending {
+pub struct Pending<'py> {
+    /// The GIL, held while the taken references are owned here.
+    gil: Gil<'py>,
     #[cfg(Py_3_12)]
     exc: *mut ffi::PyObject,
     #[cfg(not(Py_3_12))]
     triple: [*mut ffi::PyObject; 3],
 }
 
-impl Pending {
+impl<'py> Pending<'py> {
     /// Takes the pending exception (if any) out of the thread state.
-    pub fn take(_gil: Gil<'_>) -> Self {
+    pub fn take(gil: Gil<'py>) -> Self {
         #[cfg(Py_3_12)]
         {
-            // SAFETY: the GIL is held; returns a new reference or NULL and clears the state.
-            Self {
-                exc: unsafe { ffi::PyErr_GetRaisedException() },
-            }
+            // SAFETY: the GIL is held (`gil`); returns a new reference or NULL and clears the
+            // thread's exception state.
+            let exc = unsafe { ffi::PyErr_GetRaisedException() };
+            Self { gil, exc }
         }
         #[cfg(not(Py_3_12))]
         {
             let mut triple = [core::ptr::null_mut(); 3];
             let [t, v, tb] = &mut triple;
-            // SAFETY: the GIL is held; moves the exception (new references or NULL) out.
+            // SAFETY: the GIL is held (`gil`); moves the exception (new references or NULL) out.
             unsafe { ffi::PyErr_Fetch(t, v, tb) };
-            Self { triple }
+            Self { gil, triple }
         }
     }
 
     /// Makes it the pending exception again (nothing, if there was none).
     pub fn restore(self) {
+        let _held = self.gil;
         #[cfg(Py_3_12)]
-        // SAFETY: takes over our reference (NULL clears); callers hold the GIL.
+        // SAFETY: the GIL is held (`self.gil`); takes over our reference (NULL clears).
         unsafe {
             ffi::PyErr_SetRaisedException(self.exc)
         };
         #[cfg(not(Py_3_12))]
-        // SAFETY: takes over the three references fetched by `take`; callers hold the GIL.
+        // SAFETY: the GIL is held (`self.gil`); takes over the three references `take` fetched.
         unsafe {
             ffi::PyErr_Restore(self.triple[0], self.triple[1], self.triple[2])
         };
@@ -183,13 +186,16 @@ impl Pending {
 
     /// `str()` of the exception, consuming it; empty if there was none.
     pub fn message(self) -> String {
+        let _held = self.gil;
         #[cfg(Py_3_12)]
-        // SAFETY: our reference to the exception instance, or NULL.
+        // SAFETY: our reference to the exception instance, or NULL; the GIL is held
+        // (`self.gil`) while it is owned and dropped.
         let value = unsafe { super::object::Owned::from_new(self.exc) };
         #[cfg(not(Py_3_12))]
         let value = {
             let [t, v, tb] = self.triple;
-            // SAFETY: new references or NULL from PyErr_Fetch; dropped with the GIL held.
+            // SAFETY: new references or NULL from PyErr_Fetch; the GIL is held (`self.gil`)
+            // while they are owned and dropped.
             let _others = unsafe {
                 (
                     super::object::Owned::from_new(t),
@@ -200,13 +206,14 @@ impl Pending {
             unsafe { super::object::Owned::from_new(v) }
         };
         let text = value.ok().and_then(|v| {
-            // SAFETY: the GIL is held by callers; PyObject_Str returns a new reference or NULL.
+            // SAFETY: the GIL is held (`self.gil`); `v` is live; PyObject_Str returns a new
+            // reference or NULL.
             unsafe { super::object::Owned::from_new(ffi::PyObject_Str(v.as_ptr())) }.ok()
         });
         let text = text
             .and_then(|t| super::convert::str_of(t.borrow()).ok())
             .unwrap_or_default();
-        // SAFETY: the GIL is held; a failed str() must not leave an exception behind.
+        // SAFETY: the GIL is held (`self.gil`); a failed str() must not leave an exception.
         unsafe { ffi::PyErr_Clear() };
         text
     }

@@ -18,8 +18,10 @@ use crate::exporter::Gil;
 
 /// A strong reference, released on drop.
 ///
-/// Only made from a new reference while the GIL is held, and never sent to another thread
-/// (`NonNull` makes it neither `Send` nor `Sync`), so its drop runs with the GIL.
+/// Only made from a new reference while the GIL is held, kept only while it stays held (bufferkit
+/// never releases the GIL), and never sent to another thread (`NonNull` makes it neither `Send`
+/// nor `Sync`): so [`borrow`](Self::borrow) may hand out a [`Borrowed`], and its drop runs with
+/// the GIL.
 #[derive(Debug)]
 pub struct Owned(NonNull<ffi::PyObject>);
 
@@ -29,7 +31,7 @@ impl Owned {
     /// # Safety
     ///
     /// `ptr` is NULL or a strong reference the caller owns and hands over, and the GIL is held
-    /// whenever the result is dropped.
+    /// for as long as the result exists.
     pub unsafe fn from_new(ptr: *mut ffi::PyObject) -> PyResult<Self> {
         NonNull::new(ptr).map(Self).ok_or(Error::Raised)
     }
@@ -84,6 +86,13 @@ impl<'py> Borrowed<'py> {
     /// The raw pointer.
     pub fn as_ptr(self) -> *mut ffi::PyObject {
         self.0.as_ptr()
+    }
+
+    /// The GIL token a borrowed object stands for: held for `'py` by the contract of
+    /// [`from_ptr`](Self::from_ptr), the only way to make a `Borrowed`.
+    pub fn gil(self) -> Gil<'py> {
+        // SAFETY: `from_ptr`'s caller promised that the GIL is held for `'py`.
+        unsafe { Gil::assume() }
     }
 
     /// The object's type (borrowed).

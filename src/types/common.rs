@@ -291,7 +291,7 @@ pub fn parse_format(text: Borrowed<'_>) -> PyResult<Format> {
     let packer = match convert::call_method(module.borrow(), c"Struct", &[text]) {
         Ok(packer) => packer,
         Err(_) => {
-            let why = pending_message();
+            let why = pending_message(text.gil());
             return Err(bad(&why));
         }
     };
@@ -348,9 +348,8 @@ fn has_items(fmt: &str) -> bool {
 }
 
 /// Takes the pending exception and returns its message (for re-raising with context).
-pub fn pending_message() -> String {
-    // SAFETY: every caller holds the GIL (it is handling a failed C-API call).
-    crate::ffi::error::Pending::take(unsafe { crate::exporter::Gil::assume() }).message()
+pub fn pending_message(gil: crate::exporter::Gil<'_>) -> String {
+    crate::ffi::error::Pending::take(gil).message()
 }
 
 /// A shape argument: an int, or a tuple or list of ints.

@@ -117,7 +117,7 @@ fn call_found(
 ///
 /// `view` is the consumer's `Py_buffer`, writable, with `obj` already NULL; the GIL is held.
 pub unsafe fn export(
-    _gil: Gil<'_>,
+    gil: Gil<'_>,
     obj: Borrowed<'_>,
     view: *mut ffi::Py_buffer,
     flags: c_int,
@@ -136,7 +136,7 @@ pub unsafe fn export(
     if unsafe { unwind::get_buffer(mv.as_ptr(), view, flags) } == -1 {
         // The memoryview refused: give the user's resource back anyway, keeping the refusal
         // as the error the consumer sees.
-        let refusal = Pending::take(_gil);
+        let refusal = Pending::take(gil);
         release_call(obj, &names, mv.borrow());
         refusal.restore();
         // SAFETY: `view` is writable; a failed export leaves no object.
@@ -172,11 +172,11 @@ fn not_defined(obj: Borrowed<'_>) -> Error {
 /// # Safety
 ///
 /// `view` is a view [`export`] filled for `obj`, being released; the GIL is held.
-pub unsafe fn release(_gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
+pub unsafe fn release(gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
     // Release runs inside the consumer's PyBuffer_Release, which may come while the consumer
     // is propagating an exception (a failed struct.unpack_from, say): set it aside while
     // Python code runs here, and put it back (as CPython 3.12's releasebuffer_call_python does).
-    let pending = Pending::take(_gil);
+    let pending = Pending::take(gil);
     // SAFETY: forwarded from the caller.
     unsafe { release_view(obj, view) };
     pending.restore();
@@ -218,8 +218,7 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
         // there is nothing to look up.
         Err(Error::New(_, msg)) if msg == MODULE_CLEARED => {}
         Err(e) => {
-            // SAFETY: releasebuffer runs with the GIL held.
-            e.restore(unsafe { Gil::assume() });
+            e.restore(obj.gil());
             // SAFETY: an exception is set and `obj` is live.
             unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
         }
@@ -229,8 +228,7 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
 /// `self.__release_buffer__(mv)`; errors go to `sys.unraisablehook`. A class without its own
 /// reaches Exporter's, which does nothing.
 fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
-    // SAFETY: releasebuffer runs with the GIL held.
-    let gil = unsafe { Gil::assume() };
+    let gil = obj.gil();
     let found = match lookup(obj, names.release) {
         Ok(found) => found,
         Err(e) => {
