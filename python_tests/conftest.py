@@ -551,6 +551,17 @@ def write_contents(obj, layout):
             ctypes.memmove(address, raw, len(raw))
 
 
+def make_buffer(layout, cls=None):
+    """A bufferkit Buffer (or ``cls``, a subclass) holding ``layout``: written through an export,
+    then frozen if the layout is read-only."""
+    import bufferkit
+    b = (cls or bufferkit.Buffer)(layout.shape, layout.format, order=layout.order)
+    write_contents(b, layout)
+    if layout.readonly:
+        b.freeze()
+    return b
+
+
 def exports_of(obj, policy):
     return obj.exports if policy.has_exports else None
 

@@ -27,22 +27,12 @@ from bufferkit import Buffer, Exporter, View
 from conftest import (
     BUFFERKIT, FORMATS, MALFORMED_REQUESTS, Layout, RawView, Refused,
     check_each, contiguous_strides, format_shape_cases, layout_variants, nest, product,
-    raw_refusal, reference_ndarray, verify, verify_all, write_contents, zero_item,
+    make_buffer, raw_refusal, reference_ndarray, verify, verify_all, write_contents, zero_item,
 )
 
 CLOSED = 'operation on closed Buffer'
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
-
-
-def make_buffer(layout, cls=Buffer):
-    """A Buffer (or subclass) holding ``layout``: written through an export, then frozen if
-    the layout is read-only."""
-    b = cls(layout.shape, layout.format, order=layout.order)
-    write_contents(b, layout)
-    if layout.readonly:
-        b.freeze()
-    return b
 
 
 def zero_layout(fmt, shape, order='C', readonly=False):

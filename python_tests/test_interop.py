@@ -21,17 +21,9 @@ import _testbuffer
 from _testbuffer import PyBUF_FULL_RO
 
 from bufferkit import Buffer
-from conftest import Layout, product, reference_ndarray, write_contents
+from conftest import Layout, make_buffer, product, reference_ndarray, write_contents
 
 DATA = bytes((i * 7 + 3) % 256 for i in range(4096))
-
-
-def make_buffer(layout):
-    b = Buffer(layout.shape, layout.format, order=layout.order)
-    write_contents(b, layout)
-    if layout.readonly:
-        b.freeze()
-    return b
 
 
 def outcome(fn, *args):

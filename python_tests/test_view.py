@@ -44,7 +44,7 @@ from bufferkit import Buffer, View
 from conftest import (
     BUFFERKIT, FORMATS, REQUESTS, Layout, RawView, c_indices, check_each, contiguous_strides,
     format_shape_cases, layout_variants, nest, pack_item, product, random_items, raw_refusal,
-    reference_ndarray, unpack_item, verify, verify_all, write_contents,
+    reference_ndarray, unpack_item, verify, verify_all, write_contents, make_buffer,
 )
 
 RELEASED = 'operation on released View'
@@ -66,15 +66,6 @@ def raises_message(exc_type, fn, *args, **kwargs):
         fn(*args, **kwargs)
     assert type(info.value) is exc_type, f'{type(info.value).__name__}: {info.value}'
     return str(info.value)
-
-
-def make_buffer(layout):
-    """A Buffer holding ``layout`` (written through an export, frozen if read-only)."""
-    b = Buffer(layout.shape, layout.format, order=layout.order)
-    write_contents(b, layout)
-    if layout.readonly:
-        b.freeze()
-    return b
 
 
 def element_offsets(shape, strides, offset):
