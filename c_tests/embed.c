@@ -223,6 +223,21 @@ new_namespace(void)
     return ns;
 }
 
+/* new_namespace() for a test's setup: on failure the exception is reported as a failed "setup"
+ * check, and NULL returned (the test has nothing more to do). */
+static PyObject *
+setup_namespace(void)
+{
+    PyObject *ns = new_namespace();
+    if (ns == NULL) {
+        Check c;
+        check_begin(&c, "setup");
+        fail_with_exception(&c, "new_namespace()");
+        check_end(&c);
+    }
+    return ns;
+}
+
 /* Runs statements in ns. On failure, reports the exception (with traceback) as a failure of c
  * and returns -1. */
 static int
@@ -1399,22 +1414,25 @@ static const char MATRIX_CASES_PY[] =
     "]\n"
     "BUFFER_CASES = buffer_cases(specs)\n";
 
+/* Runs `each` on every case `code` defines (see setup_buffer_cases). */
+static void
+run_buffer_cases(const char *code, void (*each)(const Subject *s))
+{
+    PyObject *ns = setup_namespace();
+    if (ns == NULL) {
+        return;
+    }
+    PyObject *cases = setup_buffer_cases(ns, code);
+    if (cases != NULL) {
+        for_each_buffer_case(cases, each);
+    }
+    Py_DECREF(ns);
+}
+
 static void
 test_buffer_request_matrix(void)
 {
-    PyObject *ns = new_namespace();
-    if (ns == NULL) {
-        Check c;
-        check_begin(&c, "setup");
-        fail_with_exception(&c, "new_namespace()");
-        check_end(&c);
-        return;
-    }
-    PyObject *cases = setup_buffer_cases(ns, MATRIX_CASES_PY);
-    if (cases != NULL) {
-        for_each_buffer_case(cases, check_standard_requests);
-    }
-    Py_DECREF(ns);
+    run_buffer_cases(MATRIX_CASES_PY, check_standard_requests);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1442,19 +1460,7 @@ static const char INVALID_CASES_PY[] =
 static void
 test_buffer_invalid_flags(void)
 {
-    PyObject *ns = new_namespace();
-    if (ns == NULL) {
-        Check c;
-        check_begin(&c, "setup");
-        fail_with_exception(&c, "new_namespace()");
-        check_end(&c);
-        return;
-    }
-    PyObject *cases = setup_buffer_cases(ns, INVALID_CASES_PY);
-    if (cases != NULL) {
-        for_each_buffer_case(cases, check_invalid_then_standard);
-    }
-    Py_DECREF(ns);
+    run_buffer_cases(INVALID_CASES_PY, check_invalid_then_standard);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2274,12 +2280,8 @@ drop_view_namespace(PyObject *ns)
 static void
 run_view_cases(const char *code, void (*each)(const Subject *s))
 {
-    PyObject *ns = new_namespace();
+    PyObject *ns = setup_namespace();
     if (ns == NULL) {
-        Check c;
-        check_begin(&c, "setup");
-        fail_with_exception(&c, "new_namespace()");
-        check_end(&c);
         return;
     }
     PyObject *cases = setup_view_namespace(ns, code);
@@ -2535,11 +2537,8 @@ static void
 test_view_refcounts_and_lock(void)
 {
     Check c;
-    PyObject *ns = new_namespace();
+    PyObject *ns = setup_namespace();
     if (ns == NULL) {
-        check_begin(&c, "setup");
-        fail_with_exception(&c, "new_namespace()");
-        check_end(&c);
         return;
     }
     if (setup_view_namespace(ns, "b = filled((4, 6), 'i')\n"
