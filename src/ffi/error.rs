@@ -141,8 +141,8 @@ pub fn check_status(status: core::ffi::c_int) -> PyResult<core::ffi::c_int> {
 /// Uses `PyErr_GetRaisedException`/`PyErr_SetRaisedException` where they exist (3.12+;
 /// `PyErr_Fetch`/`PyErr_Restore` are deprecated there) and the triple API before.
 pub struct Pending<'py> {
-    /// The GIL, held while the taken references are owned here.
-    gil: Gil<'py>,
+    /// The GIL, held for `'py`: while the taken references are owned here.
+    _gil: Gil<'py>,
     #[cfg(Py_3_12)]
     exc: *mut ffi::PyObject,
     #[cfg(not(Py_3_12))]
@@ -157,7 +157,7 @@ impl<'py> Pending<'py> {
             // SAFETY: the GIL is held (`gil`); returns a new reference or NULL and clears the
             // thread's exception state.
             let exc = unsafe { ffi::PyErr_GetRaisedException() };
-            Self { gil, exc }
+            Self { _gil: gil, exc }
         }
         #[cfg(not(Py_3_12))]
         {
@@ -165,20 +165,19 @@ impl<'py> Pending<'py> {
             let [t, v, tb] = &mut triple;
             // SAFETY: the GIL is held (`gil`); moves the exception (new references or NULL) out.
             unsafe { ffi::PyErr_Fetch(t, v, tb) };
-            Self { gil, triple }
+            Self { _gil: gil, triple }
         }
     }
 
     /// Makes it the pending exception again (nothing, if there was none).
     pub fn restore(self) {
-        let _held = self.gil;
         #[cfg(Py_3_12)]
-        // SAFETY: the GIL is held (`self.gil`); takes over our reference (NULL clears).
+        // SAFETY: the GIL is held (for `'py`); takes over our reference (NULL clears).
         unsafe {
             ffi::PyErr_SetRaisedException(self.exc)
         };
         #[cfg(not(Py_3_12))]
-        // SAFETY: the GIL is held (`self.gil`); takes over the three references `take` fetched.
+        // SAFETY: the GIL is held (for `'py`); takes over the three references `take` fetched.
         unsafe {
             ffi::PyErr_Restore(self.triple[0], self.triple[1], self.triple[2])
         };
@@ -186,15 +185,14 @@ impl<'py> Pending<'py> {
 
     /// `str()` of the exception, consuming it; empty if there was none.
     pub fn message(self) -> String {
-        let _held = self.gil;
         #[cfg(Py_3_12)]
         // SAFETY: our reference to the exception instance, or NULL; the GIL is held
-        // (`self.gil`) while it is owned and dropped.
+        // (for `'py`) while it is owned and dropped.
         let value = unsafe { super::object::Owned::from_new(self.exc) };
         #[cfg(not(Py_3_12))]
         let value = {
             let [t, v, tb] = self.triple;
-            // SAFETY: new references or NULL from PyErr_Fetch; the GIL is held (`self.gil`)
+            // SAFETY: new references or NULL from PyErr_Fetch; the GIL is held (for `'py`)
             // while they are owned and dropped.
             let _others = unsafe {
                 (
@@ -206,14 +204,14 @@ impl<'py> Pending<'py> {
             unsafe { super::object::Owned::from_new(v) }
         };
         let text = value.ok().and_then(|v| {
-            // SAFETY: the GIL is held (`self.gil`); `v` is live; PyObject_Str returns a new
+            // SAFETY: the GIL is held (for `'py`); `v` is live; PyObject_Str returns a new
             // reference or NULL.
             unsafe { super::object::Owned::from_new(ffi::PyObject_Str(v.as_ptr())) }.ok()
         });
         let text = text
             .and_then(|t| super::convert::str_of(t.borrow()).ok())
             .unwrap_or_default();
-        // SAFETY: the GIL is held (`self.gil`); a failed str() must not leave an exception.
+        // SAFETY: the GIL is held (for `'py`); a failed str() must not leave an exception.
         unsafe { ffi::PyErr_Clear() };
         text
     }
