@@ -72,18 +72,38 @@ impl Gil<'_> {
     }
 }
 
-const CLOSED: usize = 1 << (usize::BITS - 1);
-const READONLY: usize = 1 << (usize::BITS - 2);
-const EVER: usize = 1 << (usize::BITS - 3);
-const COUNT: usize = EVER - 1;
+// The state word, low bits first:
+// - bit 0, `EVER`: set by the first export;
+// - bits 1..=8: always 0;
+// - bit 9, `READONLY`: at the position of the read-only fact in an admission-table index
+//   (`Facts::index` bit 0, shifted past the flags), so that an export's index takes
+//   `state & READONLY` as it is (`Request::admit_at`);
+// - bit 10, `CLOSED`;
+// - bits 11.., the count: `ONE` per export, so that it cannot carry into the other bits.
+const EVER: usize = 1;
+const READONLY: usize = 1 << crate::request::FLAG_BITS;
+const CLOSED: usize = READONLY << 1;
+const COUNT_SHIFT: u32 = crate::request::FLAG_BITS + 2;
+const ONE: usize = 1 << COUNT_SHIFT;
+const _: () = assert!(
+    READONLY
+        == (crate::request::Facts {
+            readonly: true,
+            c_contiguous: false,
+            f_contiguous: false,
+            byte_format: false,
+        }
+        .index() as usize)
+            << crate::request::FLAG_BITS
+);
 
 /// Counts live exports, and holds the read-only and closed states they depend on.
 #[derive(Debug)]
 pub struct ExportCounter {
-    // INVARIANTS: bits `COUNT` hold the number of exports granted by `acquire` and not yet
-    // given back by `release`; `CLOSED` and `READONLY`, once set, are never cleared;
+    // INVARIANTS: `state >> COUNT_SHIFT` is the number of exports granted by `acquire` and not
+    // yet given back by `release`; `CLOSED` and `READONLY`, once set, are never cleared;
     // `CLOSED` is only set while the count is 0 and the count never leaves 0 after it;
-    // `EVER` is set by the first `acquire`.
+    // `EVER` is set by the first `acquire`; bits 1..=8 are 0.
     state: AtomicUsize,
 }
 
@@ -102,7 +122,15 @@ impl Snapshot {
     }
     /// Live exports.
     pub const fn count(self) -> usize {
-        self.0 & COUNT
+        self.0 >> COUNT_SHIFT
+    }
+    /// The read-only part of an admission-table index (see [`Request::admit_at`]): the
+    /// [`READONLY`] bit where the index wants it, 0 when writable.
+    ///
+    /// [`Request::admit_at`]: crate::request::Request::admit_at
+    #[inline(always)]
+    pub(crate) const fn readonly_row(self) -> usize {
+        self.0 & READONLY
     }
     /// Whether anything was ever exported (and so may still hold a pointer obtained then).
     pub const fn ever_exported(self) -> bool {
@@ -136,11 +164,11 @@ impl ExportCounter {
     /// snapshot). Returns false when the state moved on; the caller takes a new snapshot and
     /// decides again.
     pub(crate) fn acquire(&self, _gil: Gil<'_>, seen: Snapshot) -> bool {
-        debug_assert!(!seen.closed() && seen.count() < COUNT);
+        debug_assert!(!seen.closed() && seen.count() < usize::MAX >> COUNT_SHIFT);
         #[cfg(not(Py_GIL_DISABLED))]
         {
             // The GIL orders this load/store pair against every other change of the word.
-            self.state.store((seen.0 + 1) | EVER, Ordering::Relaxed);
+            self.state.store((seen.0 + ONE) | EVER, Ordering::Relaxed);
             true
         }
         #[cfg(Py_GIL_DISABLED)]
@@ -148,7 +176,7 @@ impl ExportCounter {
             self.state
                 .compare_exchange(
                     seen.0,
-                    (seen.0 + 1) | EVER,
+                    (seen.0 + ONE) | EVER,
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
@@ -161,13 +189,13 @@ impl ExportCounter {
         #[cfg(not(Py_GIL_DISABLED))]
         {
             let now = self.state.load(Ordering::Relaxed);
-            debug_assert!(now & COUNT > 0, "release without an export");
-            self.state.store(now.wrapping_sub(1), Ordering::Relaxed);
+            debug_assert!(now >= ONE, "release without an export");
+            self.state.store(now.wrapping_sub(ONE), Ordering::Relaxed);
         }
         #[cfg(Py_GIL_DISABLED)]
         {
-            let before = self.state.fetch_sub(1, Ordering::AcqRel);
-            debug_assert!(before & COUNT > 0, "release without an export");
+            let before = self.state.fetch_sub(ONE, Ordering::AcqRel);
+            debug_assert!(before >= ONE, "release without an export");
         }
     }
 
@@ -177,8 +205,8 @@ impl ExportCounter {
             if now & bit != 0 {
                 return Ok(false);
             }
-            if now & COUNT != 0 {
-                return Err(Exported(now & COUNT));
+            if now >= ONE {
+                return Err(Exported(now >> COUNT_SHIFT));
             }
             match self.state.compare_exchange_weak(
                 now,
@@ -277,10 +305,16 @@ impl<'a> Memory<'a> {
 /// pointer without Rust's knowledge: memory handed out writable must be behind `UnsafeCell` or
 /// a raw pointer, never a `&[u8]` that Rust assumes immutable.
 ///
-/// # Panics
+/// # Errors and panics
 ///
-/// A panic in `memory()` or `counter()` does not unwind into CPython: the slot turns it into a
-/// `SystemError` and refuses the export.
+/// `memory()` returns `None` when it has no memory to give: the export is refused with a
+/// `SystemError` naming the type. That is a bug of the exporter (an open exporter should always
+/// have its memory), reported instead of exported. The usual body is one call of
+/// [`Memory::new`], whose `None` (a layout that does not fit the block) is passed on as is.
+///
+/// A panic in `memory()` or `counter()` does not unwind into CPython either: the slot turns it
+/// into a `SystemError` and refuses the export. Returning `None` is the cheaper of the two: an
+/// exporter whose `memory()` cannot panic leaves the slot's hot path without an unwinding edge.
 ///
 /// # Implementer notes
 ///
@@ -294,8 +328,9 @@ pub unsafe trait BufferExporter {
     /// This object's export counter.
     fn counter(&self) -> &ExportCounter;
 
-    /// The memory to export. Called only while the counter is open.
-    fn memory(&self) -> Memory<'_>;
+    /// The memory to export, or `None` if there is none (refused with a `SystemError`; see
+    /// above). Called only while the counter is open.
+    fn memory(&self) -> Option<Memory<'_>>;
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! NULL. `itemsize` is the format's item size even when the format was not asked for
 //! ("the previous itemsize"), and `readonly` tells the truth whatever was asked.
 
-use core::ptr;
+use core::ffi::c_int;
+use core::ptr::{self, addr_of_mut};
 
 use pyo3_ffi as ffi;
 
@@ -33,45 +34,38 @@ pub(crate) unsafe fn fill(
     obj: *mut ffi::PyObject,
 ) {
     let layout = memory.layout();
-    let ndim = layout.ndim();
-    // ndim 0 is a scalar: shape and strides are NULL even when requested (buffer.rst, `ndim`).
-    let shape = if request.shape() && ndim > 0 {
-        layout.shape().as_ptr().cast_mut()
+    // Each field is stored as soon as it is known, in the order of the struct (which keeps
+    // few values live at once): the consumer's struct may be uninitialised, so it is only
+    // written, never read. The consumer treats shape, strides and format as read-only
+    // (buffer.rst: "read-only for the consumer"), which is what makes handing out the layout's
+    // own arrays sound; a scalar's shape and strides pointers are NULL already.
+    let v = view;
+    // SAFETY: `view` is valid for writes of a `Py_buffer` (contract).
+    unsafe {
+        addr_of_mut!((*v).buf).write(memory.first_item().cast());
+        addr_of_mut!((*v).obj).write(obj);
+        addr_of_mut!((*v).len).write(layout.nbytes());
+        addr_of_mut!((*v).itemsize).write(layout.itemsize());
+        addr_of_mut!((*v).readonly).write(c_int::from(readonly));
+        // ndim <= MAX_NDIM (64) by the invariant of `Layout`, so the cast is exact.
+        let ndim = if request.shape() { layout.ndim() as c_int } else { 1 };
+        addr_of_mut!((*v).ndim).write(ndim);
+        let format = layout.format().as_c_str().as_ptr();
+        addr_of_mut!((*v).format).write(pick(request.format(), format).cast_mut());
+        let (shape, strides) = layout.dims_ptrs();
+        addr_of_mut!((*v).shape).write(pick(request.shape(), shape).cast_mut());
+        addr_of_mut!((*v).strides).write(pick(request.strides(), strides).cast_mut());
+        addr_of_mut!((*v).suboffsets).write(ptr::null_mut());
+        addr_of_mut!((*v).internal).write(ptr::null_mut());
+    }
+}
+
+/// `value` if the request asked for the field, NULL otherwise.
+#[inline(always)]
+fn pick<T>(asked: bool, value: *const T) -> *const T {
+    if asked {
+        value
     } else {
-        ptr::null_mut()
-    };
-    let strides = if request.strides() && ndim > 0 {
-        layout.strides().as_ptr().cast_mut()
-    } else {
-        ptr::null_mut()
-    };
-    let format = if request.format() {
-        layout.format().as_c_str().as_ptr().cast_mut()
-    } else {
-        ptr::null_mut()
-    };
-    // ndim <= MAX_NDIM (64) by the invariant of `Layout`, so the cast is exact.
-    let ndim = if request.shape() {
-        ndim as core::ffi::c_int
-    } else {
-        1
-    };
-    // The consumer treats shape, strides and format as read-only (buffer.rst: "read-only for
-    // the consumer"), which is what makes handing out the layout's own arrays sound.
-    let filled = ffi::Py_buffer {
-        buf: memory.first_item().cast(),
-        obj,
-        len: layout.nbytes(),
-        itemsize: layout.itemsize(),
-        readonly: core::ffi::c_int::from(readonly),
-        ndim,
-        format,
-        shape,
-        strides,
-        suboffsets: ptr::null_mut(),
-        internal: ptr::null_mut(),
-    };
-    // SAFETY: `view` is valid for writes of a `Py_buffer` (contract); the consumer's struct
-    // may be uninitialised, so it is written whole, never read.
-    unsafe { view.write(filled) };
+        ptr::null()
+    }
 }

@@ -91,24 +91,41 @@ impl Format {
 /// (format, shape, strides) and what the checks need (contiguity), and it knows the smallest
 /// block length that contains every byte it addresses ([`Layout::required_len`]).
 // INVARIANTS:
-// - `shape.len() == strides.len() <= MAX_NDIM`, every `shape[i] >= 0`;
+// - `dims` is `None` if `ndim == 0`, otherwise the shape followed by the strides, `ndim` each;
+//   `ndim <= MAX_NDIM`, every `shape[i] >= 0`;
 // - `nbytes == product(shape) * itemsize`, computed without overflow;
 // - if `nbytes > 0`, every byte of every element, at `offset + sum(i_k * strides[k]) + b` for
 //   `0 <= i_k < shape[k]` and `0 <= b < itemsize`, lies in `0..required_len`; if `nbytes == 0`,
 //   `0 <= offset <= required_len`;
 // - `c_contiguous`/`f_contiguous` are `PyBuffer_IsContiguous`'s answers for this layout.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Layout {
     format: Format,
-    shape: Box<[isize]>,
-    strides: Box<[isize]>,
+    // One allocation for both arrays, and none for a scalar: an export then reads a NULL shape
+    // and strides pointer from it without a test (see `shape_ptr`).
+    dims: Option<Box<[isize]>>,
+    ndim: usize,
     offset: isize,
     nbytes: isize,
     required_len: usize,
     c_contiguous: bool,
     f_contiguous: bool,
-    // The readonly-free part of `facts(..).index()`, computed once: exports read it.
-    fact_bits: u8,
+    // The readonly-free part of `facts(..).index()`, computed once and already shifted into
+    // an admission-table row (`Request::admit_at`): exports read it.
+    fact_row: usize,
+}
+
+impl fmt::Debug for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layout")
+            .field("format", &self.format.as_str())
+            .field("shape", &self.shape())
+            .field("strides", &self.strides())
+            .field("offset", &self.offset)
+            .field("nbytes", &self.nbytes)
+            .field("required_len", &self.required_len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Layout {
@@ -140,8 +157,8 @@ impl Layout {
         let required_len = usize::try_from(nbytes).map_err(|_| LayoutError::TooLarge)?;
         Ok(Self::assemble(
             format,
-            shape.into(),
-            strides.into(),
+            shape,
+            &strides,
             0,
             nbytes,
             required_len,
@@ -186,8 +203,8 @@ impl Layout {
         let nbytes = checked_nbytes(&format, shape)?;
         Ok(Self::assemble(
             format,
-            shape.into(),
-            strides.into(),
+            shape,
+            strides,
             offset,
             nbytes,
             block_len,
@@ -196,8 +213,8 @@ impl Layout {
 
     fn assemble(
         format: Format,
-        shape: Box<[isize]>,
-        strides: Box<[isize]>,
+        shape: &[isize],
+        strides: &[isize],
         offset: isize,
         nbytes: isize,
         required_len: usize,
@@ -214,17 +231,19 @@ impl Layout {
             f_contiguous,
             byte_format: format.byte_format,
         };
-        let fact_bits = facts.index();
+        let fact_row = (facts.index() as usize) << crate::request::FLAG_BITS;
+        let ndim = shape.len();
+        let dims = (ndim > 0).then(|| shape.iter().chain(strides).copied().collect());
         Self {
             format,
-            shape,
-            strides,
+            dims,
+            ndim,
             offset,
             nbytes,
             required_len,
             c_contiguous,
             f_contiguous,
-            fact_bits,
+            fact_row,
         }
     }
 
@@ -238,15 +257,23 @@ impl Layout {
     }
     /// The number of dimensions.
     pub fn ndim(&self) -> usize {
-        self.shape.len()
+        self.ndim
     }
     /// The length of each dimension.
     pub fn shape(&self) -> &[isize] {
-        &self.shape
+        self.dims.as_deref().map_or(&[], |dims| &dims[..self.ndim])
     }
     /// The distance in bytes between neighbours in each dimension.
     pub fn strides(&self) -> &[isize] {
-        &self.strides
+        self.dims.as_deref().map_or(&[], |dims| &dims[self.ndim..])
+    }
+    /// What `Py_buffer.shape` and `Py_buffer.strides` hold for this layout: the arrays, or
+    /// NULL for a scalar (ndim 0), as `Doc/c-api/buffer.rst` requires (the strides of a scalar
+    /// are NULL plus 0). Read on every export, so they cost a load and an add.
+    #[inline(always)]
+    pub(crate) fn dims_ptrs(&self) -> (*const isize, *const isize) {
+        let shape = self.dims.as_deref().map_or(core::ptr::null(), <[isize]>::as_ptr);
+        (shape, shape.wrapping_add(self.ndim))
     }
     /// Where element `(0, ..., 0)` lies, in bytes from the start of the block.
     pub fn offset(&self) -> isize {
@@ -272,7 +299,14 @@ impl Layout {
     /// [`Request::admit`](crate::request::Request::admit) takes.
     #[inline(always)]
     pub fn facts_index(&self, readonly: bool) -> u8 {
-        self.fact_bits | readonly as u8
+        (self.fact_row >> crate::request::FLAG_BITS) as u8 | readonly as u8
+    }
+
+    /// The admission-table row of this layout's facts for a writable exporter
+    /// (`facts_index(false) << FLAG_BITS`); an exporter ors in its read-only bit.
+    #[inline(always)]
+    pub(crate) fn admission_row(&self) -> usize {
+        self.fact_row
     }
 
     /// The facts a request is checked against, for an exporter that is `readonly` or not.
@@ -302,7 +336,7 @@ impl Layout {
                 ndim: self.ndim(),
             });
         }
-        let mut shape = self.shape.to_vec();
+        let mut shape = self.shape().to_vec();
         for (k, &(_, _, len)) in slices.iter().enumerate() {
             shape[k] = len;
         }
@@ -310,20 +344,20 @@ impl Layout {
         // strides only need to be defined (they can overflow where the items they would step
         // over do not exist, e.g. a stride of 2**62 stepped by -1 from index 2).
         let empty = shape.contains(&0);
-        let mut strides = self.strides.to_vec();
+        let mut strides = self.strides().to_vec();
         let mut offset = self.offset;
         for (k, &(start, step, len)) in slices.iter().enumerate() {
             if empty {
-                strides[k] = self.strides[k].saturating_mul(step);
+                strides[k] = self.strides()[k].saturating_mul(step);
                 continue;
             }
             if len > 0 {
                 offset = start
-                    .checked_mul(self.strides[k])
+                    .checked_mul(self.strides()[k])
                     .and_then(|d| offset.checked_add(d))
                     .ok_or(LayoutError::TooLarge)?;
             }
-            strides[k] = self.strides[k]
+            strides[k] = self.strides()[k]
                 .checked_mul(step)
                 .ok_or(LayoutError::TooLarge)?;
         }

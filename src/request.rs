@@ -156,7 +156,9 @@ impl Request {
     }
     /// `PyBUF_STRIDES`: fill `strides`.
     pub const fn strides(self) -> bool {
-        self.has(flags::STRIDES)
+        // The strides bit alone: a `Request` has ND with it (invariant), which saves the
+        // second test on every export.
+        self.flags & (flags::STRIDES & !flags::ND) != 0
     }
     /// `PyBUF_C_CONTIGUOUS`
     pub const fn c_contiguous(self) -> bool {
@@ -223,11 +225,20 @@ impl Request {
     /// ```
     #[inline(always)]
     pub const fn admit(flags: c_int, facts: u8) -> Option<Self> {
+        Self::admit_at(flags, ((facts & 15) as usize) << FLAG_BITS)
+    }
+
+    /// [`admit`](Self::admit) with the facts already in place: `row` is
+    /// `Facts::index() << FLAG_BITS`, which an exporter puts together from parts it keeps
+    /// shifted (the layout's facts, the counter's read-only bit) in one `or`.
+    #[inline(always)]
+    pub(crate) const fn admit_at(flags: c_int, row: usize) -> Option<Self> {
         if flags & !flags::KNOWN != 0 {
             return None;
         }
-        // `flags` is within 0..=0x1fd here: 9 bits index the state's row directly.
-        if ADMITTED[((facts & 15) as usize) << 9 | flags as usize] {
+        // `flags` is within 0..=0x1fd here: it indexes the row directly. The mask only keeps
+        // an index made from a bad `row` inside the table.
+        if ADMITTED[(row | flags as usize) & (ADMITTED.len() - 1)] {
             Some(Self { flags })
         } else {
             None
@@ -235,18 +246,22 @@ impl Request {
     }
 }
 
-/// `ADMITTED[facts << 9 | flags]`: whether `Request::new(flags)` and `check` accept the
+/// How many low bits of a table index hold the flags: every known flag is below `1 << 9`.
+pub(crate) const FLAG_BITS: u32 = 9;
+const _: () = assert!(flags::KNOWN < 1 << FLAG_BITS);
+
+/// `ADMITTED[facts << FLAG_BITS | flags]`: whether `Request::new(flags)` and `check` accept the
 /// request for `facts` (a [`Facts::index`]), for every `flags` in `0..512`. Made from those two
 /// functions at compile time, so it cannot disagree with them; 8 KiB of which an export reads
 /// one byte.
-static ADMITTED: [bool; 16 << 9] = {
-    let mut table = [false; 16 << 9];
+static ADMITTED: [bool; 16 << FLAG_BITS] = {
+    let mut table = [false; 16 << FLAG_BITS];
     let mut facts = 0;
     while facts < 16 {
         let mut flags = 0;
-        while flags < 512 {
+        while flags < 1 << FLAG_BITS {
             if let Ok(r) = Request::new(flags as c_int) {
-                table[facts << 9 | flags] = r.check(Facts::from_index(facts as u8)).is_ok();
+                table[facts << FLAG_BITS | flags] = r.check(Facts::from_index(facts as u8)).is_ok();
             }
             flags += 1;
         }

@@ -44,6 +44,83 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> c_int {
+    if view.is_null() {
+        // SAFETY: forwarded from the caller.
+        return unsafe { getbuffer_in_full::<T>(obj, view, flags) };
+    }
+    // SAFETY: CPython calls slots with the GIL held (caller).
+    let gil = unsafe { Gil::assume() };
+    // SAFETY: forwarded from the caller, with `view` non-NULL.
+    match catch_unwind(AssertUnwindSafe(|| unsafe {
+        try_export::<T>(gil, obj, view, flags)
+    })) {
+        Ok(true) => 0, // step 5
+        // Nothing was written or counted: the full path decides again and says why.
+        // SAFETY: forwarded from the caller.
+        Ok(false) => unsafe { getbuffer_in_full::<T>(obj, view, flags) },
+        // SAFETY: forwarded from the caller.
+        Err(panic) => unsafe { failed(gil, view, Error::from_panic(panic)) },
+    }
+}
+
+/// The common case of [`getbuffer`], which makes no error: an open exporter, a request the
+/// table admits and (on a free-threaded build) no race with another thread. Returns `false`,
+/// having written and counted nothing, for anything else; [`getbuffer_in_full`] then takes the
+/// same decision again and builds the error. Keeping errors out of this function is what
+/// lets it run without a stack frame: every value it handles fits in registers.
+///
+/// # Safety
+///
+/// As for [`getbuffer`], with `view` non-NULL.
+#[inline(always)]
+unsafe fn try_export<T: BufferExporter>(
+    gil: Gil<'_>,
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> bool {
+    // SAFETY: `obj` is a live `Object<T>` (caller) that the consumer's reference keeps alive.
+    let this = unsafe { Object::<T>::value_of(obj) };
+    let counter = this.counter();
+    let seen = counter.snapshot();
+    if seen.closed() {
+        return false;
+    }
+    let Some(memory) = this.memory() else {
+        return false;
+    };
+    let row = memory.layout().admission_row() | seen.readonly_row();
+    let Some(request) = Request::admit_at(flags, row) else {
+        return false;
+    };
+    if !counter.acquire(gil, seen) {
+        return false;
+    }
+    // SAFETY: as in `export`, steps 4 and 2.
+    unsafe {
+        incref_exporter(obj);
+        fill(view, &memory, request, seen.readonly(), obj);
+    }
+    true
+}
+
+/// [`getbuffer`] with every check and every error: a NULL view, a closed exporter, a refused
+/// request (with its reason), a panic. Off the hot path.
+///
+/// `extern "C"` (which cannot unwind) so that [`getbuffer`] can jump to it as its last act
+/// rather than call it: a call that might unwind out of an `extern "C"` function needs a
+/// landing pad, and with it a stack frame on the hot path too.
+///
+/// # Safety
+///
+/// As for [`getbuffer`].
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn getbuffer_in_full<T: BufferExporter>(
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> c_int {
     // SAFETY: forwarded from the caller: GIL held, `obj` an `Object<T>`, `view` the
     // consumer's Py_buffer (checked for NULL by the boundary).
     unsafe { getbuffer_boundary(view, |gil| export::<T>(gil, obj, view, flags)) }
@@ -124,7 +201,9 @@ unsafe fn export<T: BufferExporter>(
     // Step 1: check, against a table made from `Request::check` (the reasons are worked out
     // again, off the hot path, only for a refusal).
     let memory = loop {
-        let memory = this.memory();
+        let Some(memory) = this.memory() else {
+            return Err(no_memory::<T>(obj));
+        };
         let layout = memory.layout();
         let Some(request) = Request::admit(flags, layout.facts_index(seen.readonly())) else {
             return Err(refusal(obj, flags, layout, seen.readonly()));
@@ -200,6 +279,17 @@ fn refuse(obj: *mut ffi::PyObject, refusal: Refusal, format: &str) -> Error {
     let name =
         unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
     Error::buffer_error(refusal.message(&name, format).to_string())
+}
+
+#[cold]
+fn no_memory<T: BufferExporter>(obj: *mut ffi::PyObject) -> Error {
+    // SAFETY: as in `refuse`.
+    let name =
+        unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    Error::New(
+        super::error::Kind::System,
+        format!("{name} has no memory to export (its BufferExporter::memory() returned None)"),
+    )
 }
 
 #[cold]

@@ -47,10 +47,10 @@ unsafe impl BufferExporter for Buffer {
     }
 
     #[inline]
-    fn memory(&self) -> Memory<'_> {
-        let base =
-            NonNull::new(self.data.load(Ordering::Relaxed)).expect("an open Buffer has memory");
-        Memory::new(base, self.alloc_len(), &self.layout).expect("the layout fits the allocation")
+    fn memory(&self) -> Option<Memory<'_>> {
+        // NULL only once freed, which only happens to a closed Buffer.
+        let base = NonNull::new(self.data.load(Ordering::Relaxed))?;
+        Memory::new(base, self.alloc_len(), &self.layout)
     }
 }
 

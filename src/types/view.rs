@@ -67,8 +67,8 @@ unsafe impl BufferExporter for View {
     }
 
     #[inline]
-    fn memory(&self) -> Memory<'_> {
-        Memory::new(self.block, self.block_len, &self.layout).expect("the layout fits the block")
+    fn memory(&self) -> Option<Memory<'_>> {
+        Memory::new(self.block, self.block_len, &self.layout)
     }
 }
 
