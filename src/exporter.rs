@@ -75,9 +75,9 @@ impl Gil<'_> {
 // The state word, low bits first:
 // - bit 0, `EVER`: set by the first export;
 // - bits 1..=8: always 0;
-// - bit 9, `READONLY`: at the position of the read-only fact in an admission-table index
-//   (`Facts::index` bit 0, shifted past the flags), so that an export's index takes
-//   `state & READONLY` as it is (`Request::admit_at`);
+// - bit 9, `READONLY`: where an index into a layout's admission rows wants the read-only
+//   fact (past the flags), so that an export takes `state & READONLY` as it is
+//   (`Admission::admit`);
 // - bit 10, `CLOSED`;
 // - bits 11.., the count: `ONE` per export, so that it cannot carry into the other bits.
 const EVER: usize = 1;
@@ -85,17 +85,6 @@ const READONLY: usize = 1 << crate::request::FLAG_BITS;
 const CLOSED: usize = READONLY << 1;
 const COUNT_SHIFT: u32 = crate::request::FLAG_BITS + 2;
 const ONE: usize = 1 << COUNT_SHIFT;
-const _: () = assert!(
-    READONLY
-        == (crate::request::Facts {
-            readonly: true,
-            c_contiguous: false,
-            f_contiguous: false,
-            byte_format: false,
-        }
-        .index() as usize)
-            << crate::request::FLAG_BITS
-);
 
 /// Counts live exports, and holds the read-only and closed states they depend on.
 #[derive(Debug)]
@@ -124,10 +113,8 @@ impl Snapshot {
     pub const fn count(self) -> usize {
         self.0 >> COUNT_SHIFT
     }
-    /// The read-only part of an admission-table index (see [`Request::admit_at`]): the
-    /// [`READONLY`] bit where the index wants it, 0 when writable.
-    ///
-    /// [`Request::admit_at`]: crate::request::Request::admit_at
+    /// The read-only part of an index into a layout's admission rows (see
+    /// `request::Admission::admit`): `1 << FLAG_BITS` when read-only, 0 when writable.
     #[inline(always)]
     pub(crate) const fn readonly_row(self) -> usize {
         self.0 & READONLY

@@ -44,14 +44,19 @@ pub(crate) unsafe fn fill(
     unsafe {
         addr_of_mut!((*v).buf).write(memory.first_item().cast());
         addr_of_mut!((*v).obj).write(obj);
-        addr_of_mut!((*v).len).write(layout.nbytes());
-        addr_of_mut!((*v).itemsize).write(layout.itemsize());
+        // Both read before either is written (the consumer's struct could, as far as the
+        // compiler knows, overlap the layout), which lets them move as one 16-byte pair.
+        let (len, itemsize) = (layout.nbytes(), layout.itemsize());
+        addr_of_mut!((*v).len).write(len);
+        addr_of_mut!((*v).itemsize).write(itemsize);
         addr_of_mut!((*v).readonly).write(c_int::from(readonly));
-        // ndim <= MAX_NDIM (64) by the invariant of `Layout`, so the cast is exact.
-        let ndim = if request.shape() { layout.ndim() as c_int } else { 1 };
-        addr_of_mut!((*v).ndim).write(ndim);
+        // Each value is read unconditionally, then picked: a conditional move, not a branch.
+        // (The format goes first so that ndim and shape share one test of the ND bit.)
         let format = layout.format().as_c_str().as_ptr();
         addr_of_mut!((*v).format).write(pick(request.format(), format).cast_mut());
+        // ndim <= MAX_NDIM (64) by the invariant of `Layout`, so the cast is exact.
+        let ndim = core::hint::select_unpredictable(request.shape(), layout.ndim() as c_int, 1);
+        addr_of_mut!((*v).ndim).write(ndim);
         let (shape, strides) = layout.dims_ptrs();
         addr_of_mut!((*v).shape).write(pick(request.shape(), shape).cast_mut());
         addr_of_mut!((*v).strides).write(pick(request.strides(), strides).cast_mut());
@@ -60,12 +65,9 @@ pub(crate) unsafe fn fill(
     }
 }
 
-/// `value` if the request asked for the field, NULL otherwise.
+/// `value` if the request asked for the field, NULL otherwise: a conditional move, not a
+/// branch (which the compiler would otherwise make of a select whose value is a load).
 #[inline(always)]
 fn pick<T>(asked: bool, value: *const T) -> *const T {
-    if asked {
-        value
-    } else {
-        ptr::null()
-    }
+    core::hint::select_unpredictable(asked, value, ptr::null())
 }

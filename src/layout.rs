@@ -30,9 +30,10 @@ pub enum Order {
 /// records the answer.
 // INVARIANTS: `itemsize >= 1`; `byte_format` is true exactly when `text` names one unsigned byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)] // `itemsize` first: see `Layout`
 pub struct Format {
-    text: CString,
     itemsize: isize,
+    text: CString,
     byte_format: bool,
 }
 
@@ -99,20 +100,22 @@ impl Format {
 //   `0 <= offset <= required_len`;
 // - `c_contiguous`/`f_contiguous` are `PyBuffer_IsContiguous`'s answers for this layout.
 #[derive(Clone, PartialEq, Eq)]
+// `nbytes` and then the format's `itemsize`, in the order of `Py_buffer.len` and `itemsize`,
+// so that an export copies the two with one 16-byte move.
+#[repr(C)]
 pub struct Layout {
+    nbytes: isize,
     format: Format,
     // One allocation for both arrays, and none for a scalar: an export then reads a NULL shape
     // and strides pointer from it without a test (see `shape_ptr`).
     dims: Option<Box<[isize]>>,
     ndim: usize,
     offset: isize,
-    nbytes: isize,
     required_len: usize,
     c_contiguous: bool,
     f_contiguous: bool,
-    // The readonly-free part of `facts(..).index()`, computed once and already shifted into
-    // an admission-table row (`Request::admit_at`): exports read it.
-    fact_row: usize,
+    // The admission-table rows of `facts(..)`, found once: exports read them.
+    admission: crate::request::Admission,
 }
 
 impl fmt::Debug for Layout {
@@ -202,12 +205,7 @@ impl Layout {
         }
         let nbytes = checked_nbytes(&format, shape)?;
         Ok(Self::assemble(
-            format,
-            shape,
-            strides,
-            offset,
-            nbytes,
-            block_len,
+            format, shape, strides, offset, nbytes, block_len,
         ))
     }
 
@@ -231,7 +229,7 @@ impl Layout {
             f_contiguous,
             byte_format: format.byte_format,
         };
-        let fact_row = (facts.index() as usize) << crate::request::FLAG_BITS;
+        let admission = crate::request::Admission::of(facts.index());
         let ndim = shape.len();
         let dims = (ndim > 0).then(|| shape.iter().chain(strides).copied().collect());
         Self {
@@ -243,7 +241,7 @@ impl Layout {
             required_len,
             c_contiguous,
             f_contiguous,
-            fact_row,
+            admission,
         }
     }
 
@@ -272,7 +270,10 @@ impl Layout {
     /// are NULL plus 0). Read on every export, so they cost a load and an add.
     #[inline(always)]
     pub(crate) fn dims_ptrs(&self) -> (*const isize, *const isize) {
-        let shape = self.dims.as_deref().map_or(core::ptr::null(), <[isize]>::as_ptr);
+        let shape = self
+            .dims
+            .as_deref()
+            .map_or(core::ptr::null(), <[isize]>::as_ptr);
         (shape, shape.wrapping_add(self.ndim))
     }
     /// Where element `(0, ..., 0)` lies, in bytes from the start of the block.
@@ -299,14 +300,14 @@ impl Layout {
     /// [`Request::admit`](crate::request::Request::admit) takes.
     #[inline(always)]
     pub fn facts_index(&self, readonly: bool) -> u8 {
-        (self.fact_row >> crate::request::FLAG_BITS) as u8 | readonly as u8
+        self.facts(readonly).index()
     }
 
-    /// The admission-table row of this layout's facts for a writable exporter
-    /// (`facts_index(false) << FLAG_BITS`); an exporter ors in its read-only bit.
+    /// The admission-table rows of this layout's facts (see
+    /// [`Admission`](crate::request::Admission)).
     #[inline(always)]
-    pub(crate) fn admission_row(&self) -> usize {
-        self.fact_row
+    pub(crate) fn admission(&self) -> crate::request::Admission {
+        self.admission
     }
 
     /// The facts a request is checked against, for an exporter that is `readonly` or not.

@@ -225,24 +225,7 @@ impl Request {
     /// ```
     #[inline(always)]
     pub const fn admit(flags: c_int, facts: u8) -> Option<Self> {
-        Self::admit_at(flags, ((facts & 15) as usize) << FLAG_BITS)
-    }
-
-    /// [`admit`](Self::admit) with the facts already in place: `row` is
-    /// `Facts::index() << FLAG_BITS`, which an exporter puts together from parts it keeps
-    /// shifted (the layout's facts, the counter's read-only bit) in one `or`.
-    #[inline(always)]
-    pub(crate) const fn admit_at(flags: c_int, row: usize) -> Option<Self> {
-        if flags & !flags::KNOWN != 0 {
-            return None;
-        }
-        // `flags` is within 0..=0x1fd here: it indexes the row directly. The mask only keeps
-        // an index made from a bad `row` inside the table.
-        if ADMITTED[(row | flags as usize) & (ADMITTED.len() - 1)] {
-            Some(Self { flags })
-        } else {
-            None
-        }
+        Admission::of(facts).admit(flags, ((facts & 1) as usize) << FLAG_BITS)
     }
 }
 
@@ -250,18 +233,58 @@ impl Request {
 pub(crate) const FLAG_BITS: u32 = 9;
 const _: () = assert!(flags::KNOWN < 1 << FLAG_BITS);
 
-/// `ADMITTED[facts << FLAG_BITS | flags]`: whether `Request::new(flags)` and `check` accept the
-/// request for `facts` (a [`Facts::index`]), for every `flags` in `0..512`. Made from those two
-/// functions at compile time, so it cannot disagree with them; 8 KiB of which an export reads
-/// one byte.
-static ADMITTED: [bool; 16 << FLAG_BITS] = {
-    let mut table = [false; 16 << FLAG_BITS];
+/// The admission table's two rows for one layout: for every `flags` in `0..512`, whether
+/// [`Request::new`] and [`Request::check`] accept it, first for a writable exporter and then
+/// for a read-only one. A layout keeps a reference to its rows, made once, so that an export
+/// finds its answer at `rows[readonly_row | flags]`, where `readonly_row` is the read-only
+/// bit already in place (the export counter keeps it there).
+#[derive(Clone, Copy)]
+pub(crate) struct Admission(&'static [bool; 2 << FLAG_BITS]);
+
+impl Admission {
+    /// The rows for a layout with the facts of `facts` (a [`Facts::index`]; its read-only bit
+    /// is not a layout fact and is ignored).
+    pub(crate) const fn of(facts: u8) -> Self {
+        Self(&ADMITTED[((facts >> 1) & 7) as usize])
+    }
+
+    /// `Request::new(flags)` followed by `check` for these rows' facts, read from the table.
+    /// `readonly_row` is `1 << FLAG_BITS` for a read-only exporter, 0 for a writable one.
+    #[inline(always)]
+    pub(crate) const fn admit(self, flags: c_int, readonly_row: usize) -> Option<Request> {
+        if flags & !flags::KNOWN != 0 {
+            return None;
+        }
+        // `flags` is within 0..=0x1fd here, and the mask keeps `readonly_row` to its one bit:
+        // the index is inside the two rows.
+        if self.0[(readonly_row & (1 << FLAG_BITS)) | flags as usize] {
+            Some(Request { flags })
+        } else {
+            None
+        }
+    }
+}
+
+impl PartialEq for Admission {
+    fn eq(&self, other: &Self) -> bool {
+        core::ptr::eq(self.0, other.0)
+    }
+}
+impl Eq for Admission {}
+
+/// `ADMITTED[facts >> 1][(facts & 1) << FLAG_BITS | flags]`: whether `Request::new(flags)` and
+/// `check` accept the request for `facts` (a [`Facts::index`]), for every `flags` in `0..512`.
+/// Made from those two functions at compile time, so it cannot disagree with them; 8 KiB of
+/// which an export reads one byte.
+static ADMITTED: [[bool; 2 << FLAG_BITS]; 8] = {
+    let mut table = [[false; 2 << FLAG_BITS]; 8];
     let mut facts = 0;
     while facts < 16 {
         let mut flags = 0;
         while flags < 1 << FLAG_BITS {
             if let Ok(r) = Request::new(flags as c_int) {
-                table[facts << FLAG_BITS | flags] = r.check(Facts::from_index(facts as u8)).is_ok();
+                table[facts >> 1][(facts & 1) << FLAG_BITS | flags] =
+                    r.check(Facts::from_index(facts as u8)).is_ok();
             }
             flags += 1;
         }

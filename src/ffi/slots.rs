@@ -89,8 +89,8 @@ unsafe fn try_export<T: BufferExporter>(
     let Some(memory) = this.memory() else {
         return false;
     };
-    let row = memory.layout().admission_row() | seen.readonly_row();
-    let Some(request) = Request::admit_at(flags, row) else {
+    let admission = memory.layout().admission();
+    let Some(request) = admission.admit(flags, seen.readonly_row()) else {
         return false;
     };
     if !counter.acquire(gil, seen) {
@@ -202,7 +202,7 @@ unsafe fn export<T: BufferExporter>(
     // again, off the hot path, only for a refusal).
     let memory = loop {
         let Some(memory) = this.memory() else {
-            return Err(no_memory::<T>(obj));
+            return Err(no_memory(obj));
         };
         let layout = memory.layout();
         let Some(request) = Request::admit(flags, layout.facts_index(seen.readonly())) else {
@@ -282,7 +282,7 @@ fn refuse(obj: *mut ffi::PyObject, refusal: Refusal, format: &str) -> Error {
 }
 
 #[cold]
-fn no_memory<T: BufferExporter>(obj: *mut ffi::PyObject) -> Error {
+fn no_memory(obj: *mut ffi::PyObject) -> Error {
     // SAFETY: as in `refuse`.
     let name =
         unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
