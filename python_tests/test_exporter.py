@@ -35,6 +35,7 @@ from _testbuffer import (
     PyBUF_WRITABLE,
 )
 
+import bufferkit._bufferkit
 from bufferkit import Buffer, Exporter, View
 from conftest import (
     EXTRA_BITS, INTERCEPTED_FLAGS, MALFORMED_REQUESTS, MEMORYVIEW, REQUESTS,
@@ -44,6 +45,11 @@ from conftest import (
 #: bufferkit's own getbuffer slot serves consumers (3.9-3.11); on 3.12+ CPython dispatches
 #: __buffer__ itself.
 OWN_SLOT = sys.version_info < (3, 12)
+
+#: The slot finds special methods with a type attribute lookup, which unwraps a staticmethod
+#: before the slot sees it: only the stable-ABI build (3.11). Version-specific builds (3.9,
+#: 3.10) look them up as CPython 3.12 does (``_PyType_Lookup``, then ``__get__``).
+UNWRAPS_STATIC = OWN_SLOT and '.abi3.' in os.path.basename(bufferkit._bufferkit.__file__)
 
 NOT_MEMORYVIEW = '__buffer__ returned non-memoryview object'
 
@@ -1261,13 +1267,14 @@ def test_buffer_is_looked_up_as_a_special_method(body, want):
     """``__buffer__`` binds like every special method (``type(x).__buffer__.__get__(x)``), as
     CPython 3.12+ does: the same class body must give the same bytes on every version.
 
-    The one documented exception (README, "Exporter on 3.12+"): on 3.9-3.11 bufferkit's slot
-    finds the method with a type-level lookup, where a staticmethod has already been unwrapped
-    into a plain function, which is then called unbound with the instance. Telling the two
-    apart needs CPython's private ``_PyType_Lookup`` (not in the stable ABI) or a walk of the
-    MRO's dicts on every export."""
+    The one documented exception (README, "Exporter on 3.12+"): on 3.11, whose build uses the
+    stable ABI, bufferkit's slot finds the method with a type-level lookup, where a
+    staticmethod has already been unwrapped into a plain function, which is then called
+    unbound with the instance. Telling the two apart needs CPython's private
+    ``_PyType_Lookup`` (not in the stable ABI), which the 3.9 and 3.10 builds use, or a walk
+    of the MRO's dicts on every export."""
     exp, plain = twins(body, 'Special')
-    if OWN_SLOT and body is _StaticBuffer:
+    if UNWRAPS_STATIC and body is _StaticBuffer:
         kind, exc_type, message = outcome(bytes, exp())
         assert (kind, exc_type) == ('raised', TypeError) and 'positional argument' in message
         return
@@ -1290,8 +1297,8 @@ def test_static_release_buffer_is_looked_up_as_a_special_method(unraisables):
     memoryview(StaticRelease()).release()
     gc.collect()
     stray = [r[:2] for r in unraisables.take()]
-    if OWN_SLOT:
-        # The documented 3.9-3.11 exception (see test_buffer_is_looked_up_as_a_special_method):
+    if UNWRAPS_STATIC:
+        # The documented 3.11 exception (see test_buffer_is_looked_up_as_a_special_method):
         # the unwrapped staticmethod is called with the instance too, and the TypeError goes
         # where every __release_buffer__ error goes.
         assert log == [] and [t for t, _ in stray] == [TypeError]

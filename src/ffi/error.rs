@@ -151,7 +151,16 @@ pub struct Pending<'py> {
 
 impl<'py> Pending<'py> {
     /// Takes the pending exception (if any) out of the thread state.
+    ///
+    /// Exporter's releasebuffer takes and restores on every release, almost always with
+    /// nothing pending: that case is one `PyErr_Occurred` here and one in
+    /// [`restore`](Self::restore), instead of moving three (or one) NULL references out and
+    /// back in.
     pub fn take(gil: Gil<'py>) -> Self {
+        // SAFETY: the GIL is held (`gil`); a borrowed read of the thread's exception.
+        if unsafe { ffi::PyErr_Occurred() }.is_null() {
+            return Self::none(gil);
+        }
         #[cfg(Py_3_12)]
         {
             // SAFETY: the GIL is held (`gil`); returns a new reference or NULL and clears the
@@ -169,8 +178,35 @@ impl<'py> Pending<'py> {
         }
     }
 
-    /// Makes it the pending exception again (nothing, if there was none).
+    /// No exception.
+    fn none(gil: Gil<'py>) -> Self {
+        Self {
+            _gil: gil,
+            #[cfg(Py_3_12)]
+            exc: core::ptr::null_mut(),
+            #[cfg(not(Py_3_12))]
+            triple: [core::ptr::null_mut(); 3],
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        #[cfg(Py_3_12)]
+        return self.exc.is_null();
+        #[cfg(not(Py_3_12))]
+        return self.triple[0].is_null();
+    }
+
+    /// Makes it the pending exception again (nothing, if there was none: an exception raised
+    /// since is cleared).
     pub fn restore(self) {
+        if self.is_none() {
+            // SAFETY: the GIL is held (for `'py`).
+            if unsafe { !ffi::PyErr_Occurred().is_null() } {
+                // SAFETY: as above.
+                unsafe { ffi::PyErr_Clear() };
+            }
+            return;
+        }
         #[cfg(Py_3_12)]
         // SAFETY: the GIL is held (for `'py`); takes over our reference (NULL clears).
         unsafe {

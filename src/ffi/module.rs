@@ -130,33 +130,77 @@ pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyO
         super::dealloc::<crate::types::exporter::ExporterValue> as *mut c_void,
     ];
     let mut ty = tp;
-    // Only heap types are asked: before 3.10 PyType_GetSlot refuses static types, and no
-    // bufferkit type is static.
     while !ty.is_null() {
         // SAFETY: `ty` is a live type (tp, then its bases); the GIL is held (caller).
-        if unsafe { ffi::PyType_GetFlags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
-            break;
-        }
-        // SAFETY: `ty` is a live heap type.
-        let dealloc = unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_dealloc) };
-        if ours.contains(&dealloc) {
+        if ours.contains(&unsafe { type_dealloc(ty) }) {
             // SAFETY: bufferkit's types are made by PyType_FromModuleAndSpec, so they have a
             // module (borrowed); NULL would mean it is gone, which the caller reports.
             let module = unsafe { ffi::PyType_GetModule(ty) };
             return (!module.is_null()).then_some(module);
         }
-        // SAFETY: `ty` is a heap type; its `tp_base` slot is a borrowed type or NULL.
-        ty = unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_base) }.cast();
+        // SAFETY: as above.
+        ty = unsafe { type_base(ty) };
     }
     // Not on the `tp_base` chain: a mixin listed before the bufferkit base becomes `__base__`
     // when the bufferkit type adds nothing to the instance size (Exporter). Walk the MRO; a
     // static type (bytearray, numpy.ndarray...) cannot have a heap-type base, so skip those.
     // SAFETY: `tp` is live and the GIL is held (caller).
-    if unsafe { ffi::PyType_GetFlags(tp) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+    if unsafe { type_flags(tp) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
         return None;
     }
     // SAFETY: forwarded from the caller.
     unsafe { module_in_mro(tp, &ours) }
+}
+
+// The three type fields the walk reads. Under the stable ABI `PyTypeObject` is opaque and they
+// take a call each (`PyType_GetFlags`, `PyType_GetSlot`); a version-specific build knows the
+// struct and reads them, which makes Exporter's walk (run on every export and release on
+// 3.9/3.10) a few loads.
+
+/// `tp_flags`.
+///
+/// # Safety
+///
+/// `ty` is a live type and the GIL is held.
+#[inline(always)]
+unsafe fn type_flags(ty: *mut ffi::PyTypeObject) -> core::ffi::c_ulong {
+    #[cfg(Py_LIMITED_API)]
+    // SAFETY: forwarded from the caller.
+    return unsafe { ffi::PyType_GetFlags(ty) };
+    #[cfg(not(Py_LIMITED_API))]
+    // SAFETY: forwarded from the caller; the struct's layout is this build's (`make abicheck`).
+    return unsafe { (*ty).tp_flags };
+}
+
+/// `tp_dealloc`, as an untyped pointer (NULL if unset).
+///
+/// # Safety
+///
+/// `ty` is a live type and the GIL is held.
+#[inline(always)]
+unsafe fn type_dealloc(ty: *mut ffi::PyTypeObject) -> *mut c_void {
+    #[cfg(Py_LIMITED_API)]
+    // SAFETY: forwarded from the caller. The stable-ABI build needs 3.11+, whose
+    // PyType_GetSlot accepts static types too (3.10+; 3.9's refused them).
+    return unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_dealloc) };
+    #[cfg(not(Py_LIMITED_API))]
+    // SAFETY: as in `type_flags`.
+    return unsafe { (*ty).tp_dealloc }.map_or(core::ptr::null_mut(), |f| f as *mut c_void);
+}
+
+/// `tp_base` (borrowed; NULL for `object`).
+///
+/// # Safety
+///
+/// `ty` is a live type and the GIL is held.
+#[inline(always)]
+unsafe fn type_base(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyTypeObject {
+    #[cfg(Py_LIMITED_API)]
+    // SAFETY: as in `type_dealloc`.
+    return unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_base) }.cast();
+    #[cfg(not(Py_LIMITED_API))]
+    // SAFETY: as in `type_flags`.
+    return unsafe { (*ty).tp_base };
 }
 
 /// The slow path of [`module_of_type`]: every class of `tp.__mro__`.
@@ -182,11 +226,11 @@ unsafe fn module_in_mro(
         // SAFETY: 0 <= i < n; a borrowed type from the tuple we hold.
         let ty = unsafe { ffi::PyTuple_GetItem(mro, i) }.cast::<ffi::PyTypeObject>();
         // SAFETY: `ty` is a live type; only heap types are asked for their slots.
-        if ty.is_null() || unsafe { ffi::PyType_GetFlags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+        if ty.is_null() || unsafe { type_flags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
             continue;
         }
         // SAFETY: `ty` is a live heap type.
-        if ours.contains(&unsafe { ffi::PyType_GetSlot(ty, ffi::Py_tp_dealloc) }) {
+        if ours.contains(&unsafe { type_dealloc(ty) }) {
             // SAFETY: a bufferkit type has a module (borrowed).
             let module = unsafe { ffi::PyType_GetModule(ty) };
             found = (!module.is_null()).then_some(module);

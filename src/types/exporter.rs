@@ -65,8 +65,8 @@ fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
 /// (`lookup_maybe_method` in `Objects/typeobject.c`): on the type, through the MRO, never in
 /// the instance's `__dict__`. An attribute whose type is a method descriptor (a function,
 /// Exporter's own C methods) is called unbound with `obj` first, as CPython does, without
-/// building a bound method; anything else is called as the type lookup bound it
-/// (staticmethods, classmethods and plain callables come out as CPython binds them).
+/// building a bound method; anything else is bound by its `__get__` and called with `arg`
+/// (see [`lookup`] for the one difference under the stable ABI).
 ///
 /// When the method found is `skip` (Exporter's own no-op), nothing is called.
 fn call_method(
@@ -79,33 +79,98 @@ fn call_method(
     call_found(obj, found, arg, skip)
 }
 
-/// `type(obj).<name>`, bound as a type attribute (see [`call_method`]).
-fn lookup(obj: Borrowed<'_>, name: Borrowed<'_>) -> PyResult<Owned> {
-    // SAFETY: the type of a live object is live; a new reference or NULL with an exception.
-    unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.type_ptr().cast(), name.as_ptr())) }
+/// A special method as [`lookup`] found it.
+struct Found {
+    method: Owned,
+    /// Call with the instance first (a method descriptor, not bound).
+    unbound: bool,
+}
+
+/// `type(obj).<name>`, bound for [`call_method`].
+///
+/// Version-specific builds (3.9, 3.10) do what CPython 3.12 does: `_PyType_Lookup` on the
+/// type (the MRO's dicts, through the type's method cache; exported and unchanged in those
+/// releases, which receive no new features), then the found object's own `__get__` with the
+/// instance. The 3.11 stable-ABI build has no such lookup and asks for the type's attribute
+/// instead, which has already bound it to the class: a `staticmethod` comes out unwrapped as a
+/// plain function, is taken for a method and is called with the instance (README, "Exporter").
+fn lookup(obj: Borrowed<'_>, name: Borrowed<'_>) -> PyResult<Found> {
+    let tp = obj.type_ptr();
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        extern "C" {
+            // Include/cpython/object.h; sets no exception, returns a borrowed reference.
+            fn _PyType_Lookup(
+                tp: *mut ffi::PyTypeObject,
+                name: *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject;
+        }
+        // SAFETY: `tp` is live and `name` is a str; the GIL is held (`obj`). Nothing runs but
+        // dict lookups with an exact str key.
+        let res = unsafe { _PyType_Lookup(tp, name.as_ptr()) };
+        // SAFETY: a borrowed reference from the type's MRO, which `tp` keeps alive.
+        let Some(res) = (unsafe { Borrowed::from_ptr(res) }) else {
+            // SAFETY: the GIL is held; `name` is live.
+            unsafe { ffi::PyErr_SetObject(ffi::PyExc_AttributeError, name.as_ptr()) };
+            return Err(Error::Raised);
+        };
+        let res_type = res.type_ptr();
+        // SAFETY: `res_type` is a live type; its struct is this build's.
+        let (flags, get) = unsafe { ((*res_type).tp_flags, (*res_type).tp_descr_get) };
+        if flags & ffi::Py_TPFLAGS_METHOD_DESCRIPTOR != 0 {
+            return Ok(Found {
+                method: Owned::from_borrowed(res),
+                unbound: true,
+            });
+        }
+        let Some(get) = get else {
+            return Ok(Found {
+                method: Owned::from_borrowed(res),
+                unbound: false,
+            });
+        };
+        // The `__get__` may drop the last reference to `res` elsewhere: hold one meanwhile.
+        let held = Owned::from_borrowed(res);
+        // SAFETY: `get` is the tp_descr_get of `res`'s type; all objects are live.
+        let bound = unsafe { unwind::descr_get(get, held.as_ptr(), obj.as_ptr(), tp.cast()) };
+        // SAFETY: a new reference, or NULL with an exception set.
+        let method = unsafe { Owned::from_new(bound) }?;
+        Ok(Found {
+            method,
+            unbound: false,
+        })
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        // SAFETY: the type of a live object is live; a new reference or NULL with an exception.
+        let method = unsafe { Owned::from_new(ffi::PyObject_GetAttr(tp.cast(), name.as_ptr())) }?;
+        // SAFETY: `method` is live; reading its type's flags.
+        let flags = unsafe { ffi::PyType_GetFlags(ffi::Py_TYPE(method.as_ptr())) };
+        Ok(Found {
+            method,
+            unbound: flags & ffi::Py_TPFLAGS_METHOD_DESCRIPTOR != 0,
+        })
+    }
 }
 
 /// Calls what [`lookup`] found, as [`call_method`] describes.
 fn call_found(
     obj: Borrowed<'_>,
-    found: Owned,
+    found: Found,
     arg: Borrowed<'_>,
     skip: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
-    if skip.is_some_and(|own| own.as_ptr() == found.as_ptr()) {
+    let Found { method, unbound } = found;
+    if skip.is_some_and(|own| own.as_ptr() == method.as_ptr()) {
         return Ok(convert::none());
     }
-    // SAFETY: `found` is live; reading its type's flags.
-    let unbound = unsafe { ffi::PyType_GetFlags(ffi::Py_TYPE(found.as_ptr())) }
-        & ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
-        != 0;
     // SAFETY: all objects are live and the GIL is held; the result is a new reference or NULL
     // with an exception set.
     unsafe {
         Owned::from_new(if unbound {
-            unwind::call2(found.as_ptr(), obj.as_ptr(), arg.as_ptr())
+            unwind::call2(method.as_ptr(), obj.as_ptr(), arg.as_ptr())
         } else {
-            unwind::call1(found.as_ptr(), arg.as_ptr())
+            unwind::call1(method.as_ptr(), arg.as_ptr())
         })
     }
 }
