@@ -179,55 +179,50 @@ unsafe fn failed(gil: Gil<'_>, view: *mut ffi::Py_buffer, err: Error) -> c_int {
     -1
 }
 
-/// The body of [`getbuffer`], which may return early with an error.
+/// The body of [`getbuffer_in_full`]: [`try_export`] once more, and when it declines, why.
+///
+/// With the GIL nothing can change the exporter between the two, so a declined export has a
+/// reason and the first round finds it. A free-threaded build can also lose the race to count
+/// (another thread's export or release moved the counter on) and then tries again; the bound
+/// only stops an exporter whose `memory()` changes its answer on every call.
 ///
 /// # Safety
 ///
 /// As for [`getbuffer`], with `view` non-NULL.
-#[inline(always)]
 unsafe fn export<T: BufferExporter>(
     gil: Gil<'_>,
     obj: *mut ffi::PyObject,
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> PyResult<()> {
+    const TRIES: usize = 1 << 16;
     // SAFETY: `obj` is a live `Object<T>` (caller) that the consumer's reference keeps alive.
     let this = unsafe { Object::<T>::value_of(obj) };
-    let counter = this.counter();
-    let mut seen = counter.snapshot();
-    if seen.closed() {
-        return Err(ended::<T>(obj));
-    }
-    // Step 1: check, against a table made from `Request::check` (the reasons are worked out
-    // again, off the hot path, only for a refusal).
-    let memory = loop {
+    for _ in 0..TRIES {
+        // SAFETY: forwarded from the caller.
+        if unsafe { try_export::<T>(gil, obj, view, flags) } {
+            return Ok(());
+        }
+        let seen = this.counter().snapshot();
+        if seen.closed() {
+            return Err(ended::<T>(obj));
+        }
         let Some(memory) = this.memory() else {
             return Err(no_memory(obj));
         };
         let layout = memory.layout();
-        let Some(request) = Request::admit(flags, layout.facts_index(seen.readonly())) else {
+        if Request::admit(flags, layout.facts_index(seen.readonly())).is_none() {
             return Err(refusal(obj, flags, layout, seen.readonly()));
-        };
-        // Step 3: count, unless the state moved on since it was checked.
-        if counter.acquire(gil, seen) {
-            break (memory, request);
         }
-        seen = counter.snapshot();
-        if seen.closed() {
-            return Err(ended::<T>(obj));
-        }
-    };
-    let (memory, request) = memory;
-    // Step 4: the consumer's reference.
-    // SAFETY: `obj` is live and the GIL is held; the new reference is the one `view->obj`
-    // holds, which PyBuffer_Release gives back.
-    unsafe { incref_exporter(obj) };
-    // Steps 2 and 4: fill, `obj` included; nothing can fail after this.
-    // SAFETY: `view` is writable (caller); the export was counted above, so by the contract of
-    // `BufferExporter` the memory stays valid until the matching release; `obj` carries the
-    // reference just made.
-    unsafe { fill(view, &memory, request, seen.readonly(), obj) };
-    Ok(())
+    }
+    Err(Error::New(
+        super::error::Kind::System,
+        format!(
+            "{}: the export was declined {TRIES} times without a reason (its memory() changes \
+             its answer from call to call)",
+            type_name(obj)
+        ),
+    ))
 }
 
 /// Why `flags` were refused: `Request::new` and `check` again, for the message.
@@ -273,19 +268,22 @@ unsafe fn incref_exporter(obj: *mut ffi::PyObject) {
     }
 }
 
+/// The exporter's type name, for a message.
+#[cold]
+fn type_name(obj: *mut ffi::PyObject) -> String {
+    // SAFETY: `obj` is the live exporter and the GIL is held (we are inside its getbuffer).
+    unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name)
+}
+
 #[cold]
 fn refuse(obj: *mut ffi::PyObject, refusal: Refusal, format: &str) -> Error {
-    // SAFETY: `obj` is the live exporter and the GIL is held (we are inside its getbuffer).
-    let name =
-        unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    let name = type_name(obj);
     Error::buffer_error(refusal.message(&name, format).to_string())
 }
 
 #[cold]
 fn no_memory(obj: *mut ffi::PyObject) -> Error {
-    // SAFETY: as in `refuse`.
-    let name =
-        unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    let name = type_name(obj);
     Error::New(
         super::error::Kind::System,
         format!("{name} has no memory to export (its BufferExporter::memory() returned None)"),
@@ -294,9 +292,7 @@ fn no_memory(obj: *mut ffi::PyObject) -> Error {
 
 #[cold]
 fn ended<T: BufferExporter>(obj: *mut ffi::PyObject) -> Error {
-    // SAFETY: as in `refuse`.
-    let name =
-        unsafe { Borrowed::from_ptr(obj) }.map_or_else(|| "object".into(), Borrowed::type_name);
+    let name = type_name(obj);
     Error::value_error(format!("operation on {} {name}", T::ENDED))
 }
 
