@@ -25,6 +25,11 @@ fn main() {
         );
         std::process::exit(1);
     }
+    // Integration tests that embed the interpreter (tests/slots.rs) need its libpython at run
+    // time, and a pyenv or venv interpreter's library directory is not on the loader's path.
+    if let Some(lib_dir) = config.lib_dir() {
+        println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{lib_dir}");
+    }
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-changed=build.rs");
 
