@@ -16,8 +16,8 @@ use pyo3_ffi as ffi;
 use crate::exporter::Memory;
 use crate::request::Request;
 
-/// Writes every field of `*view`, `obj` included (steps 2 and 4 of the `bf_getbuffer` contract,
-/// in one write of the whole struct).
+/// Writes every field of `*view`, `obj` included (steps 2 and 4 of the `bf_getbuffer`
+/// contract).
 ///
 /// # Safety
 ///
@@ -40,7 +40,7 @@ pub(crate) unsafe fn fill(
     // (buffer.rst: "read-only for the consumer"), which is what makes handing out the layout's
     // own arrays sound; a scalar's shape and strides pointers are NULL already.
     let v = view;
-    // SAFETY: `view` is valid for writes of a `Py_buffer` (contract).
+    // SAFETY: `view` (`v`) is valid for writes of a `Py_buffer` (contract).
     unsafe {
         addr_of_mut!((*v).buf).write(memory.first_item().cast());
         addr_of_mut!((*v).obj).write(obj);

@@ -107,7 +107,7 @@ pub struct Layout {
     nbytes: isize,
     format: Format,
     // One allocation for both arrays, and none for a scalar: an export then reads a NULL shape
-    // and strides pointer from it without a test (see `shape_ptr`).
+    // and strides pointer from it without a test (see `dims_ptrs`).
     dims: Option<Box<[isize]>>,
     ndim: usize,
     offset: isize,

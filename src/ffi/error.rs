@@ -64,6 +64,10 @@ impl Error {
     pub fn memory_error(msg: impl Into<String>) -> Self {
         Self::New(Kind::Memory, msg.into())
     }
+    /// `SystemError(msg)`: a bug, bufferkit's or an exporter's, reported instead of crashing.
+    pub fn system_error(msg: impl Into<String>) -> Self {
+        Self::New(Kind::System, msg.into())
+    }
 
     /// The error a caught panic becomes.
     pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
@@ -72,7 +76,7 @@ impl Error {
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-        Self::New(Kind::System, format!("bufferkit: Rust panic: {what}"))
+        Self::system_error(format!("bufferkit: Rust panic: {what}"))
     }
 
     /// Makes this the current Python exception.

@@ -225,12 +225,8 @@ unsafe fn module_in_mro(
     for i in 0..n {
         // SAFETY: 0 <= i < n; a borrowed type from the tuple we hold.
         let ty = unsafe { ffi::PyTuple_GetItem(mro, i) }.cast::<ffi::PyTypeObject>();
-        // SAFETY: `ty` is a live type; only heap types are asked for their slots.
-        if ty.is_null() || unsafe { type_flags(ty) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
-            continue;
-        }
-        // SAFETY: `ty` is a live heap type.
-        if ours.contains(&unsafe { type_dealloc(ty) }) {
+        // SAFETY: `ty` is a live type (from the tuple we hold); the GIL is held (caller).
+        if !ty.is_null() && ours.contains(&unsafe { type_dealloc(ty) }) {
             // SAFETY: a bufferkit type has a module (borrowed).
             let module = unsafe { ffi::PyType_GetModule(ty) };
             found = (!module.is_null()).then_some(module);

@@ -184,10 +184,7 @@ impl<T> Object<T> {
         // one after PyType_Ready: PyType_GenericAlloc unless overridden).
         let alloc = unsafe { ffi::PyType_GetSlot(tp, ffi::Py_tp_alloc) };
         if alloc.is_null() {
-            return Err(Error::New(
-                super::error::Kind::System,
-                "type has no tp_alloc".into(),
-            ));
+            return Err(Error::system_error("type has no tp_alloc"));
         }
         // SAFETY: `alloc` is tp's tp_alloc; tp_alloc(tp, 0) returns a zeroed instance of at least
         // tp_basicsize bytes with the header initialised, or NULL with an exception set.

@@ -96,7 +96,12 @@ unsafe fn try_export<T: BufferExporter>(
     if !counter.acquire(gil, seen) {
         return false;
     }
-    // SAFETY: as in `export`, steps 4 and 2.
+    // Steps 4 and 2: the consumer's reference, then every field, `obj` included.
+    // SAFETY: `obj` is live and the GIL is held (caller), so it may be increfed; the new
+    // reference is the one `view->obj` holds and `PyBuffer_Release` gives back. `view` is
+    // non-NULL and writable (caller). The export was counted just above (`acquire` returned
+    // true), so by the contract of `BufferExporter` `memory` stays valid until the matching
+    // release.
     unsafe {
         incref_exporter(obj);
         fill(view, &memory, request, seen.readonly(), obj);
@@ -215,14 +220,11 @@ unsafe fn export<T: BufferExporter>(
             return Err(refusal(obj, flags, layout, seen.readonly()));
         }
     }
-    Err(Error::New(
-        super::error::Kind::System,
-        format!(
-            "{}: the export was declined {TRIES} times without a reason (its memory() changes \
+    Err(Error::system_error(format!(
+        "{}: the export was declined {TRIES} times without a reason (its memory() changes \
              its answer from call to call)",
-            type_name(obj)
-        ),
-    ))
+        type_name(obj)
+    )))
 }
 
 /// Why `flags` were refused: `Request::new` and `check` again, for the message.
@@ -284,10 +286,9 @@ fn refuse(obj: *mut ffi::PyObject, refusal: Refusal, format: &str) -> Error {
 #[cold]
 fn no_memory(obj: *mut ffi::PyObject) -> Error {
     let name = type_name(obj);
-    Error::New(
-        super::error::Kind::System,
-        format!("{name} has no memory to export (its BufferExporter::memory() returned None)"),
-    )
+    Error::system_error(format!(
+        "{name} has no memory to export (its BufferExporter::memory() returned None)"
+    ))
 }
 
 #[cold]

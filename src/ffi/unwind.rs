@@ -48,6 +48,13 @@ mod imports {
         ) -> *mut ffi::PyObject;
         pub fn Py_DecRef(obj: *mut ffi::PyObject);
         // Not in the stable ABI before 3.12: version-specific builds only.
+        // Include/cpython/object.h, exported by every version-specific build's libpython (not
+        // in the stable ABI). A dict lookup in the MRO may call a key's `__eq__`.
+        #[cfg(not(Py_LIMITED_API))]
+        pub fn _PyType_Lookup(
+            tp: *mut ffi::PyTypeObject,
+            name: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject;
         #[cfg(not(Py_LIMITED_API))]
         pub fn PyObject_VectorcallDict(
             callable: *mut ffi::PyObject,
@@ -230,6 +237,23 @@ unsafe fn call_args(
             _ => unreachable!("call1 and call2 pass one or two arguments"),
         }
     }
+}
+
+/// `_PyType_Lookup(tp, name)`: `name` in the dicts of `tp`'s MRO, through the type's method
+/// cache, as CPython looks up special methods. A borrowed reference, or NULL with no exception
+/// set.
+///
+/// # Safety
+///
+/// `tp` is a live type, `name` a live `str`, and the GIL is held.
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+pub unsafe fn type_lookup(
+    tp: *mut ffi::PyTypeObject,
+    name: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded from the caller.
+    reenter(|| unsafe { imports::_PyType_Lookup(tp, name) })
 }
 
 /// `descr_get(descr, obj, tp)`: a type's `tp_descr_get` slot, which may be Python code (a

@@ -45,20 +45,28 @@ struct Names<'a> {
     own_release: Borrowed<'a>,
 }
 
-fn names<'a>(obj: Borrowed<'a>) -> PyResult<Names<'a>> {
+/// The names from the module state of `obj`'s type, or `None` once the module has been cleared
+/// (interpreter exit: `m_clear` empties the state while the last exports may still be given
+/// back).
+fn names<'a>(obj: Borrowed<'a>) -> PyResult<Option<Names<'a>>> {
     // SAFETY: `obj` is live and the GIL is held; its type (a subclass of Exporter) leads to
     // the module, which outlives the instance (instance -> type -> Exporter -> module). The
     // walk is a few slot reads and sets no exception.
     let state = unsafe { crate::module::state_of_type(obj.type_ptr()) }?;
-    let get = |p: *mut ffi::PyObject| {
-        // SAFETY: module state holds strong references (NULL only after m_clear).
-        unsafe { Borrowed::from_ptr(p) }.ok_or_else(|| Error::value_error(MODULE_CLEARED))
+    // SAFETY: module state holds strong references (NULL only after m_clear).
+    let get = |p: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(p) };
+    let (Some(buffer), Some(release), Some(own_release)) = (
+        get(state.buffer_name),
+        get(state.release_name),
+        get(state.exporter_release),
+    ) else {
+        return Ok(None);
     };
-    Ok(Names {
-        buffer: get(state.buffer_name)?,
-        release: get(state.release_name)?,
-        own_release: get(state.exporter_release)?,
-    })
+    Ok(Some(Names {
+        buffer,
+        release,
+        own_release,
+    }))
 }
 
 /// `obj.<name>(arg)`, with the method found as CPython 3.12 finds `__buffer__`
@@ -98,16 +106,9 @@ fn lookup(obj: Borrowed<'_>, name: Borrowed<'_>) -> PyResult<Found> {
     let tp = obj.type_ptr();
     #[cfg(not(Py_LIMITED_API))]
     {
-        extern "C" {
-            // Include/cpython/object.h; sets no exception, returns a borrowed reference.
-            fn _PyType_Lookup(
-                tp: *mut ffi::PyTypeObject,
-                name: *mut ffi::PyObject,
-            ) -> *mut ffi::PyObject;
-        }
-        // SAFETY: `tp` is live and `name` is a str; the GIL is held (`obj`). Nothing runs but
-        // dict lookups with an exact str key.
-        let res = unsafe { _PyType_Lookup(tp, name.as_ptr()) };
+        // SAFETY: `tp` is the type of the live `obj`, `name` an interned str from module
+        // state; the GIL is held for `obj`'s lifetime (`Borrowed`).
+        let res = unsafe { unwind::type_lookup(tp, name.as_ptr()) };
         // SAFETY: a borrowed reference from the type's MRO, which `tp` keeps alive.
         let Some(res) = (unsafe { Borrowed::from_ptr(res) }) else {
             // SAFETY: the GIL is held; `name` is live.
@@ -187,7 +188,7 @@ pub unsafe fn export(
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> PyResult<()> {
-    let names = names(obj)?;
+    let names = names(obj)?.ok_or_else(|| Error::value_error(MODULE_CLEARED))?;
     let flags_obj = convert::new_int(flags as isize)?;
     // A class without its own __buffer__ reaches Exporter.__buffer__, which raises TypeError.
     let mv = call_method(obj, names.buffer, flags_obj.borrow(), None)?;
@@ -278,10 +279,10 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
     // SAFETY: `theirs` is the export the memoryview made, released once, here.
     unsafe { unwind::release_buffer(&mut theirs) };
     match names(obj) {
-        Ok(names) => release_call(obj, &names, mv.borrow()),
+        Ok(Some(names)) => release_call(obj, &names, mv.borrow()),
         // The module was cleared (interpreter exit): the export is already given back and
         // there is nothing to look up.
-        Err(Error::New(_, msg)) if msg == MODULE_CLEARED => {}
+        Ok(None) => {}
         Err(e) => {
             e.restore(obj.gil());
             // SAFETY: an exception is set and `obj` is live.

@@ -83,8 +83,9 @@ impl Shipped for View {
 struct Source {
     // Boxed: a filled Py_buffer must not move (see `BufferView`).
     export: Box<ffi::Py_buffer>,
-    // The object the export was asked of (borrowed; alive at least as long as the export,
-    // which references it or an object that does). It becomes the View's `base`: an exporter
+    // The object the export was asked of: borrowed from the argument of the call that makes
+    // the Source, which passes it to `make` in the same call, and `make` takes a strong
+    // reference to it. It becomes the View's `base`: an exporter
     // may hand out another object as `view->obj` (CPython 3.12+ gives a `_buffer_wrapper`
     // for classes with `__buffer__`), which is not what a user calls the base.
     root: *mut ffi::PyObject,
