@@ -28,6 +28,7 @@ from _testbuffer import ND_GETBUF_FAIL, ND_PIL, ND_VAREXPORT, ND_WRITABLE, PyBUF
 import bufferkit
 from bufferkit import Buffer, Exporter, View, inspect
 from bufferkit._bufferkit import _rebuild_buffer as _rebuild
+from conftest import INTERCEPTED_FLAGS
 
 ALLOWED = (TypeError, ValueError, OverflowError, BufferError, MemoryError)
 
@@ -166,9 +167,10 @@ ROWS = [
      r'^shape\[1\] must be >= 0, not -3$'),
     ('Buffer(2**63)', lambda o: Buffer(2**63), OverflowError, r'Py_ssize_t'),
     ('Buffer(-2**63-1)', lambda o: Buffer(-2**63 - 1), OverflowError, r'Py_ssize_t'),
-    ('Buffer(index raises)', lambda o: Buffer(Raising()), (TypeError, UserError), r'.'),
-    ('Buffer(huge __index__)', lambda o: Buffer((BigIndex(),)), (OverflowError, TypeError),
-     r'.'),
+    ('Buffer(index raises)', lambda o: Buffer(Raising()), UserError, r'^index$'),
+    ('Buffer((index raises,))', lambda o: Buffer((Raising(),)), UserError, r'^index$'),
+    ('Buffer(huge __index__)', lambda o: Buffer((BigIndex(),)), OverflowError,
+     r'^shape\[0\] does not fit in Py_ssize_t$'),
     ('Buffer((2**62, 4))', lambda o: Buffer((2**62, 4)), OverflowError, r'2\*\*63-1 bytes'),
     ('Buffer(2**62, "d")', lambda o: Buffer(2**62, 'd'), OverflowError, r'2\*\*63-1 bytes'),
     ('Buffer(2**50)', lambda o: Buffer(2**50), MemoryError,
@@ -297,8 +299,7 @@ ROWS = [
     ('offset str', lambda o: View(o.ba, offset='1'), TypeError,
      r'^offset must be an int, not str$'),
     ('offset float', lambda o: View(o.ba, offset=1.0), TypeError, r'not float$'),
-    ('offset index raises', lambda o: View(o.ba, offset=Raising()), (UserError, TypeError),
-     r'.'),
+    ('offset index raises', lambda o: View(o.ba, offset=Raising()), UserError, r'^index$'),
     ("View format ''", lambda o: View(o.ba, format=''), ValueError, r"^bad format ''"),
     ("View format 'x'", lambda o: View(o.ba, format='x'), ValueError, r"^bad format 'x'"),
     ("View format '0i'", lambda o: View(o.ba, format='0i'), ValueError, r"^bad format '0i'"),
@@ -370,7 +371,7 @@ ROWS = [
      r'^too many indices: 2 slices for a 1-dimensional View$'),
     ('v[65 slices]', lambda o: o.view[(slice(None),) * 65], TypeError, r'65 slices'),
     ("v[slice('a')]", lambda o: o.view[slice('a')], TypeError, r'slice indices'),
-    ('v[index raises]', lambda o: o.view[slice(Raising())], (UserError, TypeError), r'.'),
+    ('v[index raises]', lambda o: o.view[slice(Raising())], UserError, r'^index$'),
     ('len(0-d View)', lambda o: len(View(o.ba, format='B', shape=())), TypeError,
      r'^0-dim View has no len\(\)$'),
     ('pickle View', lambda o: pickle.dumps(o.view), TypeError, r"^cannot pickle 'View' object"),
@@ -427,8 +428,12 @@ ROWS = [
     ('inspect(flags 2**40)', lambda o: inspect(o.ba, 2**40), OverflowError, r'.'),
     ('inspect(Buffer, flags -1)', lambda o: inspect(o.buf, -1), BufferError,
      r'^invalid buffer request flags 0xffffffff: unknown bits 0xfffffe02$'),
+    # PyObject_GetBuffer itself refuses PyBUF_WRITE alone on 3.13+ (INTERCEPTED_FLAGS), before
+    # any exporter is asked; earlier versions ask bufferkit, which names the bit.
     ('inspect(Buffer, WRITE)', lambda o: inspect(o.buf, bufferkit.PyBUF_WRITE),
-     (BufferError, SystemError), r'(unknown bits 0x200|bad argument to internal function)'),
+     *((SystemError, r'bad argument to internal function$')
+       if bufferkit.PyBUF_WRITE in INTERCEPTED_FLAGS
+       else (BufferError, r'^invalid buffer request flags 0x200: unknown bits 0x200$'))),
     ('inspect(View, 0x400)', lambda o: inspect(o.view, 0x400), BufferError,
      r'^invalid buffer request flags 0x400: unknown bits 0x400$'),
     ('inspect(strided View, CONTIG)', lambda o: inspect(o.vbuf, bufferkit.PyBUF_CONTIG),

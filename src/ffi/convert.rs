@@ -88,21 +88,21 @@ pub fn new_int_tuple(values: &[isize]) -> PyResult<Owned> {
 }
 
 /// `operator.index(obj)` as a `Py_ssize_t`; `what` names the argument in error messages.
+///
+/// An object without `__index__` is a `TypeError` naming `what`; whatever an `__index__` of the
+/// caller's raises is the caller's exception and goes through unchanged, as CPython's own
+/// argument parsing lets it.
 pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> PyResult<isize> {
-    // SAFETY: `obj` is live and the GIL is held.
-    let index = unsafe { Owned::from_new(ffi::PyNumber_Index(obj.as_ptr())) };
-    let index = match index {
-        Ok(index) => index,
-        Err(_) => {
-            // SAFETY: the GIL is held; replace the generic message with one naming `what`.
-            unsafe { ffi::PyErr_Clear() };
-            return Err(Error::type_error(format!(
-                "{} must be an int, not {}",
-                what(),
-                obj.type_name()
-            )));
-        }
-    };
+    // SAFETY: `obj` is live and the GIL is held; PyIndex_Check only reads its type's slots.
+    if unsafe { ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
+        return Err(Error::type_error(format!(
+            "{} must be an int, not {}",
+            what(),
+            obj.type_name()
+        )));
+    }
+    // SAFETY: `obj` is live and the GIL is held; a new reference or NULL with an exception.
+    let index = unsafe { Owned::from_new(ffi::PyNumber_Index(obj.as_ptr())) }?;
     // SAFETY: `index` is an int.
     let value = unsafe { ffi::PyLong_AsSsize_t(index.as_ptr()) };
     // SAFETY: the GIL is held.
