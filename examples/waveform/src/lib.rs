@@ -28,8 +28,14 @@ impl Samples {
     /// `len` zero samples, or the first `len` of `old` followed by zeros.
     fn new(len: isize, old: &[Cell<i16>]) -> PyResult<Self> {
         let format = Format::new(c"h".into(), size_of::<i16>()).expect("itemsize 2 is valid");
-        let layout = Layout::contiguous(format, &[len], Order::C)
-            .map_err(|e| Error::value_error(e.to_string()))?;
+        // A size beyond Py_ssize_t is an OverflowError, as for Python's own sequences.
+        let layout = Layout::contiguous(format, &[len], Order::C).map_err(|e| {
+            if e.is_overflow() {
+                Error::overflow_error(e.to_string())
+            } else {
+                Error::value_error(e.to_string())
+            }
+        })?;
         // The layout checked `len` (not negative, bytes fit `isize`); ask for the memory
         // without aborting the process when there is not enough of it.
         let mut data = Vec::new();
