@@ -901,43 +901,47 @@ def test_bounds_overflow_testbuffer_deviation():
                                  format='B')
     assert theirs.shape == (2**62, 4)  # accepted by the reference, wrongly
     base = bytearray(64)
-    with pytest.raises((ValueError, OverflowError)) as info:
+    with pytest.raises(ValueError, match='^dimension 0 .* reaches beyond the address space$'):
         View(base, shape=(2**62, 4), strides=(4, 1))
-    assert NAMES_CULPRIT.search(str(info.value)), str(info.value)
     assert not is_locked(base)
 
 
+#: (kwargs, exception): a value that does not fit Py_ssize_t, or a layout of more than 2**63-1
+#: bytes, is an OverflowError; a layout that reaches outside the base's memory (however far) is
+#: a ValueError.
 OVERFLOW_CASES = [
-    dict(shape=(2**62, 4), strides=(4, 1)),
-    dict(shape=(2**63 - 1,), strides=(2,)),
-    dict(shape=(2**62 + 1,), strides=(2,)),
-    dict(shape=(2,), strides=(2**63 - 1,)),
-    dict(shape=(2, 2), strides=(2**62, 2**62)),
-    dict(shape=(2, 2), strides=(2**62, -(2**62))),
-    dict(shape=(3,), strides=(-(2**62),), offset=63),
-    dict(shape=(2,), strides=(-(2**63),), offset=63),
-    dict(shape=(2**61, 4), strides=(0, 0), format='<i'),   # nbytes overflows, addresses do not
-    dict(shape=(2**32, 2**32), strides=(0, 0)),
-    dict(shape=(4, 2**62), strides=(1, 0)),
-    dict(shape=(2**62,), strides=(0,), format='1000000000000s'),
-    dict(shape=(1,), offset=2**63 - 1),
-    dict(shape=(0,), offset=2**63 - 1),
-    dict(shape=(1,), offset=-(2**63)),
-    dict(offset=2**63 - 1),
-    dict(offset=2**63),
-    dict(offset=-(2**64)),
-    dict(shape=(2**63,)),
-    dict(shape=(2, 2**64)),
-    dict(shape=(2,), strides=(2**63,)),
-    dict(shape=(2, 2), strides=(1, -(2**63) - 1)),
+    (dict(shape=(2**62, 4), strides=(4, 1)), ValueError),
+    (dict(shape=(2**63 - 1,), strides=(2,)), ValueError),
+    (dict(shape=(2**62 + 1,), strides=(2,)), ValueError),
+    (dict(shape=(2,), strides=(2**63 - 1,)), ValueError),
+    (dict(shape=(2, 2), strides=(2**62, 2**62)), ValueError),
+    (dict(shape=(2, 2), strides=(2**62, -(2**62))), ValueError),
+    (dict(shape=(3,), strides=(-(2**62),), offset=63), ValueError),
+    (dict(shape=(2,), strides=(-(2**63),), offset=63), ValueError),
+    # nbytes overflows, addresses do not
+    (dict(shape=(2**61, 4), strides=(0, 0), format='<i'), OverflowError),
+    (dict(shape=(2**32, 2**32), strides=(0, 0)), OverflowError),
+    (dict(shape=(4, 2**62), strides=(1, 0)), OverflowError),
+    (dict(shape=(2**62,), strides=(0,), format='1000000000000s'), ValueError),
+    (dict(shape=(1,), offset=2**63 - 1), ValueError),
+    (dict(shape=(0,), offset=2**63 - 1), ValueError),
+    (dict(shape=(1,), offset=-(2**63)), ValueError),
+    (dict(offset=2**63 - 1), ValueError),
+    (dict(offset=2**63), OverflowError),
+    (dict(offset=-(2**64)), OverflowError),
+    (dict(shape=(2**63,)), OverflowError),
+    (dict(shape=(2, 2**64)), OverflowError),
+    (dict(shape=(2,), strides=(2**63,)), OverflowError),
+    (dict(shape=(2, 2), strides=(1, -(2**63) - 1)), OverflowError),
 ]
 
 
-@pytest.mark.parametrize('kwargs', OVERFLOW_CASES, ids=repr)
-def test_bounds_overflow_refused(kwargs):
+@pytest.mark.parametrize('kwargs, exc_type', OVERFLOW_CASES, ids=repr)
+def test_bounds_overflow_refused(kwargs, exc_type):
     base = bytearray(64)
-    with pytest.raises((ValueError, OverflowError)) as info:
+    with pytest.raises(Exception) as info:
         View(base, **kwargs)
+    assert type(info.value) is exc_type, f'{type(info.value).__name__}: {info.value}'
     assert NAMES_CULPRIT.search(str(info.value)), (
         f'{type(info.value).__name__}: {info.value} names neither a dimension nor the offset')
     assert not is_locked(base)
@@ -1145,9 +1149,9 @@ def test_slice_errors():
     v = View(_grid())
     with pytest.raises(ValueError):
         v[::0]
-    with pytest.raises((TypeError, IndexError)):
+    with pytest.raises(TypeError, match='^too many indices'):
         v[1:, 1:, 1:]                 # more slices than dimensions
-    with pytest.raises((TypeError, IndexError)):
+    with pytest.raises(TypeError, match='^too many indices'):
         View(b'ab', shape=())[:]
 
 
@@ -1385,14 +1389,16 @@ def test_view_of_a_memoryview_in_a_garbage_cycle():
     fixed = sys.version_info >= (3, 13) or (3, 12, 7) <= sys.version_info < (3, 13)
     if fixed:
         assert ref() is None
-    elif ref() is not None:
+    else:
+        # Left alone (leaked), and still readable.
+        assert ref() is not None, 'collected on a CPython without the gh-77894 fix'
         assert ref().v.tolist() == list(range(0, 64, 2))
 
 
 def test_refcounts_back_to_baseline():
     ba = bytearray(range(64))
     b = Buffer((4, 4), 'i')
-    ro = b'0123456789abcdef'
+    ro = bytes(bytearray(b'0123456789abcdef'))  # not a code constant shared with the module
     gc.collect()
     baseline = [sys.getrefcount(o) for o in (ba, b, ro, View)]
     for _ in range(200):
@@ -1535,7 +1541,8 @@ def test_inspect_equals_what_consumers_get(name):
         if isinstance(obj, bytearray):
             assert not is_locked(obj), where
     gc.collect()
-    assert sys.getrefcount(obj) == refs
+    if name != 'bytes-empty':  # b'' is the interpreter's shared singleton
+        assert sys.getrefcount(obj) == refs
 
 
 def test_inspect_buf_is_the_address_ctypes_computes():

@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from bufferkit import Buffer, Exporter, View
+from bufferkit import Buffer, Exporter, View, inspect
 
 STRESS = os.environ.get('BUFFERKIT_STRESS') == '1'
 ITERATIONS = int(os.environ.get('BUFFERKIT_THREAD_ITERATIONS', 10**5 if STRESS else 2000))
@@ -61,8 +61,9 @@ def test_shared_objects_under_four_threads():
         for i in range(ITERATIONS):
             a = np.asarray(shared_buf)
             a[i % 4096] = i & 0xFF
-            total = int(a[:16].sum())
-            assert total >= 0
+            # numpy sees the Buffer's own memory, whatever the other threads do to it.
+            assert a.shape == (4096,) and a.dtype == np.uint8
+            assert a.__array_interface__['data'][0] == inspect(shared_buf).buf
             del a
             s = shared_view[i % 64::7]
             b = np.asarray(s)
