@@ -777,3 +777,60 @@ def check_each(cases, check):
         raise AssertionError(f'{len(failures)} of {len(cases)} cases failed:\n'
                              + '\n'.join(failures))
 
+
+# --------------------------------------------------------------------------------------------
+# Buffer and View against memoryview
+# --------------------------------------------------------------------------------------------
+
+#: The attributes Buffer and View share with memoryview, value and type.
+ATTRS = ('format', 'itemsize', 'ndim', 'shape', 'strides', 'suboffsets', 'nbytes', 'readonly',
+         'c_contiguous', 'f_contiguous', 'contiguous')
+
+
+def raises_message(exc_type, fn, *args, **kwargs):
+    """Call fn, which must raise exactly exc_type; return the message."""
+    with pytest.raises(exc_type) as info:
+        fn(*args, **kwargs)
+    assert type(info.value) is exc_type, f'{type(info.value).__name__}: {info.value}'
+    return str(info.value)
+
+
+def raised(fn, *args):
+    """The type of the exception fn(*args) raises, None if it returns."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - compared by type
+        return type(exc)
+    return None
+
+
+def flat(items):
+    """A nested tolist() flattened, in order."""
+    if isinstance(items, list):
+        return [x for sub in items for x in flat(sub)]
+    return [items]
+
+
+def check_like_memoryview(obj, m):
+    """What a Buffer or View shares with ``m``, a memoryview of it: every attribute of ATTRS
+    with its type, ``len()``, ``tobytes`` in every order (and the same refusals), and
+    ``tolist`` with the item types, where memoryview knows the format."""
+    for name in ATTRS:
+        assert getattr(obj, name) == getattr(m, name), name
+        assert type(getattr(obj, name)) is type(getattr(m, name)), name
+    if obj.ndim:
+        assert len(obj) == len(m) == obj.shape[0]
+    else:
+        message = raises_message(TypeError, len, obj)
+        assert message == f'0-dim {type(obj).__name__} has no len()'
+    for order in ('C', 'F', 'A', None):
+        assert obj.tobytes(order) == m.tobytes(order), order
+        assert obj.tobytes(order=order) == m.tobytes(order=order), order
+    for bad in ('X', 'c', '', 1, b'C'):  # refused as memoryview refuses them
+        assert raised(obj.tobytes, bad) is raised(m.tobytes, bad) is not None, bad
+    try:
+        want = m.tolist()
+    except NotImplementedError:  # memoryview does not know this format
+        return
+    assert obj.tolist() == want
+    assert [type(x) for x in flat(obj.tolist())] == [type(x) for x in flat(want)]
