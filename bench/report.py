@@ -193,9 +193,16 @@ class Table:
     def __init__(self, headers):
         self.headers = headers
         self.lines = []
+        self.current = None
 
     def section(self, text):
         self.lines.append(("section", text))
+        self.current = text
+
+    def enter(self, text):
+        """Starts section `text` unless the rows are in it already (rows come grouped)."""
+        if text != self.current:
+            self.section(text)
 
     def row(self, cells):
         self.lines.append(("row", [str(c) for c in cells]))
@@ -266,12 +273,9 @@ def cmd_report(rundir, csv_path, txt_path):
         out.append("   one PyObject_GetBuffer + PyBuffer_Release pair through bk_bench_loop (bench/cbench.c);")
         out.append("   callgrind Ir per pair = (Ir(3N) - Ir(N)) / 2N with N = " + meta["cg_n"]
                    + "; allocs, py-frames: calls into the allocators / the eval loop per pair")
-        last_group = None
         for key in keys:
-            g = groups_of[key]
-            if g != last_group:
-                t.section(f"{groups[g][0]}  (ref: {labels.get(groups[g][1], groups[g][1])})")
-                last_group = g
+            name, ref = groups[groups_of[key]]
+            t.enter(f"{name}  (ref: {labels.get(ref, ref)})")
             cells = [label(key)]
             allocs = frames = 0.0
             for q in REQUESTS:
@@ -297,12 +301,8 @@ def cmd_report(rundir, csv_path, txt_path):
         t = Table(["ns / pair  min/median"] + REQUESTS)
         out.append(f"   {clock_desc}, {it.time_rounds} interleaved rounds (each round times every case once, shuffled),"
                    f" {meta['pin']}")
-        last_group = None
         for key in keys:
-            g = groups_of[key]
-            if g != last_group:
-                t.section(f"{groups[g][0]}")
-                last_group = g
+            t.enter(groups[groups_of[key]][0])
             cells = [label(key)]
             for q in REQUESTS:
                 if not it.served.get((key, q)):
@@ -400,12 +400,9 @@ def cmd_report(rundir, csv_path, txt_path):
                f" (small ops: {meta.get('py_small', '?')}; 64 MiB ops: {meta.get('py_big', '?')})")
     t = Table(["row", "memoryview ns", "frombuffer ns", "bytes(o) ns", "readinto GB/s", "sha256 GB/s",
                "ratios vs ref|floor: mv, frombuffer, readinto, sha256"])
-    last_group = None
     for key in pykeys:
-        g = groups_of[key]
-        if g != last_group:
-            t.section(f"{groups[g][0]} (64 MiB for readinto/sha256; ref: {labels.get(groups[g][1], groups[g][1])})")
-            last_group = g
+        name, ref = groups[groups_of[key]]
+        t.enter(f"{name} (64 MiB for readinto/sha256; ref: {labels.get(ref, ref)})")
         cells = [label(key)]
         for op, unit in ops:
             if (key, op) in py:
