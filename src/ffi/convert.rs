@@ -117,6 +117,29 @@ pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> PyResult<isize
     Ok(value)
 }
 
+/// The items of a tuple or list as `Py_ssize_t`s, each through [`index_arg`] named
+/// `"{what}[i]"`.
+///
+/// The items are read from a tuple taken of `seq` first: an item's `__index__` may change a
+/// list it belongs to, and the call then sees the items as they were when it started (as
+/// `memoryview.cast` does, which reads a tuple).
+pub fn index_items(seq: Borrowed<'_>, what: &str) -> PyResult<Vec<isize>> {
+    // SAFETY: `seq` is live and the GIL is held; a new reference (a tuple holding its own
+    // references to the items) or NULL with an exception set.
+    let items = unsafe { Owned::from_new(ffi::PySequence_Tuple(seq.as_ptr())) }?;
+    // SAFETY: `items` is a tuple.
+    let n = unsafe { ffi::PyTuple_Size(items.as_ptr()) };
+    (0..n)
+        .map(|i| {
+            // SAFETY: 0 <= i < n; borrowed from the tuple, which `items` keeps alive and
+            // nothing can change (tuples are immutable).
+            let item = unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(items.as_ptr(), i)) }
+                .ok_or(Error::Raised)?;
+            index_arg(item, &|| format!("{what}[{i}]"))
+        })
+        .collect()
+}
+
 /// `getattr(obj, name)`.
 pub fn getattr(obj: Borrowed<'_>, name: &CStr) -> PyResult<Owned> {
     // SAFETY: `obj` is live, `name` a C string, the GIL is held.

@@ -38,23 +38,27 @@ use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
 const MODULE_CLEARED: &str = "bufferkit module has been cleared";
 
 /// The interned names `"__buffer__"` and `"__release_buffer__"`, from module state.
-struct Names<'a> {
-    buffer: Borrowed<'a>,
-    release: Borrowed<'a>,
+///
+/// Strong references of the caller's own: they are used across calls into Python code
+/// (`__buffer__`, the memoryview's export), which may run while the module state is cleared.
+struct Names {
+    buffer: Owned,
+    release: Owned,
     /// Exporter's own `__release_buffer__`, which does nothing
-    own_release: Borrowed<'a>,
+    own_release: Owned,
 }
 
 /// The names from the module state of `obj`'s type, or `None` once the module has been cleared
 /// (interpreter exit: `m_clear` empties the state while the last exports may still be given
 /// back).
-fn names<'a>(obj: Borrowed<'a>) -> PyResult<Option<Names<'a>>> {
+fn names(obj: Borrowed<'_>) -> PyResult<Option<Names>> {
     // SAFETY: `obj` is live and the GIL is held; its type (a subclass of Exporter) leads to
     // the module, which outlives the instance (instance -> type -> Exporter -> module). The
     // walk is a few slot reads and sets no exception.
     let state = unsafe { crate::module::state_of_type(obj.type_ptr()) }?;
-    // SAFETY: module state holds strong references (NULL only after m_clear).
-    let get = |p: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(p) };
+    // SAFETY: module state holds strong references (NULL only after m_clear); each is taken
+    // as a reference of our own before anything else runs.
+    let get = |p: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(p) }.map(Owned::from_borrowed);
     let (Some(buffer), Some(release), Some(own_release)) = (
         get(state.buffer_name),
         get(state.release_name),
@@ -117,7 +121,8 @@ fn lookup(obj: Borrowed<'_>, name: Borrowed<'_>) -> PyResult<Found> {
         };
         let res_type = res.type_ptr();
         // SAFETY: `res_type` is a live type; its struct is this build's.
-        let (flags, get) = unsafe { ((*res_type).tp_flags, (*res_type).tp_descr_get) };
+        // `PyType_GetFlags`: `tp_flags` is an atomic on free-threaded builds.
+        let (flags, get) = unsafe { (ffi::PyType_GetFlags(res_type), (*res_type).tp_descr_get) };
         if flags & ffi::Py_TPFLAGS_METHOD_DESCRIPTOR != 0 {
             return Ok(Found {
                 method: Owned::from_borrowed(res),
@@ -191,7 +196,7 @@ pub unsafe fn export(
     let names = names(obj)?.ok_or_else(|| Error::value_error(MODULE_CLEARED))?;
     let flags_obj = convert::new_int(flags as isize)?;
     // A class without its own __buffer__ reaches Exporter.__buffer__, which raises TypeError.
-    let mv = call_method(obj, names.buffer, flags_obj.borrow(), None)?;
+    let mv = call_method(obj, names.buffer.borrow(), flags_obj.borrow(), None)?;
     // SAFETY: `mv` is live.
     if unsafe { ffi::PyMemoryView_Check(mv.as_ptr()) } == 0 {
         return Err(Error::type_error(
@@ -293,9 +298,9 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
 
 /// `self.__release_buffer__(mv)`; errors go to `sys.unraisablehook`. A class without its own
 /// reaches Exporter's, which does nothing.
-fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
+fn release_call(obj: Borrowed<'_>, names: &Names, mv: Borrowed<'_>) {
     let gil = obj.gil();
-    let found = match lookup(obj, names.release) {
+    let found = match lookup(obj, names.release.borrow()) {
         Ok(found) => found,
         Err(e) => {
             e.restore(gil);
@@ -314,7 +319,7 @@ fn release_call(obj: Borrowed<'_>, names: &Names<'_>, mv: Borrowed<'_>) {
         }
     };
     // Errors of the call itself, whatever their type, go to sys.unraisablehook.
-    if let Err(e) = call_found(obj, found, mv, Some(names.own_release)) {
+    if let Err(e) = call_found(obj, found, mv, Some(names.own_release.borrow())) {
         e.restore(gil);
         // SAFETY: an exception is set and `obj` is live.
         unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };

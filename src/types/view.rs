@@ -14,7 +14,18 @@
 //! slice of a slice, takes its own export of the root, so the cost of an export and the
 //! memory a View holds do not grow with depth. That new export must describe the same memory
 //! as the parent's (an exporter may in principle hand out different memory each time); if it
-//! does not, the parent View itself is used as the base instead.
+//! does not, the new View exports the parent View instead (its `base` is still the root).
+//!
+//! # Re-entrancy and threads
+//!
+//! Taking the root's export may run Python code (a `__buffer__`), which may release, slice or
+//! drop the very View being sliced, from this thread or (the GIL being dropped meanwhile)
+//! another. So nothing a View method reads from the parent survives that call as a borrow:
+//! the root is held by a strong reference of the call's own, the parent's facts are copies,
+//! and the parent is checked to be open again afterwards. The fields a method reads are fixed
+//! at construction; the two that change (`source`, given back once, and `root`, dropped by the
+//! collector) change only when no method can be running: after the counter closed with no
+//! export, or when the object is unreachable.
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
@@ -36,21 +47,44 @@ use crate::request::flags;
 /// The value inside a `bufferkit.View` object.
 pub struct View {
     // INVARIANTS:
-    // - `source` holds a filled export of `root` (obtained by PyObject_GetBuffer) from
-    //   construction until it is released, exactly once: by `release()` once the counter is
-    //   closed, by `tp_clear`, or on drop;
+    // - `source` holds a filled export (obtained by PyObject_GetBuffer) of `root`, or of a
+    //   View of `root` when `held_of_root` is false, from construction until it is given back,
+    //   exactly once, and only while the counter shows no export: by `release()` after the
+    //   counter closed, by `tp_clear` after it closed the counter, or on drop with no export;
     // - while `source` holds the export, `block..block + block_len` lies inside the memory that
-    //   export describes, and `layout` fits `block_len`;
-    // - `root` is a strong reference, dropped on drop or by `tp_clear`;
-    // - `source` is only written while no other reference into it exists: after the counter
-    //   closed (nothing is exported, no new export can start) or in tp_clear/drop.
+    //   export describes, and `layout` fits `block_len`; `held_buf`/`held_len` are that
+    //   export's `buf`/`len`, copied so that no method reads `source`;
+    // - `root` is a strong reference, dropped on drop or by `tp_clear` (which close the
+    //   counter first: `root` is non-NULL while the counter is open); `guard` is NULL or a
+    //   strong reference the collector is not shown (see `GcRefs`), dropped with `root`;
+    // - `source` and `root` are only written while no method can read them: after the counter
+    //   closed with no export (`release_source`), or when the object is unreachable (tp_clear,
+    //   drop). Every other field is fixed at construction.
     source: UnsafeCell<Option<Box<ffi::Py_buffer>>>,
     root: UnsafeCell<*mut ffi::PyObject>,
+    guard: UnsafeCell<*mut ffi::PyObject>,
+    held_buf: *mut c_void,
+    held_len: isize,
+    held_of_root: bool,
+    held_readonly: bool,
+    gc: GcRefs,
     root_start: *mut u8,
     block: NonNull<u8>,
     block_len: usize,
     layout: Layout,
     counter: ExportCounter,
+}
+
+// SAFETY (Send/Sync are not implemented): a View lives inside a Python object; its raw
+// pointers are strong references and addresses the invariants above govern, and it is only
+// reached through that object.
+
+/// Which of its references a View shows the garbage collector, decided once at construction
+/// so that `tp_traverse` only visits (it must not allocate or call into Python).
+#[derive(Clone, Copy, Debug)]
+struct GcRefs {
+    root: bool,
+    export: bool,
 }
 
 // SAFETY: the one contract of `BufferExporter`. `memory()` returns `block`/`block_len` and
@@ -83,12 +117,13 @@ impl Shipped for View {
 struct Source {
     // Boxed: a filled Py_buffer must not move (see `BufferView`).
     export: Box<ffi::Py_buffer>,
-    // The object the export was asked of: borrowed from the argument of the call that makes
-    // the Source, which passes it to `make` in the same call, and `make` takes a strong
-    // reference to it. It becomes the View's `base`: an exporter
-    // may hand out another object as `view->obj` (CPython 3.12+ gives a `_buffer_wrapper`
-    // for classes with `__buffer__`), which is not what a user calls the base.
-    root: *mut ffi::PyObject,
+    // The View's `base`: the object the user named, or the root of the View the user named.
+    // An exporter may hand out another object as `view->obj` (CPython 3.12+ gives a
+    // `_buffer_wrapper` for classes with `__buffer__`), which is not what a user calls the
+    // base.
+    root: Owned,
+    // Whether `export` is an export of `root` (false: of a View of `root`).
+    of_root: bool,
     root_start: *mut u8,
     block: NonNull<u8>,
     block_len: usize,
@@ -108,13 +143,26 @@ impl Source {
     /// Acquires `base`'s buffer. For a View base, acquires the View's root instead and starts
     /// from the View's block and layout.
     fn acquire(gil: Gil<'_>, base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
-        if let Some(parent) = as_view(gil, base)? {
-            let parent = common::open(parent)?;
-            if let Some(source) = Self::from_parent(parent, writable)? {
-                return Ok(source);
-            }
+        match as_view(gil, base)? {
+            Some(parent) => Self::of_view(parent, writable),
+            None => Self::from_exporter(base, writable),
         }
-        Self::from_exporter(base, writable)
+    }
+
+    /// A new export for a View of `parent`: of the parent's root where that still hands out
+    /// the parent's memory, else of the parent itself; either way the root stays the base.
+    fn of_view(parent: This<'_, View>, writable: bool) -> PyResult<Self> {
+        if let Some(source) = Self::from_parent(parent, writable)? {
+            return Ok(source);
+        }
+        let mut source = Self::from_exporter(parent.obj, writable)?;
+        // The export just taken (of a View, by bufferkit's own slot) ran no Python code; the
+        // parent is still open, since it exported.
+        let value = parent.value;
+        source.root = value.root_ref()?;
+        source.of_root = false;
+        source.root_start = value.root_start;
+        Ok(source)
     }
 
     fn from_exporter(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
@@ -191,7 +239,8 @@ impl Source {
         let export = guard.take();
         Ok(Self {
             export,
-            root: base.as_ptr(),
+            root: Owned::from_borrowed(base),
+            of_root: true,
             root_start: start,
             block,
             block_len,
@@ -200,27 +249,34 @@ impl Source {
         })
     }
 
-    /// A new export of `parent`'s root, if it describes the same memory as the parent's.
-    fn from_parent(parent: &View, writable: bool) -> PyResult<Option<Self>> {
-        // SAFETY: the parent is open (checked by the caller), so `root` is a live strong
-        // reference and `source` holds its export; the GIL is held.
-        let (root, held) = unsafe { (*parent.root.get(), (*parent.source.get()).as_ref()) };
-        let Some(held) = held else { return Ok(None) };
-        // SAFETY: `root` is live (above).
-        let root = unsafe { Borrowed::from_ptr(root) }.ok_or(Error::Raised)?;
-        let fresh = Self::from_exporter(root, writable || held.readonly == 0)?;
-        let same = fresh.export.buf == held.buf
-            && fresh.export.len == held.len
-            && fresh.block_len >= parent.block_len;
+    /// A new export of `parent`'s root, if it describes the same memory as the parent's
+    /// export of it. `None` when it does not, or when the parent holds no export of its root.
+    ///
+    /// The root's getbuffer may run Python code that releases the parent (or drops every other
+    /// reference to the root): the root is held by a reference of this call's own, nothing of
+    /// the parent is borrowed across the call, and the parent must still be open after it.
+    fn from_parent(parent: This<'_, View>, writable: bool) -> PyResult<Option<Self>> {
+        let value = common::open(parent)?;
+        if !value.held_of_root {
+            return Ok(None);
+        }
+        let root = value.root_ref()?;
+        let fresh = Self::from_exporter(root.borrow(), writable || !value.held_readonly)?;
+        // Re-validated: `value`'s fields are fixed at construction, but the parent may have
+        // been released meanwhile, and slicing a released View is refused.
+        let value = common::open(parent)?;
+        let same = fresh.export.buf == value.held_buf
+            && fresh.export.len == value.held_len
+            && fresh.block_len >= value.block_len;
         if !same {
             return Ok(None);
         }
         let mut fresh = fresh;
-        fresh.block = parent.block;
-        fresh.block_len = parent.block_len;
-        fresh.layout = parent.layout.clone();
-        fresh.root_start = parent.root_start;
-        fresh.readonly = parent.counter.snapshot().readonly();
+        fresh.block = value.block;
+        fresh.block_len = value.block_len;
+        fresh.layout = value.layout.clone();
+        fresh.root_start = value.root_start;
+        fresh.readonly = value.counter.snapshot().readonly();
         Ok(Some(fresh))
     }
 }
@@ -294,16 +350,24 @@ fn make(
 ) -> PyResult<Owned> {
     let source = core::mem::ManuallyDrop::new(source);
     // SAFETY: `source` is never used again (ManuallyDrop); each field is moved out once.
-    let (export, layout) = unsafe { (ptr::read(&source.export), ptr::read(&source.layout)) };
-    let root = source.root;
-    // The View's own strong reference to the root, independent of the export's.
-    if !root.is_null() {
-        // SAFETY: `root` is the live object the export was asked of; the GIL is held.
-        unsafe { ffi::Py_INCREF(root) };
-    }
+    let (export, layout, root) = unsafe {
+        (
+            ptr::read(&source.export),
+            ptr::read(&source.layout),
+            ptr::read(&source.root),
+        )
+    };
+    let (gc, guard) = gc_refs(root.borrow(), &export);
     let value = View {
+        held_buf: export.buf,
+        held_len: export.len,
+        held_of_root: source.of_root,
+        held_readonly: source.readonly,
         source: UnsafeCell::new(Some(export)),
-        root: UnsafeCell::new(root),
+        // The View's own strong reference to the root, independent of the export's.
+        root: UnsafeCell::new(root.into_raw()),
+        guard: UnsafeCell::new(guard.map_or(ptr::null_mut(), Owned::into_raw)),
+        gc,
         root_start: source.root_start,
         block: source.block,
         block_len: source.block_len,
@@ -318,26 +382,54 @@ fn make(
 
 impl Drop for View {
     fn drop(&mut self) {
-        self.release_source();
-        let root = core::mem::replace(self.root.get_mut(), ptr::null_mut());
-        if !root.is_null() {
-            // SAFETY: our strong reference; drop runs in tp_dealloc with the GIL held.
-            unsafe { unwind::decref(root) };
+        if self.counter.count() != 0 {
+            // Each export holds a reference to the View, so this is a consumer that gave its
+            // reference back before its export. Its pointer must stay valid: the root's export
+            // and the references are leaked rather than given back under it.
+            return;
         }
+        self.release_source();
+        self.drop_refs();
     }
 }
 
 impl View {
-    /// Releases the root's export if still held.
+    /// A strong reference to the root, for a call that may run Python code.
+    fn root_ref(&self) -> PyResult<Owned> {
+        // SAFETY: `root` is only written when no method can run (invariants): a View a method
+        // reaches holds a live strong reference there, or NULL after tp_clear.
+        let root = unsafe { *self.root.get() };
+        // SAFETY: as above; the GIL is held for the method call.
+        let root = unsafe { Borrowed::from_ptr(root) }
+            .ok_or_else(|| Error::value_error("operation on released View"))?;
+        Ok(Owned::from_borrowed(root))
+    }
+
+    /// Gives the export back if still held.
     ///
     /// Callers guarantee exclusivity: the counter is closed with no export live, or the View
-    /// is being cleared or dropped.
+    /// is being dropped with no export live.
     fn release_source(&self) {
         // SAFETY: exclusive access to `source` (see above, and the invariants).
         let held = unsafe { (*self.source.get()).take() };
         if let Some(mut export) = held {
             // SAFETY: a filled export, released once: it was taken out of `source`.
             unsafe { unwind::release_buffer(&mut *export) };
+        }
+    }
+
+    /// Drops the strong references (`root`, `guard`) once the export was given back.
+    ///
+    /// Callers guarantee exclusivity, as for [`release_source`](Self::release_source), and
+    /// that the export was given back (the guard protects the export's memoryview).
+    fn drop_refs(&self) {
+        for field in [&self.root, &self.guard] {
+            // SAFETY: exclusive access (caller).
+            let obj = unsafe { core::mem::replace(&mut *field.get(), ptr::null_mut()) };
+            if !obj.is_null() {
+                // SAFETY: our strong reference; the GIL is held (tp_clear, tp_dealloc).
+                unsafe { unwind::decref(obj) };
+            }
         }
     }
 }
@@ -514,15 +606,7 @@ fn parse_strides(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
             obj.type_name()
         )));
     }
-    // SAFETY: a tuple or list.
-    let n = unsafe { ffi::PyObject_Size(obj.as_ptr()) };
-    (0..n)
-        .map(|i| {
-            // SAFETY: 0 <= i < len; a new reference.
-            let item = unsafe { Owned::from_new(ffi::PySequence_GetItem(obj.as_ptr(), i)) }?;
-            convert::index_arg(item.borrow(), &|| format!("strides[{i}]"))
-        })
-        .collect()
+    convert::index_items(obj, "strides")
 }
 
 /// `v[a:b:c]`, `v[s0, s1, ...]`: a new View of the same root.
@@ -571,24 +655,20 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
             unsafe { ffi::PySlice_AdjustIndices(layout.shape()[dim], &mut start, &mut stop, step) };
         slices.push((start, step, len));
     }
+    // `PySlice_Unpack` ran the slices' `__index__`, which may have released this View: `from_parent`
+    // checks again. `layout` is fixed at construction, so it is still this View's.
     let sliced = layout.sliced(&slices).map_err(common::layout_error)?;
-    let source = Source::from_parent(value, false)?;
     let readonly = value.counter.snapshot().readonly();
+    let mut source = Source::of_view(this, false)?;
+    source.layout = if source.of_root {
+        sliced
+    } else {
+        // The root hands out different memory now: the export is of this View, whose first
+        // element is at the export's own offset.
+        sliced_against(&sliced, layout, source.layout.offset(), source.block_len)?
+    };
     let view_type = view_type_of(this.obj.type_ptr())?;
-    match source {
-        Some(mut source) => {
-            source.layout = sliced;
-            make(this.gil, view_type, source, readonly)
-        }
-        None => {
-            // The root hands out different memory now: fall back to viewing this View.
-            let mut source = Source::from_exporter(this.obj, false)?;
-            let offset = source.layout.offset();
-            let rebased = sliced_against(&sliced, layout, offset, source.block_len)?;
-            source.layout = rebased;
-            make(this.gil, view_type, source, readonly)
-        }
-    }
+    make(this.gil, view_type, source, readonly)
 }
 
 /// `sliced`, expressed relative to a block in which `parent`'s first element is at
@@ -700,37 +780,99 @@ fn memoryview_clear_is_safe() -> bool {
     }
 }
 
-/// `tp_traverse`: the root reference and the export's reference.
+/// Which references the collector may see, and the reference it must not see, for a View of
+/// `root` holding `export`. Decided once, here, so that `tp_traverse` only reads two flags.
 ///
-/// On CPython older than 3.12.7 a memoryview root is not reported: the GC would then be free
-/// to clear the memoryview while this View still holds its export, which raises and then
-/// crashes those versions (gh-77894). A garbage cycle through such a View is leaked instead
-/// of collected.
+/// Before the fix of gh-77894 (CPython 3.12.7; every 3.13), a memoryview's `tp_clear` gave its
+/// buffer back even while exported. A View holding an export of such a memoryview must then
+/// keep the collector from clearing it:
+/// - a memoryview root or export object is not shown (a cycle through it is leaked, not
+///   crashed);
+/// - a memoryview that the export object holds (CPython 3.12's `_buffer_wrapper` holds the
+///   memoryview `__buffer__` returned) is kept by a reference the collector is not shown, the
+///   guard, so that the export object itself can still be shown and a cycle through it
+///   collected. The memoryviews are found through the export object's own `tp_traverse`, as
+///   `gc.get_referents` finds them, not by a type name.
+fn gc_refs(root: Borrowed<'_>, export: &ffi::Py_buffer) -> (GcRefs, Option<Owned>) {
+    let is_memoryview = |obj: *mut ffi::PyObject| {
+        // SAFETY: `obj` is a live strong reference; only its type is read.
+        !obj.is_null() && unsafe { ffi::PyMemoryView_Check(obj) } != 0
+    };
+    if memoryview_clear_is_safe() {
+        return (
+            GcRefs {
+                root: true,
+                export: true,
+            },
+            None,
+        );
+    }
+    let gc = GcRefs {
+        root: !is_memoryview(root.as_ptr()),
+        export: !is_memoryview(export.obj),
+    };
+    let guard = if gc.export && export.obj != root.as_ptr() && !export.obj.is_null() {
+        // SAFETY: `export.obj` is the live object the export holds a reference to.
+        unsafe { held_memoryview(export.obj) }
+    } else {
+        None
+    };
+    (gc, guard)
+}
+
+/// The first memoryview `obj` references, as its type's `tp_traverse` reports it.
+///
+/// # Safety
+///
+/// `obj` is live and the GIL is held.
+unsafe fn held_memoryview(obj: *mut ffi::PyObject) -> Option<Owned> {
+    unsafe extern "C" fn find(o: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
+        // SAFETY: the collector protocol passes live objects; `arg` is the `found` below.
+        if unsafe { ffi::PyMemoryView_Check(o) } != 0 {
+            // SAFETY: `arg` points to the `*mut PyObject` of `held_memoryview`'s frame.
+            unsafe { *arg.cast::<*mut ffi::PyObject>() = o };
+            return 1;
+        }
+        0
+    }
+    // SAFETY: `obj` is live (caller); PyType_GetSlot reads its type's slot (static types
+    // included, 3.10+: bufferkit's 3.9 build is not limited and reads the same field).
+    let traverse = unsafe { ffi::PyType_GetSlot(ffi::Py_TYPE(obj), ffi::Py_tp_traverse) };
+    if traverse.is_null() {
+        return None;
+    }
+    // SAFETY: the tp_traverse slot holds a `traverseproc`.
+    let traverse: ffi::traverseproc = unsafe { core::mem::transmute(traverse) };
+    let mut found: *mut ffi::PyObject = ptr::null_mut();
+    // SAFETY: tp_traverse only calls `find` on the object's references (gcsupport.rst: it must
+    // not run Python code); `found` outlives the call.
+    unsafe { traverse(obj, find, (&raw mut found).cast()) };
+    // SAFETY: a live object `obj` references, kept alive by it for this call.
+    unsafe { Borrowed::from_ptr(found) }.map(Owned::from_borrowed)
+}
+
+/// `tp_traverse`: the root reference and the export's reference, as [`gc_refs`] decided.
 fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
-    // SAFETY: traverse runs with the GIL held (or the world stopped); reading the fields
-    // does not race with a writer (writers hold the GIL too).
+    // SAFETY: traverse runs with the GIL held (or the world stopped); `source` and `root` are
+    // only written by tp_clear, drop and `release_source`, none of which runs meanwhile
+    // (`release_source` takes the export out before it calls into Python).
     let (root, export_obj) = unsafe {
         (
             *value.root.get(),
-            (*value.source.get()).as_ref().map(|b| b.obj),
+            (*value.source.get())
+                .as_ref()
+                .map_or(ptr::null_mut(), |b| b.obj),
         )
     };
-    // Which references the collector may see. A memoryview on CPython before 3.12.7, and
-    // CPython 3.12+'s `_buffer_wrapper` (an exported memoryview underneath) on every version
-    // tested, must not be cleared while this View holds their export, so they are hidden:
-    // they then look referenced from outside and survive the collection, and this View's
-    // tp_clear (reached through the root) releases them.
-    let hidden = |obj: *mut ffi::PyObject| {
-        // SAFETY: `obj` is NULL or a live strong reference; only its type is read.
-        !obj.is_null()
-            && unsafe {
-                (ffi::PyMemoryView_Check(obj) != 0 && !memoryview_clear_is_safe())
-                    || crate::ffi::object::type_name(ffi::Py_TYPE(obj)) == "_buffer_wrapper"
-            }
-    };
-    let export_obj = export_obj.filter(|&o| !hidden(o));
-    let root = if hidden(root) { ptr::null_mut() } else { root };
-    for obj in [root, export_obj.unwrap_or(ptr::null_mut())] {
+    let shown = [
+        if value.gc.root { root } else { ptr::null_mut() },
+        if value.gc.export {
+            export_obj
+        } else {
+            ptr::null_mut()
+        },
+    ];
+    for obj in shown {
         if !obj.is_null() {
             // SAFETY: a strong reference the View owns; `visit` is the GC's callback.
             let r = unsafe { visit(obj, arg) };
@@ -742,18 +884,19 @@ fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int
     0
 }
 
-/// `tp_clear`: drops the references that may form a cycle. The View is unusable afterwards.
+/// `tp_clear`: drops the references that may form a cycle, unless the View is still exported.
+///
+/// The collector clears the members of a garbage cycle in no set order, and a consumer in the
+/// same cycle (a memoryview of this View, say) may still read through its export until its own
+/// `tp_clear` or deallocation gives it back. So a View with live exports gives nothing back:
+/// the cycle is broken at those consumers instead, and the View releases the root's export
+/// when it is deallocated.
 fn view_clear(gil: Gil<'_>, value: &View) {
-    // Close the counter if possible so that nothing new is exported; a View in a garbage
-    // cycle has no live consumer (each would hold a reference to it).
-    let _ = value.counter.close(gil);
-    value.release_source();
-    // SAFETY: tp_clear runs with the GIL held and is the only user of `root` now.
-    let root = unsafe { core::mem::replace(&mut *value.root.get(), ptr::null_mut()) };
-    if !root.is_null() {
-        // SAFETY: our strong reference.
-        unsafe { unwind::decref(root) };
+    if value.counter.close(gil).is_err() {
+        return;
     }
+    value.release_source();
+    value.drop_refs();
 }
 
 impl crate::ffi::Collectable for View {
