@@ -84,16 +84,31 @@ of data, in memory order: what Buffer.__reduce_ex__ returns to pickle."
     ffi::PyMethodDef::zeroed(),
 ];
 
-static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 2] = [
+const EXEC_SLOT: ffi::PyModuleDef_Slot = ffi::PyModuleDef_Slot {
+    slot: ffi::Py_mod_exec,
+    value: module_exec as *mut c_void,
+};
+
+const END_SLOT: ffi::PyModuleDef_Slot = ffi::PyModuleDef_Slot {
+    slot: 0,
+    value: ptr::null_mut(),
+};
+
+// bufferkit does not rely on the GIL (src/exporter.rs, "Threads"): a free-threaded CPython
+// keeps it off when importing the module. Builds with a GIL ignore the slot; the stable ABI
+// of 3.11 does not have it.
+#[cfg(all(Py_3_13, not(Py_LIMITED_API)))]
+static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 3] = [
+    EXEC_SLOT,
     ffi::PyModuleDef_Slot {
-        slot: ffi::Py_mod_exec,
-        value: module_exec as *mut c_void,
+        slot: ffi::Py_mod_gil,
+        value: ffi::Py_MOD_GIL_NOT_USED,
     },
-    ffi::PyModuleDef_Slot {
-        slot: 0,
-        value: ptr::null_mut(),
-    },
+    END_SLOT,
 ];
+
+#[cfg(not(all(Py_3_13, not(Py_LIMITED_API))))]
+static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 2] = [EXEC_SLOT, END_SLOT];
 
 /// The definition of `bufferkit._bufferkit`.
 pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
@@ -167,9 +182,14 @@ unsafe fn type_flags(ty: *mut ffi::PyTypeObject) -> core::ffi::c_ulong {
     #[cfg(Py_LIMITED_API)]
     // SAFETY: forwarded from the caller.
     return unsafe { ffi::PyType_GetFlags(ty) };
-    #[cfg(not(Py_LIMITED_API))]
+    #[cfg(all(not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
     // SAFETY: forwarded from the caller; the struct's layout is this build's (`make abicheck`).
     return unsafe { (*ty).tp_flags };
+    // Free-threaded builds: another thread may change a type's flags (CPython writes them
+    // atomically), so the field is an atomic; a relaxed load is what `PyType_GetFlags` does.
+    #[cfg(all(not(Py_LIMITED_API), Py_GIL_DISABLED))]
+    // SAFETY: forwarded from the caller; the struct's layout is this build's (`make abicheck`).
+    return unsafe { (*ty).tp_flags.load(core::sync::atomic::Ordering::Relaxed) };
 }
 
 /// `tp_dealloc`, as an untyped pointer (NULL if unset).
