@@ -38,6 +38,18 @@
 //! and stores of an atomic word, which cost what a plain integer costs, and is only reachable
 //! with a [`Gil`] token. On free-threaded builds (`Py_GIL_DISABLED`) the same operations are
 //! compare-and-swap loops, so the guarantees hold without the GIL.
+//!
+//! # Calls into Python code
+//!
+//! Many C-API calls run Python code: another exporter's getbuffer/releasebuffer, `__buffer__`,
+//! an argument's `__index__`, a decref that ends an object, an allocation that collects. That
+//! code may release, close or drop the object being worked on (from another thread too, the
+//! GIL being dropped inside it). The rule: **nothing borrowed from an object's state is held
+//! across such a call**: hold a strong reference of your own, copy the facts you need, or read
+//! only fields fixed at construction, and check the object's state again after the call. The
+//! counter makes the last step cheap: `snapshot().closed()` says whether the object was
+//! released meanwhile. `docs/guarantees.md` ("The re-entrancy rule") lists every such place in
+//! bufferkit and how it keeps the rule.
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
