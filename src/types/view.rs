@@ -47,13 +47,13 @@ use crate::request::flags;
 /// The value inside a `bufferkit.View` object.
 pub struct View {
     // INVARIANTS:
-    // - `source` holds a filled export (obtained by PyObject_GetBuffer) of `root`, or of a
-    //   View of `root` when `held_of_root` is false, from construction until it is given back,
+    // - `source` holds a filled export (obtained by PyObject_GetBuffer) of `root` or of a View
+    //   of `root`, from construction until it is given back,
     //   exactly once, and only while the counter shows no export: by `release()` after the
     //   counter closed, by `tp_clear` after it closed the counter, or on drop with no export;
     // - while `source` holds the export, `block..block + block_len` lies inside the memory that
-    //   export describes, and `layout` fits `block_len`; `held_buf`/`held_len` are that
-    //   export's `buf`/`len`, copied so that no method reads `source`;
+    //   export describes, and `layout` fits `block_len`; `held_readonly` is whether that
+    //   export is read-only, copied so that no method reads `source`;
     // - `root` is a strong reference, dropped on drop or by `tp_clear` (which close the
     //   counter first: `root` is non-NULL while the counter is open); `guard` is NULL or a
     //   strong reference the collector is not shown (see `GcRefs`), dropped with `root`;
@@ -63,9 +63,6 @@ pub struct View {
     source: UnsafeCell<Option<Box<ffi::Py_buffer>>>,
     root: UnsafeCell<*mut ffi::PyObject>,
     guard: UnsafeCell<*mut ffi::PyObject>,
-    held_buf: *mut c_void,
-    held_len: isize,
-    held_of_root: bool,
     held_readonly: bool,
     gc: GcRefs,
     root_start: *mut u8,
@@ -122,8 +119,6 @@ struct Source {
     // `_buffer_wrapper` for classes with `__buffer__`), which is not what a user calls the
     // base.
     root: Owned,
-    // Whether `export` is an export of `root` (false: of a View of `root`).
-    of_root: bool,
     root_start: *mut u8,
     block: NonNull<u8>,
     block_len: usize,
@@ -144,58 +139,39 @@ impl Source {
     /// from the View's block and layout.
     fn acquire(gil: Gil<'_>, base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
         match as_view(gil, base)? {
-            Some(parent) => Self::of_view(parent, writable),
+            Some(parent) => Self::of_view(parent, writable, parent.value.layout.clone()),
             None => Self::from_exporter(base, writable),
         }
     }
 
-    /// A new export for a View of `parent`: of the parent's root where that still hands out
-    /// the parent's memory, else of the parent itself; either way the root stays the base.
-    fn of_view(parent: This<'_, View>, writable: bool) -> PyResult<Self> {
-        if let Some(source) = Self::from_parent(parent, writable)? {
-            return Ok(source);
-        }
+    /// A new export for a View of `parent` with `layout`, given relative to the parent's
+    /// block: an export of the parent's root where that still addresses the parent's block,
+    /// else of the parent itself; either way the root stays the base.
+    fn of_view(parent: This<'_, View>, writable: bool, layout: Layout) -> PyResult<Self> {
+        let layout = match Self::from_parent(parent, writable, layout)? {
+            Ok(source) => return Ok(source),
+            Err(layout) => layout,
+        };
         let mut source = Self::from_exporter(parent.obj, writable)?;
         // The export just taken (of a View, by bufferkit's own slot) ran no Python code; the
         // parent is still open, since it exported.
         let value = parent.value;
+        // The parent's first element is at the export's own offset in the new block.
+        source.layout = sliced_against(
+            &layout,
+            &value.layout,
+            source.layout.offset(),
+            source.block_len,
+        )?;
         source.root = value.root_ref()?;
-        source.of_root = false;
         source.root_start = value.root_start;
         Ok(source)
     }
 
     fn from_exporter(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
-        let request = if writable {
-            flags::FULL
-        } else {
-            flags::FULL_RO
-        };
-        let mut export = Box::new(ffi::Py_buffer::new());
-        // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer at an
-        // address that does not change until it is released.
-        if unsafe { unwind::get_buffer(base.as_ptr(), &mut *export, request) } == -1 {
-            return Err(Error::Raised);
-        }
-        // From here `export` is owned by `guard` and released on every exit.
-        let guard = Holder(export);
+        let guard = Holder::get(base, writable)?;
         let export = &guard.0;
-        if !export.suboffsets.is_null() {
-            return Err(Error::buffer_error(format!(
-                "View cannot re-export {}: its buffer has suboffsets (a PIL-style layout)",
-                base.type_name()
-            )));
-        }
-        let ndim = usize::try_from(export.ndim).unwrap_or(usize::MAX);
-        if ndim > crate::layout::MAX_NDIM || export.itemsize < 1 || export.len < 0 {
-            return Err(Error::buffer_error(format!(
-                "{} exported an invalid buffer (ndim {}, itemsize {}, len {})",
-                base.type_name(),
-                export.ndim,
-                export.itemsize,
-                export.len
-            )));
-        }
+        let ndim = export.ndim as usize;
         let format = if export.format.is_null() {
             Format::bytes()
         } else {
@@ -220,12 +196,7 @@ impl Source {
             unsafe { core::slice::from_raw_parts(export.strides, shape.len()) }.to_vec()
         };
         // The block is the extent of the bytes the export addresses, [buf + lo, buf + hi).
-        let (lo, hi) = extent(&shape, &strides, export.itemsize).ok_or_else(|| {
-            Error::buffer_error(format!(
-                "{} exported a layout beyond the address space",
-                base.type_name()
-            ))
-        })?;
+        let (lo, hi) = guard.extent(base)?;
         let block_len = (hi - lo) as usize;
         let start = export.buf.cast::<u8>().wrapping_offset(lo);
         let block = NonNull::new(start).unwrap_or(NonNull::dangling());
@@ -240,7 +211,6 @@ impl Source {
         Ok(Self {
             export,
             root: Owned::from_borrowed(base),
-            of_root: true,
             root_start: start,
             block,
             block_len,
@@ -249,35 +219,49 @@ impl Source {
         })
     }
 
-    /// A new export of `parent`'s root, if it describes the same memory as the parent's
-    /// export of it. `None` when it does not, or when the parent holds no export of its root.
+    /// A new export of `parent`'s root with `layout` (relative to the parent's block), if it
+    /// addresses the parent's block (an exporter may hand out other memory each time);
+    /// `Err(layout)`, the layout given back, if it does not.
     ///
     /// The root's getbuffer may run Python code that releases the parent (or drops every other
     /// reference to the root): the root is held by a reference of this call's own, nothing of
     /// the parent is borrowed across the call, and the parent must still be open after it.
-    fn from_parent(parent: This<'_, View>, writable: bool) -> PyResult<Option<Self>> {
+    /// The new export is only taken, not described: the parent's layout already is.
+    fn from_parent(
+        parent: This<'_, View>,
+        writable: bool,
+        layout: Layout,
+    ) -> PyResult<Result<Self, Layout>> {
         let value = common::open(parent)?;
-        if !value.held_of_root {
-            return Ok(None);
-        }
         let root = value.root_ref()?;
-        let fresh = Self::from_exporter(root.borrow(), writable || !value.held_readonly)?;
+        let fresh = Holder::get(root.borrow(), writable || !value.held_readonly)?;
         // Re-validated: `value`'s fields are fixed at construction, but the parent may have
         // been released meanwhile, and slicing a released View is refused.
         let value = common::open(parent)?;
-        let same = fresh.export.buf == value.held_buf
-            && fresh.export.len == value.held_len
-            && fresh.block_len >= value.block_len;
-        if !same {
-            return Ok(None);
+        let (lo, hi) = fresh.extent(root.borrow())?;
+        let buf = fresh.0.buf as isize;
+        let block = value.block.as_ptr() as isize;
+        // Pointers compared as addresses: `buf + lo` and `buf + hi` are in the address space
+        // (`extent` checked), and so is the parent's block.
+        let inside = buf.checked_add(lo).is_some_and(|start| start <= block)
+            && buf.checked_add(hi).is_some_and(|end| {
+                block
+                    .checked_add(value.block_len as isize)
+                    .is_some_and(|block_end| block_end <= end)
+            });
+        if !inside {
+            return Ok(Err(layout));
         }
-        let mut fresh = fresh;
-        fresh.block = value.block;
-        fresh.block_len = value.block_len;
-        fresh.layout = value.layout.clone();
-        fresh.root_start = value.root_start;
-        fresh.readonly = value.counter.snapshot().readonly();
-        Ok(Some(fresh))
+        let readonly = value.counter.snapshot().readonly() || fresh.0.readonly != 0;
+        Ok(Ok(Self {
+            export: fresh.take(),
+            root,
+            root_start: value.root_start,
+            block: value.block,
+            block_len: value.block_len,
+            layout,
+            readonly,
+        }))
     }
 }
 
@@ -285,6 +269,91 @@ impl Source {
 struct Holder(Box<ffi::Py_buffer>);
 
 impl Holder {
+    /// `base`'s export for the full request (writable or read-only), refused unless a View
+    /// can re-export it: no suboffsets, sane ndim, itemsize and len.
+    fn get(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
+        let request = if writable {
+            flags::FULL
+        } else {
+            flags::FULL_RO
+        };
+        let mut export = Box::new(ffi::Py_buffer::new());
+        // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer at an
+        // address that does not change until it is released.
+        if unsafe { unwind::get_buffer(base.as_ptr(), &mut *export, request) } == -1 {
+            return Err(Error::Raised);
+        }
+        // From here the export is released on every exit.
+        let held = Self(export);
+        let export = &held.0;
+        if !export.suboffsets.is_null() {
+            return Err(Error::buffer_error(format!(
+                "View cannot re-export {}: its buffer has suboffsets (a PIL-style layout)",
+                base.type_name()
+            )));
+        }
+        let ndim = usize::try_from(export.ndim).unwrap_or(usize::MAX);
+        if ndim > crate::layout::MAX_NDIM || export.itemsize < 1 || export.len < 0 {
+            return Err(Error::buffer_error(format!(
+                "{} exported an invalid buffer (ndim {}, itemsize {}, len {})",
+                base.type_name(),
+                export.ndim,
+                export.itemsize,
+                export.len
+            )));
+        }
+        Ok(held)
+    }
+
+    /// `(lo, hi)`: the bytes the export addresses, `[buf + lo, buf + hi)`, read from its shape
+    /// and strides (C order where it has none) without allocating; a `BufferError` naming
+    /// `base` if they cannot be expressed in `isize`.
+    fn extent(&self, base: Borrowed<'_>) -> PyResult<(isize, isize)> {
+        let export = &self.0;
+        let ndim = export.ndim as usize; // checked by `get`
+        let dim = |i: usize| -> isize {
+            if export.shape.is_null() {
+                // One dimension of len / itemsize items, or a scalar (ndim 0).
+                export.len / export.itemsize
+            } else {
+                // SAFETY: a non-NULL shape has `ndim` entries, valid while the export is
+                // held (buffer.rst, "Buffer structure"); i < ndim.
+                unsafe { *export.shape.add(i) }
+            }
+        };
+        let beyond = || {
+            Error::buffer_error(format!(
+                "{} exported a layout beyond the address space",
+                base.type_name()
+            ))
+        };
+        if (0..ndim).any(|i| dim(i) == 0) {
+            return Ok((0, 0));
+        }
+        let (mut lo, mut hi) = (0isize, export.itemsize);
+        let mut c_stride = export.itemsize;
+        for i in (0..ndim).rev() {
+            let n = dim(i);
+            if n < 0 {
+                return Err(beyond());
+            }
+            let stride = if export.strides.is_null() {
+                c_stride
+            } else {
+                // SAFETY: as for shape.
+                unsafe { *export.strides.add(i) }
+            };
+            let span = (n - 1).checked_mul(stride).ok_or_else(beyond)?;
+            if span < 0 {
+                lo = lo.checked_add(span).ok_or_else(beyond)?;
+            } else {
+                hi = hi.checked_add(span).ok_or_else(beyond)?;
+            }
+            c_stride = c_stride.checked_mul(n).ok_or_else(beyond)?;
+        }
+        Ok((lo, hi))
+    }
+
     fn take(self) -> Box<ffi::Py_buffer> {
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again (ManuallyDrop), so the box moves out
@@ -298,24 +367,6 @@ impl Drop for Holder {
         // SAFETY: the held view is filled and released once (`take` skips this).
         unsafe { unwind::release_buffer(&mut *self.0) };
     }
-}
-
-/// `(lo, hi)`: the addressed bytes of a strided layout relative to its first element, or
-/// `None` if they cannot be expressed in `isize`.
-fn extent(shape: &[isize], strides: &[isize], itemsize: isize) -> Option<(isize, isize)> {
-    if shape.contains(&0) {
-        return Some((0, 0));
-    }
-    let (mut lo, mut hi) = (0isize, itemsize);
-    for (&n, &s) in shape.iter().zip(strides) {
-        let span = (n - 1).checked_mul(s)?;
-        if span < 0 {
-            lo = lo.checked_add(span)?;
-        } else {
-            hi = hi.checked_add(span)?;
-        }
-    }
-    Some((lo, hi))
 }
 
 /// `Some(view)` if `obj` is a bufferkit View (or subclass) of this interpreter's module.
@@ -359,9 +410,6 @@ fn make(
     };
     let (gc, guard) = gc_refs(root.borrow(), &export);
     let value = View {
-        held_buf: export.buf,
-        held_len: export.len,
-        held_of_root: source.of_root,
         held_readonly: source.readonly,
         source: UnsafeCell::new(Some(export)),
         // The View's own strong reference to the root, independent of the export's.
@@ -659,14 +707,7 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
     // checks again. `layout` is fixed at construction, so it is still this View's.
     let sliced = layout.sliced(&slices).map_err(common::layout_error)?;
     let readonly = value.counter.snapshot().readonly();
-    let mut source = Source::of_view(this, false)?;
-    source.layout = if source.of_root {
-        sliced
-    } else {
-        // The root hands out different memory now: the export is of this View, whose first
-        // element is at the export's own offset.
-        sliced_against(&sliced, layout, source.layout.offset(), source.block_len)?
-    };
+    let source = Source::of_view(this, false, sliced)?;
     let view_type = view_type_of(this.obj.type_ptr())?;
     make(this.gil, view_type, source, readonly)
 }
