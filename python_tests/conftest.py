@@ -834,3 +834,45 @@ def check_like_memoryview(obj, m):
         return
     assert obj.tolist() == want
     assert [type(x) for x in flat(obj.tolist())] == [type(x) for x in flat(want)]
+
+
+# --------------------------------------------------------------------------------------------
+# What differs between interpreters
+# --------------------------------------------------------------------------------------------
+
+
+def refcounts(objs):
+    """``sys.getrefcount`` of each object in the list ``objs``, measured the same way wherever
+    the call stands.
+
+    Since CPython 3.14 the compiler pushes a local variable as a borrowed reference
+    (``LOAD_FAST_BORROW``, gh-130704) where it can prove the frame outlives the use, so
+    ``sys.getrefcount(local)`` counts its own argument or not depending on the bytecode around
+    the call: after a ``try``/``except`` the load is a plain ``LOAD_FAST`` again, and the same
+    object in the same state reads one higher. An item read out of a list is always a new
+    reference, so comparing two ``refcounts(watched)`` compares the objects' real counts (the
+    list adds one to each, the same both times).
+    """
+    return tuple(sys.getrefcount(objs[i]) for i in range(len(objs)))
+
+
+def type_name(cls):
+    """A type as CPython's ``%T`` format names it: ``module.qualname``, the bare qualname for
+    builtins and ``__main__``."""
+    if cls.__module__ in ('builtins', '__main__'):
+        return cls.__qualname__
+    return f'{cls.__module__}.{cls.__qualname__}'
+
+
+def non_memoryview_message(exporter, returned):
+    """The TypeError message when ``exporter``'s ``__buffer__`` returned ``returned``, which is
+    not a memoryview.
+
+    On 3.12+ CPython calls ``__buffer__`` itself; on 3.9-3.11 bufferkit's slot does and says what
+    3.12-3.14 say. CPython 3.15 names both types, as it does for every special method that
+    returns the wrong type (gh-130821, "Add type information to wrong type error messages").
+    """
+    if sys.version_info >= (3, 15):
+        return (f'{type_name(type(exporter))}.__buffer__() must return a memoryview, '
+                f'not {type_name(type(returned))}')
+    return '__buffer__ returned non-memoryview object'

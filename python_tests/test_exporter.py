@@ -39,7 +39,8 @@ import bufferkit._bufferkit
 from bufferkit import Buffer, Exporter, View
 from conftest import (
     EXTRA_BITS, INTERCEPTED_FLAGS, MALFORMED_REQUESTS, MEMORYVIEW, REQUESTS,
-    STANDARD_REQUESTS, Layout, RawView, check_each, reference_ndarray, verify, write_contents,
+    STANDARD_REQUESTS, Layout, RawView, check_each, non_memoryview_message, refcounts,
+    reference_ndarray, verify, write_contents,
 )
 
 #: bufferkit's own getbuffer slot serves consumers (3.9-3.11); on 3.12+ CPython dispatches
@@ -50,9 +51,6 @@ OWN_SLOT = sys.version_info < (3, 12)
 #: before the slot sees it: only the stable-ABI build (3.11). Version-specific builds (3.9,
 #: 3.10) look them up as CPython 3.12 does (``_PyType_Lookup``, then ``__get__``).
 UNWRAPS_STATIC = OWN_SLOT and '.abi3.' in os.path.basename(bufferkit._bufferkit.__file__)
-
-NOT_MEMORYVIEW = '__buffer__ returned non-memoryview object'
-
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -321,7 +319,8 @@ def test_request_matrix_equals_the_returned_memoryviews(name):
     # b'' and None are shared singletons: their refcounts say nothing.
     untracked = case.wrapped is None or isinstance(case.wrapped, bytes) and not case.wrapped
     wrapped = object() if untracked else case.wrapped
-    refs = (sys.getrefcount(e), sys.getrefcount(mv), sys.getrefcount(wrapped))
+    watched = [e, mv, wrapped]
+    refs = refcounts(watched)
     tally = {'served': 0, 'refused': 0}
 
     def check(flags):
@@ -354,7 +353,7 @@ def test_request_matrix_equals_the_returned_memoryviews(name):
             raw_got = raw_outcome(e, flags, exporter=e, where=where)
             assert raw_got == raw_want, f'{where}: PyObject_GetBuffer: {raw_got} != {raw_want}'
         gc.collect()
-        now = (sys.getrefcount(e), sys.getrefcount(mv), sys.getrefcount(wrapped))
+        now = refcounts(watched)
         assert now == refs, (
             f'{where}: refcounts of (instance, memoryview, wrapped) {now} != {refs}')
         if flags in REQUESTS:
@@ -1029,7 +1028,8 @@ class _Raising(Exporter):
 @pytest.mark.parametrize('exc', RAISED, ids=lambda e: type(e).__name__)
 def test_buffer_exception_propagates_unchanged(exc, consumer):
     e = _Raising(exc)
-    refs = (sys.getrefcount(e), sys.getrefcount(e.data))
+    watched = [e, e.data]
+    refs = refcounts(watched)
     args = exc.args
     try:
         CONSUMERS[consumer](e)
@@ -1047,7 +1047,7 @@ def test_buffer_exception_propagates_unchanged(exc, consumer):
     del got
     gc.collect()
     assert e.releases == 0
-    assert (sys.getrefcount(e), sys.getrefcount(e.data)) == refs
+    assert refcounts(watched) == refs
 
 
 # Objects made at run time, so that their refcounts are this test's alone: literals are
@@ -1069,16 +1069,17 @@ def test_non_memoryview_is_a_type_error(returned):
     e = Bad()
     tracked = object() if returned is None else returned   # None's refcount says nothing
     gc.collect()
-    refs = (sys.getrefcount(e), sys.getrefcount(tracked))
+    watched = [e, tracked]
+    refs = refcounts(watched)
     for consumer in sorted(CONSUMERS):
         with pytest.raises(TypeError) as info:
             CONSUMERS[consumer](e)
         assert type(info.value) is TypeError
-        assert str(info.value) == NOT_MEMORYVIEW, consumer
+        assert str(info.value) == non_memoryview_message(e, returned), consumer
         del info
     gc.collect()
     assert Bad.releases == 0
-    assert (sys.getrefcount(e), sys.getrefcount(tracked)) == refs
+    assert refcounts(watched) == refs
     if isinstance(returned, bytearray):
         returned.append(0)      # not locked
     if isinstance(returned, Buffer):
@@ -1092,8 +1093,10 @@ def test_another_exporter_is_not_a_memoryview():
         def __buffer__(self, flags):
             return inner
 
-    with pytest.raises(TypeError, match='^__buffer__ returned non-memoryview object$'):
-        memoryview(Outer())
+    outer = Outer()
+    with pytest.raises(TypeError) as info:
+        memoryview(outer)
+    assert str(info.value) == non_memoryview_message(outer, inner)
     assert inner.buffers == 0
 
 
@@ -1124,7 +1127,8 @@ class SuperBuffer(Exporter):
                                  SuperBuffer, Exporter], ids=lambda c: c.__name__)
 def test_missing_buffer_is_a_clear_type_error(cls):
     obj = cls()
-    refs = sys.getrefcount(obj)
+    watched = [obj]
+    refs = refcounts(watched)
     for consumer in sorted(CONSUMERS):
         try:
             CONSUMERS[consumer](obj)
@@ -1137,7 +1141,7 @@ def test_missing_buffer_is_a_clear_type_error(cls):
         assert kind is TypeError, f'{consumer}: {kind.__name__}: {message}'
         assert cls.__name__ in message and '__buffer__' in message, message
     gc.collect()
-    assert sys.getrefcount(obj) == refs
+    assert refcounts(watched) == refs
     # Called directly, Exporter's own __buffer__ says the same.
     with pytest.raises(TypeError) as info:
         type(obj).__buffer__(obj, PyBUF_SIMPLE)
@@ -1203,7 +1207,8 @@ def test_release_buffer_exceptions_go_to_unraisablehook(flags, unraisables):
                                                              RaisingReleasePlain):
         data = bytes(8) if flags == PyBUF_WRITABLE else bytearray(8)
         e = cls(data)
-        refs = (sys.getrefcount(e), sys.getrefcount(data))
+        watched = [e, data]
+        refs = refcounts(watched)
         consumer_saw = []
         for _ in range(3):
             consumer_saw.append(nd_outcome(e, flags)[0][:2])
@@ -1235,7 +1240,7 @@ def test_release_buffer_exceptions_go_to_unraisablehook(flags, unraisables):
             data.append(0)                        # nothing stays locked
             data.pop()
         gc.collect()
-        assert (sys.getrefcount(e), sys.getrefcount(data)) == refs
+        assert refcounts(watched) == refs
     if not OWN_SLOT:
         assert summaries[0] == summaries[1]
 
@@ -1674,7 +1679,8 @@ def _many_exports(cls):
     raising = cls(bytearray(4), 'raise')
     wrong = cls(bytearray(4), 'bytes')
     objs = (writable, readonly, raising, wrong)
-    baseline = [(sys.getrefcount(o), sys.getrefcount(o.data)) for o in objs]
+    watched = [x for o in objs for x in (o, o.data)]
+    baseline = refcounts(watched)
 
     def one_round():
         memoryview(writable).release()
@@ -1700,7 +1706,7 @@ def _many_exports(cls):
     finally:
         tracemalloc.stop()
     gc.collect()
-    after = [(sys.getrefcount(o), sys.getrefcount(o.data)) for o in objs]
+    after = refcounts(watched)
     writable.data.append(0)       # not locked
     return {
         'refcounts': after == baseline,
@@ -1728,9 +1734,10 @@ def test_no_leak_after_many_exports():
 def test_refcounts_of_a_held_export():
     data = bytearray(16)
     e = Wrapper(data)
-    refs = (sys.getrefcount(e), sys.getrefcount(data))
+    watched = [e, data]
+    refs = refcounts(watched)
     held = [memoryview(e) for _ in range(100)]
     assert e.buffers == 100
     del held
-    assert (sys.getrefcount(e), sys.getrefcount(data)) == refs
+    assert refcounts(watched) == refs
     assert e.releases == 100
