@@ -149,6 +149,14 @@ class ViaView(Exporter):
 
 
 CLOSED = r'^operation on closed Buffer$'
+#: What close()/freeze() say while one export is alive: the count, then what ends an export.
+IN_USE = (r'^cannot {}: 1 exported buffer is still in use; release it first: call '
+          r'memoryview\.release\(\) or leave its with block, or del the numpy array or other '
+          r'object that holds it$')
+#: The end of a message for a format string struct refuses: what to pass instead.
+PASS_INSTEAD = (r"; pass a struct format \('B', 'd', '<i', '2h'\), a numpy type string "
+                r"\('<f8', 'i2', 'u1', 'float32'\) or a numpy dtype$")
+FORMAT_TYPE = r"^format must be a str \(a struct format such as 'd' or '<i'\) or a numpy dtype, "
 RELEASED = r'^operation on released View$'
 
 #: (id, call(objects), exception, message regex)
@@ -160,8 +168,17 @@ ROWS = [
     ('Buffer(float)', lambda o: Buffer(3.0), TypeError, r'not float$'),
     ('Buffer(None)', lambda o: Buffer(None), TypeError, r'not NoneType$'),
     ('Buffer(dict)', lambda o: Buffer({1: 2}), TypeError, r'not dict$'),
-    ('Buffer([1, str])', lambda o: Buffer([1, 'a']), TypeError,
+    ('Buffer((1, str))', lambda o: Buffer((1, 'a')), TypeError,
      r'^shape\[1\] must be an int, not str$'),
+    ('Buffer([1, str])', lambda o: Buffer([1, 'a']), TypeError,
+     r'^shape must be an int or a tuple of ints, not list: for a shape pass a tuple, as in '
+     r'Buffer\(\(2, 3\)\); to copy values'),
+    ('Buffer([1, 2])', lambda o: Buffer([1, 2]), TypeError,
+     r'not list: for a Buffer of that shape pass a tuple, Buffer\(\(1, 2\)\); for a Buffer '
+     r'holding those values, Buffer\.from_buffer_copy\(bytes\(\[1, 2\]\)\)$'),
+    ("Buffer(shape=[4])", lambda o: Buffer(shape=[4]), TypeError,
+     r'Buffer\(\(4,\)\); for a Buffer holding those values, '
+     r'Buffer\.from_buffer_copy\(bytes\(\[4\]\)\)$'),
     ('Buffer(-1)', lambda o: Buffer(-1), ValueError, r'^shape\[0\] must be >= 0, not -1$'),
     ('Buffer((2, -3))', lambda o: Buffer((2, -3)), ValueError,
      r'^shape\[1\] must be >= 0, not -3$'),
@@ -186,7 +203,7 @@ ROWS = [
     ("format '4x'", lambda o: Buffer(1, '4x'), ValueError, r"^bad format '4x': it has no items"),
     ("format '0i'", lambda o: Buffer(1, '0i'), ValueError, r"^bad format '0i': it has no size$"),
     ("format 'T{i}'", lambda o: Buffer(1, 'T{i}'), ValueError,
-     r"^bad format 'T\{i\}': bad char in struct format$"),
+     r"^bad format 'T\{i\}': bad char in struct format" + PASS_INSTEAD),
     ("format '&'", lambda o: Buffer(1, '&'), ValueError, r"^bad format '&': bad char"),
     ("format '<'", lambda o: Buffer(1, '<'), ValueError, r"^bad format '<': it has no size$"),
     ("format '0P'", lambda o: Buffer(1, '0P'), ValueError, r"^bad format '0P': it has no size$"),
@@ -199,8 +216,17 @@ ROWS = [
      ValueError, r'total struct size too long'),
     ("format '2**62 s', shape 2", lambda o: Buffer(2, '%ds' % 2**62), OverflowError,
      r'2\*\*63-1 bytes'),
-    ('format bytes', lambda o: Buffer(1, b'B'), TypeError, r'^format must be a str, not bytes$'),
-    ('format int', lambda o: Buffer(1, 3), TypeError, r'^format must be a str, not int$'),
+    ('format bytes', lambda o: Buffer(1, b'B'), TypeError, FORMAT_TYPE + 'not bytes$'),
+    ('format int', lambda o: Buffer(1, 3), TypeError, FORMAT_TYPE + 'not int$'),
+    ('format type', lambda o: Buffer(1, float), TypeError, FORMAT_TYPE + 'not type$'),
+    ("format 'c8'", lambda o: Buffer(1, 'c8'), ValueError,
+     r"^bad format 'c8': struct has no complex format; '2f' describes the \(real, imag\) pairs$"),
+    ("format 'float128'", lambda o: Buffer(1, 'float128'), ValueError,
+     r"^bad format 'float128': bad char in struct format" + PASS_INSTEAD),
+    ("format 'f16'", lambda o: Buffer(1, 'f16'), ValueError,
+     r"^bad format 'f16': numpy's 'f16' has no struct format of that size$"),
+    ("format 'U3'", lambda o: Buffer(1, 'U3'), ValueError,
+     r"^bad format 'U3': numpy's 'U' types have no struct format$"),
     ('format None', lambda o: Buffer(1, None), TypeError, r'not NoneType$'),
     ("order 'X'", lambda o: Buffer(1, order='X'), ValueError,
      r"^order must be 'C' or 'F', not 'X'$"),
@@ -265,12 +291,10 @@ ROWS = [
     ('set Buffer.closed', lambda o: setattr(o.buf, 'closed', True), AttributeError,
      r'not writable'),
     ('set Buffer attribute', lambda o: setattr(o.buf, 'foo', 1), AttributeError, r'foo'),
-    ('close() while exported', lambda o: o.buf.close(), BufferError,
-     r'^cannot close: 1 exported buffer$'),
-    ('freeze() while exported', lambda o: o.buf.freeze(), BufferError,
-     r'^cannot freeze: 1 exported buffer$'),
+    ('close() while exported', lambda o: o.buf.close(), BufferError, IN_USE.format('close')),
+    ('freeze() while exported', lambda o: o.buf.freeze(), BufferError, IN_USE.format('freeze')),
     ('with-exit while exported', lambda o: o.buf.__exit__(None, None, None), BufferError,
-     r'^cannot close: 1 exported buffer$'),
+     IN_USE.format('close')),
     # every attribute and method of a closed Buffer
     *[(f'closed Buffer.{name}', (lambda name: lambda o: getattr(o.closed, name))(name),
        ValueError, CLOSED)
@@ -540,7 +564,7 @@ def test_objects_are_still_usable_after_every_refusal_on_a_subclass():
 
     b = Sub(4)
     m = memoryview(b)
-    with pytest.raises(BufferError, match=r'^cannot close: 1 exported buffer$'):
+    with pytest.raises(BufferError, match=IN_USE.format('close')):
         b.close()
     with pytest.raises(BufferError, match=r'^invalid buffer request flags 0x400'):
         inspect(b, 0x400)

@@ -154,11 +154,12 @@ def test_format_without_shape_served_for_unsigned_bytes(fmt):
 @pytest.mark.parametrize('args, kwargs, shape, fmt, order, readonly', [
     ((5,), {}, (5,), 'B', 'C', False),
     ((0,), {}, (0,), 'B', 'C', False),
-    (([2, 3],), {}, (2, 3), 'B', 'C', False),
+    ((np.int64(4),), {}, (4,), 'B', 'C', False),
     (((2, 3), 'i'), {}, (2, 3), 'i', 'C', False),
     (((2, 3),), {'format': 'd', 'order': 'F', 'readonly': True}, (2, 3), 'd', 'F', True),
     (((),), {}, (), 'B', 'C', False),
-    (([],), {'format': 'q'}, (), 'q', 'C', False),
+    (((),), {'format': 'q'}, (), 'q', 'C', False),
+    ((), {'shape': (2, 3)}, (2, 3), 'B', 'C', False),
     (((0, 5),), {'order': 'F'}, (0, 5), 'B', 'F', False),
     (((1,) * 64,), {}, (1,) * 64, 'B', 'C', False),
     (((3,), 'hi'), {'readonly': 1}, (3,), 'hi', 'C', True),
@@ -221,7 +222,7 @@ def test_constructor_negative_dimension():
     assert message == 'shape[1] must be >= 0, not -3'
     message = _expect_no_leftovers(ValueError, (-3,), {})
     assert '>= 0' in message and '-3' in message
-    _expect_no_leftovers(ValueError, ([4, 5, -1],), {'format': 'i'})
+    _expect_no_leftovers(ValueError, ((4, 5, -1),), {'format': 'i'})
 
 
 def test_constructor_too_many_dimensions():
@@ -553,10 +554,10 @@ def test_exports_count_live_exports():
 def test_freeze():
     b = Buffer(6, 'h')
     m1, m2 = memoryview(b), memoryview(b).toreadonly()  # every export of a writable Buffer
-    assert raises_message(BufferError, b.freeze) == 'cannot freeze: 2 exported buffers'
+    assert raises_message(BufferError, b.freeze) == in_use('freeze', 2)
     assert b.readonly is False
     m2.release()
-    assert raises_message(BufferError, b.freeze).startswith('cannot freeze: 1 exported buffer')
+    assert raises_message(BufferError, b.freeze) == in_use('freeze', 1)
     m1[0] = 7
     m1.release()
     b.freeze()
@@ -577,14 +578,25 @@ def test_freeze_readonly_buffer_while_exported():
     assert b.readonly is True
 
 
+def in_use(verb, n):
+    """The refusal of close()/freeze() while n exports are alive, with what ends them."""
+    if n == 1:
+        return (f'cannot {verb}: 1 exported buffer is still in use; release it first: call '
+                'memoryview.release() or leave its with block, or del the numpy array or '
+                'other object that holds it')
+    return (f'cannot {verb}: {n} exported buffers are still in use; release them first: call '
+            'memoryview.release() or leave their with blocks, or del the numpy arrays or '
+            'other objects that hold them')
+
+
 def test_close_while_exported():
     b = Buffer(5)
     m1, m2 = memoryview(b), memoryview(b)
-    assert raises_message(BufferError, b.close) == 'cannot close: 2 exported buffers'
+    assert raises_message(BufferError, b.close) == in_use('close', 2)
     assert b.closed is False
     m1[0] = 3
     m1.release()
-    assert raises_message(BufferError, b.close).startswith('cannot close: 1 exported buffer')
+    assert raises_message(BufferError, b.close) == in_use('close', 1)
     m2.release()
     b.close()
     assert b.closed is True and b.exports == 0
@@ -640,15 +652,81 @@ def test_context_manager():
     with pytest.raises(BufferError) as info:
         with b3:
             m = memoryview(b3)
-    assert str(info.value).startswith('cannot close: 1 exported buffer')
+    assert str(info.value) == in_use('close', 1)
     assert b3.closed is False
     m.release()
     b3.close()
     assert b3.closed
 
 
+class Inside(Exception):
+    pass
+
+
+@pytest.mark.parametrize('exc_type', [Inside, KeyboardInterrupt, BufferError])
+def test_with_body_error_while_exported_is_the_one_raised(exc_type):
+    """The body's exception comes out, not a BufferError from __exit__; the Buffer stays open
+    (and says so in a note on 3.11+), usable, and closes once the export is gone."""
+    b = Buffer(4)
+    error = exc_type('from the body')
+    with pytest.raises(exc_type) as info:
+        with b:
+            m = memoryview(b)
+            m[0] = 9
+            raise error
+    assert info.value is error
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    notes = getattr(info.value, '__notes__', [])
+    if sys.version_info >= (3, 11):
+        assert notes == ['Buffer not closed on leaving the with block: ' + in_use('close', 1)]
+    else:
+        assert notes == []
+    assert b.closed is False and b.exports == 1 and b.tolist() == [9, 0, 0, 0]
+    m.release()
+    b.close()
+    assert b.closed is True
+
+
+def test_with_body_error_without_exports_closes():
+    with pytest.raises(Inside) as info:
+        with Buffer(4) as b:
+            raise Inside
+    assert b.closed is True and not hasattr(info.value, '__notes__')
+
+
+def test_exit_called_directly():
+    """__exit__(*exc_info) as contextlib.ExitStack calls it: the same decisions."""
+    b = Buffer(2)
+    m = memoryview(b)
+    error = Inside('x')
+    assert b.__exit__(Inside, error, None) is None  # the exception is not swallowed
+    assert b.closed is False
+    assert raises_message(BufferError, b.__exit__, None, None, None) == in_use('close', 1)
+    with pytest.raises(Inside):
+        with __import__('contextlib').ExitStack() as stack:
+            stack.enter_context(b)
+            raise Inside
+    m.release()
+    assert b.__exit__(None, None, None) is None and b.closed
+
+
+def test_close_message_names_the_fix():
+    """Each remedy the message names does end the export."""
+    b = Buffer(8, 'd')
+    m = memoryview(b)
+    assert 'memoryview.release()' in raises_message(BufferError, b.close)
+    m.release()
+    with memoryview(b):
+        assert 'leave its with block' in raises_message(BufferError, b.close)
+    a = np.frombuffer(b, dtype=np.float64)
+    assert 'del the numpy array' in raises_message(BufferError, b.close)
+    del a
+    b.close()
+    assert b.closed
+
+
 class Tracked(Buffer):
-    """A subclass only to have weak references (the page does not promise them for Buffer)."""
+    """A subclass with an instance dict (weak references work on Buffer itself too)."""
 
 
 def test_numpy_buffer_argument_survives_close():
@@ -850,3 +928,310 @@ def test_pickle_helper_is_found_by_pickle():
     func, args = b.__reduce_ex__(2)
     assert func is native._rebuild_buffer and args[0] is Buffer
     assert func.__module__ == 'bufferkit._bufferkit' and func.__qualname__ == '_rebuild_buffer'
+
+
+# --------------------------------------------------------------------------------------------
+# What a Python user reaches for (issue 16): list shapes, numpy formats, ==, weakref, pickle
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('values', [[1, 2, 3], [7], [0, 255], [300, -1], [2, 3, 4, 5, 6, 7, 8, 9]],
+                         ids=repr)
+def test_list_shape_is_refused_with_both_readings(values):
+    """bytearray([1, 2, 3]) holds those values, numpy.zeros([1, 2, 3]) has that shape: a list
+    is refused, and both spellings the message offers run and mean what it says."""
+    message = raises_message(TypeError, Buffer, values)
+    assert message.startswith('shape must be an int or a tuple of ints, not list: ')
+    namespace = {'Buffer': Buffer, 'array': array}
+    if min(values) >= 0:
+        shape_call = message.split('pass a tuple, ')[1].split('; ')[0]
+        shaped = eval(shape_call, namespace)
+        assert shaped.shape == tuple(values)
+    else:  # not a shape: only the values are offered
+        assert 'pass a tuple' not in message
+    values_call = message.split('those values, ')[1]
+    copied = eval(values_call, namespace)
+    assert copied.tolist() == values and copied.shape == (len(values),)
+
+
+@pytest.mark.parametrize('values', [list(range(9)), [1, 2**70], [1, 'a'], [1.0], []], ids=repr)
+def test_list_shape_generic_message(values):
+    message = raises_message(TypeError, Buffer, values)
+    assert message == ("shape must be an int or a tuple of ints, not list: for a shape pass a "
+                       "tuple, as in Buffer((2, 3)); to copy values into a Buffer, "
+                       "Buffer.from_buffer_copy(bytes(values)) or array.array(typecode, values)")
+
+
+def test_list_shape_runs_no_item_code():
+    class Loud:
+        def __index__(self):
+            raise AssertionError('converted')
+    with pytest.raises(TypeError, match='not list'):
+        Buffer([Loud(), 2])
+
+
+#: numpy's spellings and the struct format each becomes (numpy's native order is no prefix).
+NUMPY_STRINGS = [
+    ('f4', 'f'), ('<f8', '<d'), ('>f8', '>d'), ('=f2', '=e'), ('i2', 'h'), ('>i4', '>i'),
+    ('<i8', '<q'), ('i1', 'b'), ('u1', 'B'), ('|u1', 'B'), ('<u2', '<H'), ('u4', 'I'),
+    ('>u8', '>Q'), ('b1', '?'), ('|b1', '?'), ('S5', '5s'), ('|S3', '3s'),
+    ('float16', 'e'), ('float32', 'f'), ('float64', 'd'), ('int8', 'b'), ('int16', 'h'),
+    ('int32', 'i'), ('int64', 'q'), ('uint8', 'B'), ('uint16', 'H'), ('uint32', 'I'),
+    ('uint64', 'Q'), ('bool', '?'),
+]
+
+
+@pytest.mark.parametrize('spelling, fmt', NUMPY_STRINGS)
+def test_numpy_type_strings(spelling, fmt):
+    """The format means what numpy means by the string: numpy reads the Buffer back as
+    exactly that dtype, and the items are its items."""
+    b = Buffer((2, 3), spelling)
+    assert b.format == fmt and b.itemsize == np.dtype(spelling).itemsize
+    a = np.asarray(b)
+    assert a.dtype == np.dtype(spelling) and a.shape == (2, 3)
+    a[...] = np.arange(6).reshape(2, 3).astype(spelling)
+    assert b.tobytes() == a.tobytes()
+    if a.dtype.kind != 'S':  # numpy strips the padding of bytes items, struct keeps it
+        assert b.tolist() == a.tolist()
+    assert View(bytearray(12), format=spelling, shape=(12 // b.itemsize,)).format == fmt \
+        if 12 % b.itemsize == 0 else True
+
+
+@pytest.mark.parametrize('dtype', ['f4', '>f8', '<i2', 'u1', '?', 'S4', 'int64', 'e', 'l',
+                                   np.float32, np.uint16, np.bool_],
+                         ids=str)
+def test_numpy_dtypes(dtype):
+    """A dtype (or scalar type) gives the format numpy itself exports for it."""
+    dt = np.dtype(dtype)
+    for arg in (dt, dtype) if isinstance(dtype, type) else (dt,):
+        b = Buffer(3, arg)
+        assert b.format == memoryview(np.empty(0, dt)).format
+        assert np.asarray(b).dtype == dt
+    assert View(np.zeros(6, dt), format=dt).format == memoryview(np.empty(0, dt)).format
+
+
+@pytest.mark.parametrize('fmt, message', [
+    ('c8', "bad format 'c8': struct has no complex format; '2f' describes the (real, imag) "
+           "pairs"),
+    ('complex128', "bad format 'complex128': struct has no complex format; '2d' describes the "
+                   "(real, imag) pairs"),
+    ('f16', "bad format 'f16': numpy's 'f16' has no struct format of that size"),
+    ('i3', "bad format 'i3': numpy's 'i3' has no struct format of that size"),
+    ('U3', "bad format 'U3': numpy's 'U' types have no struct format"),
+    ('M8', "bad format 'M8': numpy's 'M' types have no struct format"),
+    ('float', "bad format 'float': bad char in struct format; pass a struct format ('B', 'd', "
+              "'<i', '2h'), a numpy type string ('<f8', 'i2', 'u1', 'float32') or a numpy "
+              "dtype"),
+    ('f', None), ('d', None), ('2i', None),  # struct's own: never translated
+])
+def test_numpy_strings_without_a_struct_format(fmt, message):
+    if message is None:
+        assert Buffer(1, fmt).format == fmt
+        return
+    got = raises_message(ValueError, Buffer, 1, fmt)
+    assert got == message
+    assert 'repeat count' not in got
+
+
+@pytest.mark.parametrize('dtype, message', [
+    (np.dtype('c8'), "bad format: numpy dtype complex64 exports format 'Zf', which struct "
+                     "cannot describe (bad char in struct format)"),
+    (np.dtype('M8[ns]'), "bad format: numpy dtype datetime64[ns] has no buffer format (cannot "
+                         "include dtype 'M' in a buffer)"),
+    (np.dtype([('a', '<i4')]), None),
+    (np.dtype('U2'), None),
+    (np.dtype('O'), None),
+], ids=str)
+def test_numpy_dtypes_without_a_struct_format(dtype, message):
+    got = raises_message(ValueError, Buffer, 1, dtype)
+    if message is not None:
+        assert got == message
+    assert got.startswith('bad format: numpy dtype ')
+
+
+@pytest.mark.parametrize('fmt', [float, int, bytes, object(), np, ['f4']], ids=repr)
+def test_format_of_another_type_says_what_to_pass(fmt):
+    got = raises_message(TypeError, Buffer, 1, fmt)
+    assert got == ("format must be a str (a struct format such as 'd' or '<i') or a numpy "
+                   f"dtype, not {type(fmt).__name__}")
+
+
+def test_numpy_strings_do_not_import_numpy():
+    code = ("import sys, bufferkit\n"
+            "assert bufferkit.Buffer(2, '<f8').format == '<d'\n"
+            "assert bufferkit.Buffer(2, 'int16').format == 'h'\n"
+            "try:\n    bufferkit.Buffer(2, object())\nexcept TypeError:\n    pass\n"
+            "assert 'numpy' not in sys.modules, 'numpy was imported'\n")
+    import subprocess
+    subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+
+#: (a, b): pairs a Buffer is compared with; memoryview(a) == b is the oracle.
+def _comparisons():
+    b = Buffer((2, 3), 'i')
+    with memoryview(b) as m:
+        m[1, 2] = 5
+    nan = Buffer(2, 'd')
+    with memoryview(nan) as m:
+        m[0] = float('nan')
+    return [
+        (b, b),
+        (b, Buffer.from_buffer_copy(b)),
+        (b, Buffer.from_buffer_copy(np.asarray(b).astype('q'))),  # other format, equal values
+        (b, np.asarray(b).astype('d')),
+        (b, Buffer((3, 2), 'i')),                                 # other shape
+        (b, Buffer((2, 3), 'i')),                                 # other values
+        (b, np.asfortranarray(np.asarray(b))),                    # other memory order
+        (b, b.tobytes()),                                         # 1-D bytes: shape differs
+        (Buffer(3), b'\0\0\0'), (Buffer(3), bytearray(3)), (Buffer(3), array.array('B', [0] * 3)),
+        (Buffer(3), b'\0\0\1'), (Buffer(3, 'h'), array.array('h', [0, 0, 0])),
+        (Buffer(()), Buffer(())), (Buffer(0), b''),
+        (nan, nan), (nan, Buffer.from_buffer_copy(nan)),
+        (b, 'text'), (b, 3), (b, None), (b, [[0, 0, 0], [0, 0, 5]]),
+        (Buffer(2, readonly=True), Buffer(2)),
+    ]
+
+
+def test_equality_is_memoryviews():
+    b = Buffer((2, 2), 'h')
+    assert b == Buffer.from_buffer_copy(b) and not (b != Buffer.from_buffer_copy(b))
+    assert b == np.zeros((2, 2), 'q') and b != np.zeros(4, 'h') and b == Buffer((2, 2), 'e')
+    assert Buffer(3) == b'\0\0\0' and Buffer(3) != b'\0\0'
+    for a, other in _comparisons():
+        with memoryview(a) as m:
+            want_eq, want_ne = m == other, m != other
+        assert (a == other) is want_eq, (a, other)
+        assert (a != other) is want_ne, (a, other)
+        if not isinstance(other, np.ndarray):  # numpy's own == is elementwise
+            assert (other == a) is want_eq and (other != a) is want_ne, (other, a)
+        assert a.exports == 0
+        if isinstance(other, Buffer):
+            assert other.exports == 0
+
+
+def test_equality_of_closed_buffers_is_identity():
+    a, b = Buffer(3), Buffer(3)
+    assert a == b
+    a.close()
+    assert a == a and not (a != a)
+    assert a != b and b != a and not (a == b)
+    with memoryview(b'\0\0\0') as m:
+        assert (a == m) is False and (m == a) is False
+
+
+@pytest.mark.parametrize('op', ['<', '<=', '>', '>='])
+def test_orderings_are_refused(op):
+    with pytest.raises(TypeError):
+        eval(f'a {op} b', {'a': Buffer(2), 'b': Buffer(2)})
+
+
+@pytest.mark.parametrize('readonly', [False, True])
+def test_unhashable_like_bytearray(readonly):
+    b = Buffer(3, readonly=readonly)
+    assert Buffer.__hash__ is None and Waveform.__hash__ is None
+    with pytest.raises(TypeError, match='unhashable'):
+        hash(b)
+    with pytest.raises(TypeError, match='unhashable'):
+        {Waveform(3)}
+    assert not isinstance(b, __import__('collections').abc.Hashable)
+
+
+def test_weak_references():
+    import weakref
+    called = []
+    b = Buffer(16, 'd')
+    ref = weakref.ref(b, called.append)
+    proxy = weakref.proxy(b)
+    assert ref() is b and proxy.shape == (16,)
+    cache = weakref.WeakValueDictionary({'b': b})
+    m = memoryview(b)
+    del b
+    assert ref() is not None and cache['b'].exports == 1  # the export keeps it alive
+    m.release()
+    del m
+    assert ref() is None and called == [ref] and 'b' not in cache
+    with pytest.raises(ReferenceError):
+        proxy.shape
+    # A closed Buffer, a Buffer in a garbage cycle and subclasses with and without a dict.
+    closed = Buffer(2)
+    closed.close()
+    r2 = weakref.ref(closed)
+    del closed
+    assert r2() is None
+
+    class Slotted(Buffer):
+        __slots__ = ('x',)
+
+    for cls in (Buffer, Tracked, Slotted):
+        obj = cls(4)
+        r = weakref.ref(obj)
+        holder = [obj, memoryview(obj)]
+        holder.append(holder)
+        del obj, holder
+        gc.collect()
+        assert r() is None, cls
+
+
+class Stated(Buffer):
+    __slots__ = ('label', '__dict__')
+
+
+class CustomState(Buffer):
+    def __getstate__(self):
+        return {'only': 'this'}
+
+    def __setstate__(self, state):
+        self.restored = state
+
+
+@pytest.mark.parametrize('protocol', range(0, __import__('pickle').HIGHEST_PROTOCOL + 1))
+def test_pickle_and_copy_keep_subclass_state(protocol):
+    import copy
+    import pickle
+    s = Stated((2, 2), 'h')
+    s.label = 'slot'
+    s.extra = [1, 2]
+    with memoryview(s) as m:
+        m[1, 1] = -3
+    for c in (pickle.loads(pickle.dumps(s, protocol)), copy.copy(s), copy.deepcopy(s)):
+        assert type(c) is Stated and c.tolist() == [[0, 0], [0, -3]]
+        assert (c.label, c.extra) == ('slot', [1, 2])
+    c = pickle.loads(pickle.dumps(CustomState(1), protocol))
+    assert c.restored == {'only': 'this'}
+    # A plain Buffer (or a subclass without state) pickles without a state.
+    assert len(Buffer(2).__reduce_ex__(protocol)) == 2
+    assert len(Waveform(2).__reduce_ex__(protocol)) == 2
+
+
+def test_tolist_of_formats_struct_does_not_know_is_not_implemented():
+    """As memoryview.tolist(): NotImplementedError, naming the format."""
+    arr = np.array(['ab', 'c'])
+    with pytest.raises(NotImplementedError):
+        memoryview(arr).tolist()
+    v = View(arr)
+    message = raises_message(NotImplementedError, v.tolist)
+    assert message.startswith(f'View: unsupported format {memoryview(arr).format} (')
+    assert v.tobytes() == arr.tobytes()
+
+
+def test_version():
+    """bufferkit.__version__ is the version of Cargo.toml and pyproject.toml (and of the
+    installed distribution, where there is one)."""
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    versions = set()
+    for name, section in (('Cargo.toml', 'package'), ('pyproject.toml', 'project')):
+        with open(os.path.join(root, name)) as f:
+            text = f.read()
+        body = text.split(f'[{section}]', 1)[1].split('\n[', 1)[0]
+        versions.add(re.search(r'^version\s*=\s*"([^"]+)"', body, re.M).group(1))
+    assert versions == {bufferkit.__version__}
+    assert re.fullmatch(r'\d+\.\d+\.\d+([ab]|rc)?\d*', bufferkit.__version__)
+    from importlib import metadata
+    try:
+        installed = metadata.version('bufferkit')
+    except metadata.PackageNotFoundError:
+        return
+    if os.path.dirname(bufferkit.__file__).startswith(os.path.dirname(str(
+            metadata.distribution('bufferkit').locate_file('bufferkit')))):
+        assert installed == bufferkit.__version__

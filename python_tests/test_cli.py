@@ -5,6 +5,7 @@ with ``bufferkit.inspect()`` called in this process on an equal object.
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -77,6 +78,48 @@ def test_help():
     done = run("inspect", "--help", check=0)
     for text in ("EXPR", "--flags", "MODULE:EXPR", "examples:"):
         assert text in done.stdout
+
+
+def shell_env():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(bufferkit.__file__)))
+    path = [here, os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
+
+
+def run_in_shell(command):
+    """Runs a ``python -m bufferkit ...`` command line through ``sh``, as pasted, with this
+    interpreter as ``python``."""
+    assert command.startswith("python -m bufferkit "), command
+    line = shlex.quote(sys.executable) + command[len("python"):]
+    return subprocess.run(["sh", "-c", line], env=shell_env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+def shell_operators(command):
+    """The tokens of ``command`` that a shell reads as operators (``|``, ``;``, ``&``, ...)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    return [t for t in lexer if t and set(t) <= set("|&;<>()")]
+
+
+def test_help_examples_paste_into_a_shell():
+    """Every example of ``inspect --help`` runs as pasted into a shell: FLAGS joined by '|'
+    are quoted, so the shell does not make a pipe of them."""
+    done = run("inspect", "--help", check=0)
+    text = done.stdout
+    examples = [line.strip() for line in text.split("examples:", 1)[1].splitlines()
+                if line.strip().startswith("python -m bufferkit")]
+    assert len(examples) == 3
+    assert any("'STRIDES|FORMAT'" in e for e in examples)
+    for command in examples:
+        assert shell_operators(command) == [], command
+        got = run_in_shell(command)
+        assert got.returncode == 0, (command, got.stdout, got.stderr)
+        assert got.stdout.startswith("request: "), got.stdout
+    done = run_in_shell("python -m bufferkit inspect 'bytearray(4)' --flags 'STRIDES|FORMAT'")
+    assert fields(done.stdout)["request"] == "0x1c (PyBUF_RECORDS_RO)"
+    # The --flags help shows its '|' example quoted too, and the unquoted form nowhere.
+    assert "('ND|FORMAT')" in " ".join(text.split())
+    assert " STRIDES|FORMAT" not in text and " ND|FORMAT" not in text
 
 
 def test_no_command_is_a_usage_error():

@@ -8,6 +8,10 @@ from ._bufferkit import *  # noqa: F401,F403
 from ._bufferkit import __all__  # noqa: F401
 from ._bufferkit import inspect as _inspect
 
+#: The package version: Cargo.toml's and pyproject.toml's (python_tests/test_buffer.py,
+#: test_version, keeps the three equal).
+__version__ = "0.1.0"
+
 # Functions of an extension module name that module; the public home is this package.
 _inspect.__module__ = __name__
 del _inspect

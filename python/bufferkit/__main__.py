@@ -18,7 +18,8 @@ names (``Buffer``, ``View``, ``PyBUF_ND``, ...). Modules are imported for it in 
   (``memoryview(b'abc')[1:]``) and lambdas are left alone.
 
 FLAGS is an int (``284``, ``0x11c``) or request-flag names joined by ``|``, with or without
-the ``PyBUF_`` prefix: ``ND``, ``PyBUF_STRIDES|PyBUF_FORMAT``, ``RECORDS_RO``.
+the ``PyBUF_`` prefix: ``ND``, ``'PyBUF_STRIDES|PyBUF_FORMAT'``, ``RECORDS_RO`` (quote names
+joined by ``|`` in a shell, which would otherwise make a pipe of them).
 
 Exit status: 0 when the request was served, 1 when the object refused it (the exception is
 printed), 2 for a bad command line or an EXPR that cannot be evaluated.
@@ -180,12 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
             "MODULE:EXPR evaluates EXPR in MODULE's namespace. bufferkit's names (Buffer, "
             "View, ...) are available."
         ),
+        # Each example is a shell command as it would be pasted: the EXPR and any FLAGS with
+        # '|' are quoted (python_tests/test_cli.py runs them through a shell).
         epilog=(
             "examples:\n"
             "  python -m bufferkit inspect \"bytearray(b'abc')\" --flags ND\n"
             "  python -m bufferkit inspect 'numpy.arange(6).reshape(2, 3)[:, ::2]' "
-            "--flags STRIDES|FORMAT\n"
-            "  python -m bufferkit inspect \"Buffer((2, 3), '<h', order='F')\""
+            "--flags 'STRIDES|FORMAT'\n"
+            "  python -m bufferkit inspect \"Buffer((2, 3), '<h', order='F')\" "
+            "--flags 0x1c"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -195,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--flags",
         default="FULL_RO",
         metavar="FLAGS",
-        help="request flags: an int or names joined by '|' (default: PyBUF_FULL_RO)",
+        help=(
+            "request flags: an int (284, 0x11c) or names joined by '|', quoted for the shell "
+            "('ND|FORMAT'), with or without the PyBUF_ prefix (default: FULL_RO)"
+        ),
     )
     return parser
 

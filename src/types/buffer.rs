@@ -12,8 +12,8 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use pyo3_ffi as ffi;
 
 use super::common::{
-    self, getset_table, kwlist, method_table, open, slot, spec_flags, KwList, Shipped, IMMUTABLE,
-    SLOT_END,
+    self, getset_table, kwlist, method_table, open, richcompare, slot, spec_flags, KwList, Shipped,
+    IMMUTABLE, SLOT_END,
 };
 use crate::exporter::{BufferExporter, ExportCounter, Memory};
 use crate::ffi::convert::{self, new_bool, new_str};
@@ -33,7 +33,25 @@ pub struct Buffer {
     layout: Layout,
     order: Order,
     counter: ExportCounter,
+    // INVARIANTS: NULL, or (written only by CPython, through `tp_weaklistoffset`, with the GIL
+    // held) the head of the list of weak references to the object this value is inside;
+    // never written by Rust code.
+    weaklist: AtomicPtr<ffi::PyObject>,
 }
+
+/// Where the value sits in its object: `Object<T>` is `repr(C)` (header, then value), so the
+/// value follows the header at the value's alignment.
+const VALUE_OFFSET: usize =
+    core::mem::size_of::<ffi::PyObject>().next_multiple_of(core::mem::align_of::<Buffer>());
+
+/// `tp_weaklistoffset`: the `weaklist` field, from the start of the object.
+const WEAKLIST_OFFSET: usize = VALUE_OFFSET + core::mem::offset_of!(Buffer, weaklist);
+
+// The object is the header and the value, nothing before or between (a value aligned at least
+// as the header leaves no tail padding), so the offsets above are the object's.
+const _: () =
+    assert!(VALUE_OFFSET + core::mem::size_of::<Buffer>() == Object::<Buffer>::BASICSIZE as usize);
+const _: () = assert!(core::mem::align_of::<Buffer>() >= core::mem::align_of::<ffi::PyObject>());
 
 // SAFETY: the one contract of `BufferExporter`. `memory()` returns the allocation in `data`
 // and `layout`, neither of which changes after construction; the allocation is freed only in
@@ -77,6 +95,7 @@ impl Buffer {
             layout,
             order,
             counter: ExportCounter::new(readonly),
+            weaklist: AtomicPtr::new(ptr::null_mut()),
         })
     }
 
@@ -96,6 +115,19 @@ impl Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
+        // Weak references die before the memory (`tp_dealloc` of a type with
+        // `tp_weaklistoffset` clears them: Doc/c-api/typeobj.rst, tp_weaklistoffset). A value
+        // whose list is non-empty is inside an object (only CPython fills the list, through
+        // the object), which `dealloc::<Buffer>` is deallocating: its count is 0 and the GIL
+        // is held.
+        if !self.weaklist.load(Ordering::Relaxed).is_null() {
+            // SAFETY: the value is at VALUE_OFFSET inside its `Object<Buffer>` (see above),
+            // whose header is still intact while its value is dropped.
+            let obj = unsafe { (self as *mut Self).byte_sub(VALUE_OFFSET) }.cast::<ffi::PyObject>();
+            // SAFETY: `obj` is the object being deallocated, with the GIL held (as above); its
+            // type supports weak references. The callbacks it runs cannot reach the object.
+            unsafe { ffi::PyObject_ClearWeakRefs(obj) };
+        }
         self.free();
     }
 }
@@ -131,6 +163,10 @@ fn buffer_new(
     }
     // SAFETY: PyArg_ParseTupleAndKeywords stores borrowed references valid for this call.
     let shape = unsafe { Borrowed::from_ptr(shape) }.ok_or(Error::Raised)?;
+    // SAFETY: `shape` is live and the GIL is held.
+    if unsafe { ffi::PyList_Check(shape.as_ptr()) } != 0 {
+        return Err(list_shape_error(shape));
+    }
     let shape = common::parse_shape(shape)?;
     // SAFETY: as above (NULL when not given).
     let format = match unsafe { Borrowed::from_ptr(format) } {
@@ -144,6 +180,63 @@ fn buffer_new(
     // SAFETY: `subtype` is Buffer or a subclass (tp_new is only reached through them), whose
     // instances are `Object<Buffer>`; the GIL is held.
     unsafe { Object::create(gil, subtype, value) }
+}
+
+/// `Buffer([1, 2, 3])` is refused: `bytearray([1, 2, 3])` and `array('B', [1, 2, 3])` hold
+/// those values, `numpy.zeros([1, 2, 3])` has that shape; neither reading is safe to guess.
+/// The message shows both spellings, with the user's numbers where they are a few small ints.
+fn list_shape_error(list: Borrowed<'_>) -> Error {
+    let mut ints = Vec::new();
+    // SAFETY: `list` is a live list and the GIL is held.
+    let n = unsafe { ffi::PyList_Size(list.as_ptr()) };
+    for i in 0..n.min(9) {
+        // SAFETY: 0 <= i < len(list); the item is borrowed and read at once, before anything
+        // that could run Python code (PyLong_CheckExact and PyLong_AsSsize_t on an exact int
+        // run none).
+        let item = unsafe { ffi::PyList_GetItem(list.as_ptr(), i) };
+        // SAFETY: as above; `item` is a live object.
+        if item.is_null() || unsafe { ffi::PyLong_CheckExact(item) } == 0 {
+            break;
+        }
+        // SAFETY: `item` is an exact int.
+        let value = unsafe { ffi::PyLong_AsSsize_t(item) };
+        // SAFETY: the GIL is held.
+        if value == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
+            // SAFETY: the GIL is held; an int too large to show is not shown.
+            unsafe { ffi::PyErr_Clear() };
+            break;
+        }
+        ints.push(value);
+    }
+    if ints.len() as isize != n || !(1..=8).contains(&n) {
+        return Error::type_error(
+            "shape must be an int or a tuple of ints, not list: for a shape pass a tuple, as \
+             in Buffer((2, 3)); to copy values into a Buffer, \
+             Buffer.from_buffer_copy(bytes(values)) or array.array(typecode, values)",
+        );
+    }
+    let text = ints
+        .iter()
+        .map(isize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = if ints.iter().all(|v| (0..=255).contains(v)) {
+        format!("bytes([{text}])")
+    } else {
+        format!("array.array('q', [{text}])")
+    };
+    let head = "shape must be an int or a tuple of ints, not list:";
+    if ints.iter().any(|&v| v < 0) {
+        // Not a shape at all.
+        return Error::type_error(format!(
+            "{head} for a Buffer holding those values, Buffer.from_buffer_copy({values})"
+        ));
+    }
+    Error::type_error(format!(
+        "{head} for a Buffer of that shape pass a tuple, Buffer({}); for a Buffer holding \
+         those values, Buffer.from_buffer_copy({values})",
+        common::shape_text(&ints)
+    ))
 }
 
 fn parse_order(obj: Option<Borrowed<'_>>) -> PyResult<Order> {
@@ -248,7 +341,7 @@ fn buffer_freeze(this: This<'_, Buffer>) -> PyResult<Owned> {
     this.value
         .counter
         .freeze(this.gil)
-        .map_err(|e| common::exported_error("freeze", e.0))?;
+        .map_err(|e| common::in_use_error("freeze", e.0))?;
     Ok(convert::none())
 }
 
@@ -257,7 +350,7 @@ fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
         .value
         .counter
         .close(this.gil)
-        .map_err(|e| common::exported_error("close", e.0))?;
+        .map_err(|e| common::in_use_error("close", e.0))?;
     // Memory that was never exported cannot be pointed into: free it now. Once exported, a
     // consumer may hold its address with only a reference to the Buffer (numpy does, for
     // `numpy.ndarray(shape, buffer=b)`), so it lives until the Buffer does.
@@ -268,7 +361,8 @@ fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
 }
 
 /// `Buffer.__reduce_ex__(protocol)`: `(bufferkit._bufferkit._rebuild_buffer, (type(self),
-/// data, format, shape, order, readonly))`. With protocol 5 `data` is a `pickle.PickleBuffer`
+/// data, format, shape, order, readonly), state)`, `state` only where a subclass instance has
+/// some (see [`instance_state`]). With protocol 5 `data` is a `pickle.PickleBuffer`
 /// of the Buffer itself, so `pickle.dumps(b, protocol=5, buffer_callback=...)` hands the memory
 /// out of band without a copy; below 5 it is the bytes in memory order. The rebuilding function
 /// lives in the native module, not on the class, to keep it out of `dir(Buffer)`.
@@ -300,7 +394,96 @@ fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> PyResult<
     let state = unsafe { crate::module::state_of_type(this.obj.type_ptr()) }?;
     // SAFETY: the module state holds a live reference to the function while the module lives.
     let rebuild = unsafe { Borrowed::from_ptr(state.rebuild_buffer) }.ok_or(Error::Raised)?;
-    convert::new_tuple(&[rebuild, args.borrow()])
+    let rebuild = Owned::from_borrowed(rebuild);
+    match instance_state(this.obj)? {
+        Some(state) => convert::new_tuple(&[rebuild.borrow(), args.borrow(), state.borrow()]),
+        None => convert::new_tuple(&[rebuild.borrow(), args.borrow()]),
+    }
+}
+
+/// What pickle and copy restore into a subclass instance after `_rebuild_buffer`: its
+/// `__getstate__()` where it has one (every object from 3.11; a subclass's own before), else
+/// what `object.__getstate__` gives from 3.11: the `__dict__`, or `(__dict__ or None, {slot:
+/// value})` for `__slots__` (`copyreg._slotnames`). `None` when there is nothing to restore.
+fn instance_state(obj: Borrowed<'_>) -> PyResult<Option<Owned>> {
+    let state = match convert::getattr(obj, c"__getstate__") {
+        Ok(getstate) => convert::call(getstate.borrow(), &[])?,
+        // SAFETY: the GIL is held; the exception class static is initialised.
+        Err(_) if unsafe { convert::error_matches(ffi::PyExc_AttributeError) } => {
+            // SAFETY: the GIL is held.
+            unsafe { ffi::PyErr_Clear() };
+            default_state(obj)?
+        }
+        Err(e) => return Err(e),
+    };
+    // SAFETY: the GIL is held; Py_None is a static object.
+    let is_none = unsafe { state.as_ptr() == ffi::Py_None() };
+    Ok((!is_none).then_some(state))
+}
+
+/// `object.__getstate__()` of 3.11+, for 3.9 and 3.10.
+fn default_state(obj: Borrowed<'_>) -> PyResult<Owned> {
+    let dict = match convert::getattr(obj, c"__dict__") {
+        // SAFETY: `d` is live; PyObject_Size of a dict (or whatever __dict__ gave) may fail.
+        Ok(d) => match unsafe { ffi::PyObject_Size(d.as_ptr()) } {
+            n if n < 0 => return Err(Error::Raised),
+            0 => None,
+            _ => Some(d),
+        },
+        // SAFETY: the GIL is held; the exception class static is initialised.
+        Err(_) if unsafe { convert::error_matches(ffi::PyExc_AttributeError) } => {
+            // SAFETY: the GIL is held.
+            unsafe { ffi::PyErr_Clear() };
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let copyreg = convert::import(c"copyreg")?;
+    // SAFETY: the type of a live object is live.
+    let tp = unsafe { Borrowed::from_ptr(obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
+    let tp = Owned::from_borrowed(tp);
+    let names = convert::call_method(copyreg.borrow(), c"_slotnames", &[tp.borrow()])?;
+    // SAFETY: the GIL is held; a new dict or NULL.
+    let slots = unsafe { Owned::from_new(ffi::PyDict_New()) }?;
+    // The names are read from a tuple taken first: a getattr below may run any Python code.
+    // SAFETY: `names` is live; a new tuple or NULL.
+    let names = unsafe { Owned::from_new(ffi::PySequence_Tuple(names.as_ptr())) }?;
+    // SAFETY: `names` is a tuple.
+    let n = unsafe { ffi::PyTuple_Size(names.as_ptr()) };
+    for i in 0..n {
+        // SAFETY: 0 <= i < n; borrowed from the tuple, which `names` keeps alive unchanged.
+        let name = unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(names.as_ptr(), i)) }
+            .ok_or(Error::Raised)?;
+        // SAFETY: `obj` and `name` are live; a new reference or NULL.
+        let value = unsafe { Owned::from_new(ffi::PyObject_GetAttr(obj.as_ptr(), name.as_ptr())) };
+        match value {
+            Ok(value) => {
+                // SAFETY: `slots` is a dict; the call adds its own references.
+                let set =
+                    unsafe { ffi::PyDict_SetItem(slots.as_ptr(), name.as_ptr(), value.as_ptr()) };
+                if set < 0 {
+                    return Err(Error::Raised);
+                }
+            }
+            // An unset slot is not part of the state.
+            // SAFETY: the GIL is held; the exception class static is initialised.
+            Err(_) if unsafe { convert::error_matches(ffi::PyExc_AttributeError) } => {
+                // SAFETY: the GIL is held.
+                unsafe { ffi::PyErr_Clear() };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: `slots` is a dict.
+    let has_slots = unsafe { ffi::PyDict_Size(slots.as_ptr()) } > 0;
+    match (dict, has_slots) {
+        (dict, true) => {
+            let dict = dict.unwrap_or_else(convert::none);
+            convert::new_tuple(&[dict.borrow(), slots.borrow()])
+        }
+        (Some(dict), false) => Ok(dict),
+        (None, false) => Ok(convert::none()),
+    }
 }
 
 /// `bufferkit._bufferkit._rebuild_buffer(cls, data, format, shape, order, readonly)`: the
@@ -401,12 +584,14 @@ pub(crate) fn rebuild_buffer(
     unsafe { Object::create(gil, cls.cast(), value) }
 }
 
+/// `__exit__(*exc_info)`: `close()`, except that a BufferError does not replace an exception
+/// the block raised (see [`common::exit_ending`]).
 fn buffer_exit(
     this: This<'_, Buffer>,
-    _args: Borrowed<'_>,
+    args: Borrowed<'_>,
     _kwargs: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
-    buffer_close(this)
+    common::exit_ending(this.obj, args, "closed", || buffer_close(this))
 }
 
 fn buffer_repr(this: This<'_, Buffer>) -> PyResult<Owned> {
@@ -481,7 +666,26 @@ static mut BUFFER_METHODS: [ffi::PyMethodDef; 9] = method_table!(
     ]
 );
 
-static mut BUFFER_SLOTS: [ffi::PyType_Slot; 10] = [
+/// `__weaklistoffset__`: the one member, which makes instances weakly referenceable (the
+/// limited API's way to set `tp_weaklistoffset`, Doc/c-api/structures.rst, PyMemberDef).
+static mut BUFFER_MEMBERS: [ffi::PyMemberDef; 2] = [
+    ffi::PyMemberDef {
+        name: c"__weaklistoffset__".as_ptr(),
+        type_code: ffi::Py_T_PYSSIZET,
+        offset: WEAKLIST_OFFSET as ffi::Py_ssize_t,
+        flags: ffi::Py_READONLY,
+        doc: ptr::null(),
+    },
+    ffi::PyMemberDef {
+        name: ptr::null(),
+        type_code: 0,
+        offset: 0,
+        flags: 0,
+        doc: ptr::null(),
+    },
+];
+
+static mut BUFFER_SLOTS: [ffi::PyType_Slot; 12] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void,
@@ -508,6 +712,14 @@ static mut BUFFER_SLOTS: [ffi::PyType_Slot; 10] = [
     slot(ffi::Py_tp_getset, (&raw mut BUFFER_GETSET).cast()),
     // SAFETY: as above.
     slot(ffi::Py_tp_methods, (&raw mut BUFFER_METHODS).cast()),
+    // SAFETY: as above.
+    slot(ffi::Py_tp_members, (&raw mut BUFFER_MEMBERS).cast()),
+    // No Py_tp_hash: with tp_richcompare defined, PyType_Ready sets `__hash__ = None`, so a
+    // Buffer is unhashable, as bytearray (its contents may change, and equality is by value).
+    slot(
+        ffi::Py_tp_richcompare,
+        richcompare!(Buffer, common::compare) as *mut c_void,
+    ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
     SLOT_END,
 ];

@@ -104,6 +104,123 @@ pub fn enter<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
     Ok(Owned::from_borrowed(this.obj))
 }
 
+/// `__exit__(exc_type, exc, traceback)` of an object that `end` closes (Buffer's `close`,
+/// View's `release`).
+///
+/// Leaving the block normally, a refusal of `end` is raised: the object is still exported.
+/// Leaving it because the body raised, the user's exception is what the user must see, so a
+/// BufferError from `end` is not raised: the object stays open (its memory is freed when it
+/// dies, as for any object never closed), and on 3.11+ the user's exception gets a note that
+/// says so (`add_note`). Other errors of `end` are raised either way.
+pub fn exit_ending(
+    obj: Borrowed<'_>,
+    args: Borrowed<'_>,
+    done: &str,
+    end: impl FnOnce() -> PyResult<Owned>,
+) -> PyResult<Owned> {
+    // SAFETY: `args` is the call's argument tuple, live for the call; the GIL is held.
+    let n = unsafe { ffi::PyTuple_Size(args.as_ptr()) };
+    let raised = if n >= 2 {
+        // SAFETY: 1 < n; a borrowed item of the tuple, which the call keeps alive. A strong
+        // reference is taken at once: `end` and `add_note` below may run Python code.
+        let exc = unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(args.as_ptr(), 1)) }
+            .ok_or(Error::Raised)?;
+        // SAFETY: the GIL is held; Py_None is a static object.
+        let is_none = unsafe { exc.as_ptr() == ffi::Py_None() };
+        (!is_none).then(|| Owned::from_borrowed(exc))
+    } else {
+        None
+    };
+    match (end(), raised) {
+        (Err(Error::New(crate::ffi::Kind::Buffer, message)), Some(exc)) => {
+            let note = new_str(&format!(
+                "{} not {done} on leaving the with block: {message}",
+                obj.type_name()
+            ))?;
+            // BaseException.add_note exists from 3.11; before, the exception goes on as is.
+            if let Ok(add_note) = convert::getattr(exc.borrow(), c"add_note") {
+                let added = convert::call(add_note.borrow(), &[note.borrow()]);
+                drop(added);
+            }
+            // SAFETY: the GIL is held. Nothing to report if the exception has no notes: the
+            // user's own exception is about to propagate, and a note must not replace it.
+            unsafe { ffi::PyErr_Clear() };
+            Ok(convert::none())
+        }
+        (result, _) => result,
+    }
+}
+
+/// `self == other` and `self != other` as memoryview compares (`memoryview(self) == other`):
+/// equal when `other` exports a buffer of the same shape whose items compare equal, unpacked
+/// by struct where the formats differ; NotImplemented for non-exporters. A closed (released)
+/// object is equal only to itself, as a released memoryview. Orderings are NotImplemented.
+pub fn compare<T: Shipped>(
+    this: This<'_, T>,
+    other: Borrowed<'_>,
+    op: core::ffi::c_int,
+) -> PyResult<Owned> {
+    if op != ffi::Py_EQ && op != ffi::Py_NE {
+        return not_implemented();
+    }
+    if this.value.counter().snapshot().closed() {
+        let same = this.obj.as_ptr() == other.as_ptr();
+        return new_bool(same == (op == ffi::Py_EQ));
+    }
+    // SAFETY: `this.obj` is live and the GIL is held; a new memoryview (holding one export of
+    // the object) or NULL.
+    let view = unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(this.obj.as_ptr())) }?;
+    let name = if op == ffi::Py_EQ {
+        c"__eq__"
+    } else {
+        c"__ne__"
+    };
+    let result = convert::call_method(view.borrow(), name, &[other]);
+    let released = convert::call_method(view.borrow(), c"release", &[]);
+    let result = result?;
+    released?;
+    Ok(result)
+}
+
+/// A new reference to `NotImplemented`.
+fn not_implemented() -> PyResult<Owned> {
+    // SAFETY: the GIL is held by every caller; `NotImplemented` is a static object, so the
+    // borrowed pointer is live for as long as the interpreter.
+    let ptr = unsafe { ffi::Py_NotImplemented() };
+    // SAFETY: as above.
+    let obj = unsafe { Borrowed::from_ptr(ptr) }.ok_or(Error::Raised)?;
+    Ok(Owned::from_borrowed(obj))
+}
+
+/// `extern "C" fn(self, other, op) -> PyObject*` (`richcmpfunc`, the `Py_tp_richcompare`
+/// slot), from `fn(This<T>, Borrowed, c_int) -> PyResult<Owned>`.
+///
+/// Its place is with the other shims in `src/ffi/trampoline.rs` (owned elsewhere); it is here
+/// until it moves there.
+macro_rules! richcompare {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(
+            slf: *mut pyo3_ffi::PyObject,
+            other: *mut pyo3_ffi::PyObject,
+            op: core::ffi::c_int,
+        ) -> *mut pyo3_ffi::PyObject {
+            // SAFETY: CPython calls tp_richcompare with the GIL held, `slf` an instance of the
+            // type whose slot it is (instances are `Object<$T>`; `do_richcompare` in
+            // Objects/object.c passes the object first whose type's slot it calls) and
+            // `other` a live borrowed object.
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    let other = $crate::ffi::trampoline::optional(other)
+                        .ok_or($crate::ffi::Error::Raised)?;
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, other, op)
+                })
+            }
+        }
+        shim
+    }};
+}
+pub(crate) use richcompare;
+
 /// `len()`: `shape[0]`; TypeError for 0-d.
 pub fn len<T: Shipped>(this: This<'_, T>) -> PyResult<isize> {
     match open(this)?.layout().shape().first() {
@@ -265,47 +382,267 @@ pub fn layout_attr(layout: &Layout, attr: Attr) -> PyResult<Owned> {
     }
 }
 
-/// "cannot close: 2 exported buffers"
+/// "cannot release: 2 exported buffers"
 pub fn exported_error(action: &str, count: usize) -> Error {
     let s = if count == 1 { "" } else { "s" };
     Error::buffer_error(format!("cannot {action}: {count} exported buffer{s}"))
 }
 
-/// The item size of a `struct` format, as the interpreter computes it; refuses formats that
-/// `struct` rejects, that have no size, or that unpack to no value (pad bytes only).
-pub fn parse_format(text: Borrowed<'_>) -> PyResult<Format> {
-    if !convert::is_str(text) {
-        return Err(Error::type_error(format!(
-            "format must be a str, not {}",
-            text.type_name()
-        )));
+/// "cannot close: 1 exported buffer is still in use; release it first (...)": the refusal of
+/// `close()`/`freeze()` while exported, with what ends an export, for users who do not know
+/// which object holds it.
+pub fn in_use_error(action: &str, count: usize) -> Error {
+    let message = if count == 1 {
+        format!(
+            "cannot {action}: 1 exported buffer is still in use; release it first: call \
+             memoryview.release() or leave its with block, or del the numpy array or other \
+             object that holds it"
+        )
+    } else {
+        format!(
+            "cannot {action}: {count} exported buffers are still in use; release them first: \
+             call memoryview.release() or leave their with blocks, or del the numpy arrays or \
+             other objects that hold them"
+        )
+    };
+    Error::buffer_error(message)
+}
+
+/// A `format` argument: a `struct` format string; a numpy type string or name that means
+/// exactly one struct format (`'f4'`, `'<f8'`, `'u1'`, `'int16'`, `'float32'`); or a numpy
+/// dtype or scalar type (`numpy.dtype('<i4')`, `numpy.float64`), whose format is the one numpy
+/// itself exports for it (its buffer's `format`). numpy is never imported for this: an object
+/// can only be a dtype if numpy is already loaded.
+///
+/// Refused with ValueError: strings neither `struct` nor the numpy table accept, formats with
+/// no size or no items (pad bytes only), dtypes without a struct format (complex, datetime,
+/// str, object, structured); TypeError for anything else. The messages say what to pass.
+pub fn parse_format(arg: Borrowed<'_>) -> PyResult<Format> {
+    if convert::is_str(arg) {
+        let text = convert::str_of(arg)?;
+        let shown = escaped(&text);
+        let why = match struct_format(arg.gil(), &text)? {
+            Ok(format) => return Ok(format),
+            Err(why) => why,
+        };
+        return match numpy_typestr(&text) {
+            Some(Ok(mapped)) => match struct_format(arg.gil(), &mapped)? {
+                Ok(format) => Ok(format),
+                Err(why) => Err(Error::value_error(format!(
+                    "bad format '{shown}': numpy's '{shown}' is struct's '{mapped}', and {}",
+                    why.text()
+                ))),
+            },
+            Some(Err(why)) => Err(Error::value_error(format!("bad format '{shown}': {why}"))),
+            None if why.is_struct_error() => Err(Error::value_error(format!(
+                "bad format '{shown}': {}; pass a struct format ('B', 'd', '<i', '2h'), a numpy \
+                 type string ('<f8', 'i2', 'u1', 'float32') or a numpy dtype",
+                why.text()
+            ))),
+            None => Err(Error::value_error(format!(
+                "bad format '{shown}': {}",
+                why.text()
+            ))),
+        };
     }
-    let fmt = convert::str_of(text)?;
-    let shown = escaped(&fmt);
-    let bad = |why: &str| Error::value_error(format!("bad format '{shown}': {why}"));
-    if !fmt.is_ascii() {
-        return Err(bad("formats are ASCII"));
+    if let Some((exported, name)) = numpy_dtype_format(arg)? {
+        let shown = escaped(&exported);
+        return match struct_format(arg.gil(), &exported)? {
+            Ok(format) => Ok(format),
+            Err(why) => Err(Error::value_error(format!(
+                "bad format: numpy dtype {name} exports format '{shown}', which struct cannot \
+                 describe ({})",
+                why.text()
+            ))),
+        };
     }
-    let c_fmt = CString::new(fmt.clone()).map_err(|_| bad("embedded NUL"))?;
-    let module = convert::import(c"struct")?;
-    let packer = match convert::call_method(module.borrow(), c"Struct", &[text]) {
-        Ok(packer) => packer,
-        Err(_) => {
-            let why = pending_message(text.gil());
-            return Err(bad(&why));
+    Err(Error::type_error(format!(
+        "format must be a str (a struct format such as 'd' or '<i') or a numpy dtype, not {}",
+        arg.type_name()
+    )))
+}
+
+/// Why `struct` (or bufferkit after it) refused a format string.
+enum Rejected {
+    /// `struct.Struct(text)` raised; its message.
+    Struct(String),
+    /// Not ASCII, or an embedded NUL.
+    Text(&'static str),
+    /// `struct` accepted it, but its size is 0.
+    NoSize,
+    /// `struct` accepted it, but it has pad bytes only.
+    NoItems,
+}
+
+impl Rejected {
+    fn is_struct_error(&self) -> bool {
+        matches!(self, Self::Struct(_))
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Self::Struct(message) => message.clone(),
+            Self::Text(why) => (*why).to_owned(),
+            Self::NoSize => "it has no size".to_owned(),
+            Self::NoItems => "it has no items, only pad bytes".to_owned(),
         }
+    }
+}
+
+/// `text` as a [`Format`] if the interpreter's `struct` module accepts it and it describes at
+/// least one value of non-zero size; otherwise why not. Errors other than `struct`'s own
+/// (the import failing, say) are the outer `Err`.
+fn struct_format(gil: crate::exporter::Gil<'_>, text: &str) -> PyResult<Result<Format, Rejected>> {
+    if !text.is_ascii() {
+        return Ok(Err(Rejected::Text("formats are ASCII")));
+    }
+    let Ok(c_fmt) = CString::new(text) else {
+        return Ok(Err(Rejected::Text("embedded NUL")));
+    };
+    let module = convert::import(c"struct")?;
+    let arg = new_str(text)?;
+    let packer = match convert::call_method(module.borrow(), c"Struct", &[arg.borrow()]) {
+        Ok(packer) => packer,
+        Err(_) => return Ok(Err(Rejected::Struct(pending_message(gil)))),
     };
     let size = convert::getattr(packer.borrow(), c"size")?;
     let size = convert::index_arg(size.borrow(), &|| "struct size".into())?;
     if size <= 0 {
-        return Err(bad("it has no size"));
+        return Ok(Err(Rejected::NoSize));
     }
     // A format of pad bytes only ('x', '4x', '0i4x') describes no value: nothing to read or
     // write.
-    if !has_items(&fmt) {
-        return Err(bad("it has no items, only pad bytes"));
+    if !has_items(text) {
+        return Ok(Err(Rejected::NoItems));
     }
-    Format::new(c_fmt, size as usize).map_err(|e| bad(&e.to_string()))
+    Ok(Format::new(c_fmt, size as usize).map_err(|e| Rejected::Struct(e.to_string())))
+}
+
+/// numpy's spelling of a type (an array-protocol type string such as `'<f8'`, `'i2'`, `'u1'`,
+/// `'S5'`, or a sized name such as `'float32'`, `'uint8'`, `'bool'`) as the one struct format
+/// that means the same item: `Some(Ok(format))`; `Some(Err(why))` for numpy types that have
+/// none (complex, long double, str, datetime, object, void); `None` if `text` is not numpy's.
+///
+/// The byte order is kept: `'<'`, `'>'` and `'='` as struct's prefixes of the same meaning,
+/// none (numpy's native order) as no prefix, and `'|'` ("not applicable") as no prefix. Sized
+/// codes map to the struct codes of that size (`b h i q`, `e f d`), which have it in native
+/// and in standard mode on every platform CPython supports. Only strings `struct` itself
+/// refuses get here: where both read a string ('b', 'd', '2i'), struct's meaning is numpy's.
+pub fn numpy_typestr(text: &str) -> Option<Result<String, String>> {
+    let named = match text {
+        "bool" => Some("b1"),
+        "int8" => Some("i1"),
+        "int16" => Some("i2"),
+        "int32" => Some("i4"),
+        "int64" => Some("i8"),
+        "uint8" => Some("u1"),
+        "uint16" => Some("u2"),
+        "uint32" => Some("u4"),
+        "uint64" => Some("u8"),
+        "float16" => Some("f2"),
+        "float32" => Some("f4"),
+        "float64" => Some("f8"),
+        "complex64" => Some("c8"),
+        "complex128" => Some("c16"),
+        _ => None,
+    };
+    let typestr = named.unwrap_or(text);
+    let (order, rest) = match typestr.as_bytes().first() {
+        Some(b'<' | b'>' | b'=') => typestr.split_at(1),
+        Some(b'|') => ("", &typestr[1..]),
+        _ => ("", typestr),
+    };
+    let mut chars = rest.chars();
+    let kind = chars.next()?;
+    let digits = chars.as_str();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let size: u64 = digits.parse().ok()?;
+    let code = match (kind, size) {
+        ('b', 1) => "?",
+        ('i', 1) => "b",
+        ('i', 2) => "h",
+        ('i', 4) => "i",
+        ('i', 8) => "q",
+        ('u', 1) => "B",
+        ('u', 2) => "H",
+        ('u', 4) => "I",
+        ('u', 8) => "Q",
+        ('f', 2) => "e",
+        ('f', 4) => "f",
+        ('f', 8) => "d",
+        ('S' | 'a', n) if n > 0 => return Some(Ok(format!("{order}{n}s"))),
+        ('c', 8 | 16) => {
+            let half = if size == 8 { "f" } else { "d" };
+            return Some(Err(format!(
+                "struct has no complex format; '2{half}' describes the (real, imag) pairs"
+            )));
+        }
+        ('b' | 'i' | 'u' | 'f' | 'c', _) => {
+            return Some(Err(format!(
+                "numpy's '{kind}{size}' has no struct format of that size"
+            )));
+        }
+        ('U' | 'M' | 'm' | 'O' | 'V' | 'S' | 'a', _) => {
+            return Some(Err(format!("numpy's '{kind}' types have no struct format")));
+        }
+        _ => return None,
+    };
+    Some(Ok(format!("{order}{code}")))
+}
+
+/// The buffer format numpy exports for `arg` if `arg` is a numpy dtype or scalar type, with
+/// the dtype's name for messages; `None` for anything else.
+fn numpy_dtype_format(arg: Borrowed<'_>) -> PyResult<Option<(String, String)>> {
+    let name = new_str("numpy")?;
+    // SAFETY: `name` is a live str and the GIL is held; a new reference to the module if it
+    // is in sys.modules, else NULL (with an exception only if the lookup itself failed).
+    let numpy = match unsafe { Owned::from_new(ffi::PyImport_GetModule(name.as_ptr())) } {
+        Ok(numpy) => numpy,
+        // SAFETY: the GIL is held.
+        Err(_) if unsafe { ffi::PyErr_Occurred() }.is_null() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let dtype_class = convert::getattr(numpy.borrow(), c"dtype")?;
+    let generic = convert::getattr(numpy.borrow(), c"generic")?;
+    // SAFETY: all three objects are live (owned or borrowed for the call); the GIL is held.
+    let is_dtype = unsafe { ffi::PyObject_IsInstance(arg.as_ptr(), dtype_class.as_ptr()) };
+    if is_dtype < 0 {
+        return Err(Error::Raised);
+    }
+    // SAFETY: as above; PyType_Check only reads the object's type.
+    let is_scalar_type = is_dtype == 0
+        && unsafe { ffi::PyType_Check(arg.as_ptr()) } != 0
+        && match unsafe { ffi::PyObject_IsSubclass(arg.as_ptr(), generic.as_ptr()) } {
+            n if n < 0 => return Err(Error::Raised),
+            n => n == 1,
+        };
+    if is_dtype == 0 && !is_scalar_type {
+        return Ok(None);
+    }
+    let dtype = convert::call(dtype_class.borrow(), &[arg])?;
+    // SAFETY: `dtype` is live; PyObject_Str returns a new reference or NULL.
+    let dtype_name = unsafe { Owned::from_new(ffi::PyObject_Str(dtype.as_ptr())) }?;
+    let dtype_name = convert::str_of(dtype_name.borrow())?;
+    // The format numpy's own export of an array of this dtype carries: what every consumer of
+    // such an array already sees.
+    let zero = new_int(0)?;
+    let empty = convert::call_method(numpy.borrow(), c"empty", &[zero.borrow(), dtype.borrow()])?;
+    // SAFETY: `empty` is live and the GIL is held; a new reference or NULL.
+    let view = match unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(empty.as_ptr())) } {
+        Ok(view) => view,
+        Err(_) => {
+            let why = pending_message(arg.gil());
+            return Err(Error::value_error(format!(
+                "bad format: numpy dtype {dtype_name} has no buffer format ({why})"
+            )));
+        }
+    };
+    let format = convert::getattr(view.borrow(), c"format");
+    convert::call_method(view.borrow(), c"release", &[])?;
+    let format = convert::str_of(format?.borrow())?;
+    Ok(Some((format, dtype_name)))
 }
 
 /// `text` with control characters escaped as Python's `repr` would, so that a message can
@@ -377,14 +714,8 @@ pub fn parse_shape(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
             LayoutError::TooManyDims(n as usize).to_string(),
         ));
     }
-    (0..n)
-        .map(|i| {
-            // SAFETY: `obj` is a sequence of length `n`; PySequence_GetItem returns a new
-            // reference (the list may not change under us: no Python code runs in between).
-            let item = unsafe { Owned::from_new(ffi::PySequence_GetItem(obj.as_ptr(), i)) }?;
-            convert::index_arg(item.borrow(), &|| format!("shape[{i}]"))
-        })
-        .collect()
+    // Read from a tuple taken first: an item's __index__ may change a list it is in.
+    convert::index_items(obj, "shape")
 }
 
 /// A `LayoutError` as the exception CPython would raise for it.
@@ -449,10 +780,27 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
         }
         Err(e) => return Err(e),
     }
-    let bytes = tobytes(obj, CopyOrder::C)?;
     let module = convert::import(c"struct")?;
     let fmt = new_str(layout.format().as_str())?;
-    let packer = convert::call_method(module.borrow(), c"Struct", &[fmt.borrow()])?;
+    let packer = match convert::call_method(module.borrow(), c"Struct", &[fmt.borrow()]) {
+        Ok(packer) => packer,
+        Err(_) => {
+            // A View's format is its base's, which struct may not know ('w', 'T{...}'): as
+            // memoryview.tolist(), NotImplementedError ("memoryview: unsupported format w").
+            let why = pending_message(obj.gil());
+            let message = format!(
+                "{}: unsupported format {} ({why})",
+                obj.type_name(),
+                layout.format().as_str()
+            );
+            let message = CString::new(escaped(&message)).map_err(|_| Error::Raised)?;
+            // SAFETY: the GIL is held; the exception class static is initialised before any
+            // module loads; PyErr_SetString copies the message.
+            unsafe { ffi::PyErr_SetString(ffi::PyExc_NotImplementedError, message.as_ptr()) };
+            return Err(Error::Raised);
+        }
+    };
+    let bytes = tobytes(obj, CopyOrder::C)?;
     let items = convert::call_method(packer.borrow(), c"iter_unpack", &[bytes.borrow()])?;
     // SAFETY: `items` is an iterator; PySequence_List drains it into a new list.
     let items = unsafe { Owned::from_new(ffi::PySequence_List(items.as_ptr())) }?;
