@@ -10,9 +10,10 @@ typeshed does for ``bytes``: they export the buffer protocol everywhere, but the
 methods exist only from 3.12 (see python_tests/typing/stubtest-allowlist-pre312.txt).
 """
 
+import builtins
 import sys
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, SupportsIndex
+from typing import Any, ClassVar, Final, Literal, NamedTuple, Protocol, SupportsIndex
 
 from typing_extensions import Self, TypeAlias, disjoint_base
 
@@ -20,6 +21,8 @@ if sys.version_info >= (3, 12):
     from collections.abc import Buffer as _SupportsBuffer
 else:
     from typing_extensions import Buffer as _SupportsBuffer
+
+__version__: Final[str]
 
 __all__ = [
     "Buffer",
@@ -52,6 +55,20 @@ __all__ = [
 # for shape, and View for strides.
 _Shape: TypeAlias = SupportsIndex | tuple[SupportsIndex, ...] | list[SupportsIndex]
 _Dims: TypeAlias = tuple[SupportsIndex, ...] | list[SupportsIndex]
+# Buffer's shape: a list is refused (bytearray([1, 2, 3]) would hold those values).
+_BufferShape: TypeAlias = SupportsIndex | tuple[SupportsIndex, ...]
+
+class _DType(Protocol):
+    """A numpy dtype, as far as the stubs need one (numpy is not a dependency)."""
+
+    @property
+    def str(self) -> builtins.str: ...
+    @property
+    def itemsize(self) -> int: ...
+
+# A struct format ('<i'), numpy's spelling of one ('<f8', 'int16'), a numpy dtype, or a numpy
+# scalar type (numpy.float32).
+_Format: TypeAlias = str | _DType | type
 
 @disjoint_base
 class Buffer:
@@ -59,12 +76,16 @@ class Buffer:
 
     def __new__(
         cls,
-        shape: _Shape,
-        format: str = "B",
+        shape: _BufferShape,
+        format: _Format = "B",
         *,
         order: Literal["C", "F"] = "C",
         readonly: bool = False,
     ) -> Self: ...
+    # == as memoryview's (by value, format and shape); unhashable, as bytearray.
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
     @property
     def format(self) -> str: ...
     @property
@@ -108,6 +129,7 @@ class Buffer:
     ) -> None: ...
     @classmethod
     def from_buffer_copy(cls, obj: _SupportsBuffer, *, readonly: bool = False) -> Self: ...
+    def __reduce_ex__(self, protocol: SupportsIndex, /) -> tuple[Any, ...]: ...
 
 @disjoint_base
 class View:
@@ -118,7 +140,7 @@ class View:
         base: _SupportsBuffer,
         *,
         offset: SupportsIndex = 0,
-        format: str | None = None,
+        format: _Format | None = None,
         shape: _Shape | None = None,
         strides: _Dims | None = None,
         readonly: bool | None = None,

@@ -5,7 +5,9 @@ describe what the module really does (each `assert` restates a type the stub pro
 
 from __future__ import annotations
 
+import pickle
 import sys
+import weakref
 from typing import Optional
 
 import bufferkit
@@ -48,6 +50,19 @@ def use_buffer() -> bytes:
         scratch_view = memoryview(scratch)
         scratch_view.release()
     return data
+
+
+def use_buffer_like_a_python_user() -> None:
+    samples = bufferkit.Buffer((2, 2), "<f8")  # numpy's spelling: struct's '<d'
+    assert samples.format == "<d" and samples.itemsize == 8
+    same: bool = samples == bufferkit.Buffer.from_buffer_copy(samples)
+    assert same and samples != bytes(32)  # equal bytes, but not the same shape
+    ref: weakref.ref[bufferkit.Buffer] = weakref.ref(samples)
+    assert ref() is samples
+    again = pickle.loads(pickle.dumps(samples))
+    assert isinstance(again, bufferkit.Buffer) and again.shape == (2, 2)
+    version: str = bufferkit.__version__
+    assert version.count(".") == 2
 
 
 def use_view() -> None:
@@ -112,6 +127,7 @@ FLAGS: tuple[int, ...] = (
 
 def main() -> None:
     print(len(use_buffer()), "bytes copied out of a Buffer")
+    use_buffer_like_a_python_user()
     use_view()
     use_exporter()
     print(describe(b"xyz"), len(FLAGS), "flag constants")
