@@ -86,25 +86,33 @@ impl Gil<'_> {
 
 // The state word, low bits first:
 // - bit 0, `EVER`: set by the first export;
-// - bits 1..=8: always 0;
+// - bit 1, `LOCKED`: an owner holds a [`Locked`] guard and changes the memory;
+// - bits 2..=8: always 0;
 // - bit 9, `READONLY`: where an index into a layout's admission rows wants the read-only
 //   fact (past the flags), so that an export takes `state & READONLY` as it is
 //   (`Admission::admit`);
 // - bit 10, `CLOSED`;
 // - bits 11.., the count: `ONE` per export, so that it cannot carry into the other bits.
+//
+// An export is refused while `CLOSED` or `LOCKED` is set: the hot path tests both with one
+// mask (`Snapshot::refuses`), so the lock costs it nothing.
 const EVER: usize = 1;
+const LOCKED: usize = 1 << 1;
 const READONLY: usize = 1 << crate::request::FLAG_BITS;
 const CLOSED: usize = READONLY << 1;
 const COUNT_SHIFT: u32 = crate::request::FLAG_BITS + 2;
 const ONE: usize = 1 << COUNT_SHIFT;
+const _: () = assert!(LOCKED < READONLY && LOCKED != EVER);
 
-/// Counts live exports, and holds the read-only and closed states they depend on.
+/// Counts live exports, and holds the read-only, closed and locked states they depend on.
 #[derive(Debug)]
 pub struct ExportCounter {
     // INVARIANTS: `state >> COUNT_SHIFT` is the number of exports granted by `acquire` and not
     // yet given back by `release`; `CLOSED` and `READONLY`, once set, are never cleared;
     // `CLOSED` is only set while the count is 0 and the count never leaves 0 after it;
-    // `EVER` is set by the first `acquire`; bits 1..=8 are 0.
+    // `LOCKED` is only set while the count is 0, the count stays 0 while it is set, and it
+    // is cleared only by the drop of the one [`Locked`] guard that set it; `EVER` is set by
+    // the first `acquire`; bits 2..=8 are 0.
     state: AtomicUsize,
 }
 
@@ -116,6 +124,16 @@ impl Snapshot {
     /// No more exports: the owner has closed (or released) the object.
     pub const fn closed(self) -> bool {
         self.0 & CLOSED != 0
+    }
+    /// An owner holds the [`Locked`] guard: exports are refused until it is dropped.
+    pub const fn locked(self) -> bool {
+        self.0 & LOCKED != 0
+    }
+    /// An export is refused in this state (closed or locked): one test of the word, which is
+    /// all the export hot path pays for both.
+    #[inline(always)]
+    pub(crate) const fn refuses(self) -> bool {
+        self.0 & (CLOSED | LOCKED) != 0
     }
     /// Exports are read-only.
     pub const fn readonly(self) -> bool {
@@ -141,6 +159,66 @@ impl Snapshot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exported(pub usize);
 
+impl Exported {
+    /// The `BufferError` for an owner's operation `what` (`"resize"`) refused by this:
+    /// `"cannot resize: 2 exported buffers"`, as CPython's `bytearray` says it.
+    pub fn to_error(self, what: &str) -> crate::ffi::Error {
+        let s = if self.0 == 1 { "" } else { "s" };
+        crate::ffi::Error::buffer_error(format!("cannot {what}: {} exported buffer{s}", self.0))
+    }
+}
+
+/// Why [`ExportCounter::lock`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// This many exports are live.
+    Exported(usize),
+    /// Another [`Locked`] guard is alive (the owner's change is not finished: typically a
+    /// call into Python code made while holding the guard came back here).
+    Locked,
+}
+
+impl Busy {
+    /// The `BufferError` for an owner's operation `what` (`"resize"`) refused by this:
+    /// `"cannot resize: 1 exported buffer"` or `"cannot resize: already being modified"`.
+    pub fn to_error(self, what: &str) -> crate::ffi::Error {
+        match self {
+            Self::Exported(n) => Exported(n).to_error(what),
+            Self::Locked => {
+                crate::ffi::Error::buffer_error(format!("cannot {what}: already being modified"))
+            }
+        }
+    }
+}
+
+/// Proof that an [`ExportCounter`] counts no export and refuses every new one, for as long
+/// as it lives: the owner may change, move or free the memory it exports. Made by
+/// [`ExportCounter::lock`]; dropping it lets exports in again.
+///
+/// Tied to the GIL token it was made with (`'py`) and not `Send`: on a build with the GIL,
+/// the counter's export path stores without compare-and-swap, which is sound only while
+/// every change of the word is made by a thread that holds the GIL.
+#[derive(Debug)]
+#[must_use = "exports are refused only while the guard lives"]
+pub struct Locked<'a> {
+    // INVARIANTS: `counter`'s `LOCKED` bit was set by this guard and is cleared by its drop.
+    counter: &'a ExportCounter,
+    _gil: PhantomData<Gil<'a>>,
+}
+
+impl Locked<'_> {
+    /// The counter this guard locks.
+    pub fn counter(&self) -> &ExportCounter {
+        self.counter
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.counter.state.fetch_and(!LOCKED, Ordering::Release);
+    }
+}
+
 impl ExportCounter {
     /// A counter with no exports, open, writable or not.
     pub const fn new(readonly: bool) -> Self {
@@ -163,7 +241,7 @@ impl ExportCounter {
     /// snapshot). Returns false when the state moved on; the caller takes a new snapshot and
     /// decides again.
     pub(crate) fn acquire(&self, _gil: Gil<'_>, seen: Snapshot) -> bool {
-        debug_assert!(!seen.closed() && seen.count() < usize::MAX >> COUNT_SHIFT);
+        debug_assert!(!seen.refuses() && seen.count() < usize::MAX >> COUNT_SHIFT);
         #[cfg(not(Py_GIL_DISABLED))]
         {
             // The GIL orders this load/store pair against every other change of the word.
@@ -214,6 +292,49 @@ impl ExportCounter {
                 Ordering::Acquire,
             ) {
                 Ok(_) => return Ok(true),
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// Locks out exports while the owner changes the memory, if nothing is exported and no
+    /// other guard is alive: the one sound way to write to, resize or replace exported
+    /// memory from Rust. An export tried while the guard lives is refused with
+    /// `BufferError("<Type> is being modified")`.
+    ///
+    /// ```
+    /// # use bufferkit::{ExportCounter, Gil};
+    /// # use bufferkit::exporter::Busy;
+    /// # fn demo(gil: Gil<'_>) {
+    /// let counter = ExportCounter::new(false);
+    /// let guard = counter.lock(gil).unwrap();
+    /// assert!(counter.snapshot().locked());
+    /// assert_eq!(counter.lock(gil).unwrap_err(), Busy::Locked);
+    /// drop(guard);
+    /// assert!(!counter.snapshot().locked());
+    /// # }
+    /// ```
+    pub fn lock<'a>(&'a self, _gil: Gil<'a>) -> Result<Locked<'a>, Busy> {
+        let mut now = self.state.load(Ordering::Acquire);
+        loop {
+            if now & LOCKED != 0 {
+                return Err(Busy::Locked);
+            }
+            if now >= ONE {
+                return Err(Busy::Exported(now >> COUNT_SHIFT));
+            }
+            match self.state.compare_exchange_weak(
+                now,
+                now | LOCKED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Locked {
+                        counter: self,
+                        _gil: PhantomData,
+                    })
+                }
                 Err(actual) => now = actual,
             }
         }
@@ -360,6 +481,46 @@ mod tests {
         assert_eq!(c.close(gil()), Ok(false));
         assert!(c.snapshot().closed());
         assert_eq!(c.count(), 0);
+    }
+
+    #[test]
+    fn a_lock_refuses_exports_and_is_refused_while_exported() {
+        let c = ExportCounter::new(false);
+        assert!(c.acquire(gil(), c.snapshot()));
+        assert_eq!(c.lock(gil()).unwrap_err(), Busy::Exported(1));
+        c.release(gil());
+        let guard = c.lock(gil()).unwrap();
+        let seen = c.snapshot();
+        assert!(seen.locked() && seen.refuses() && !seen.closed());
+        assert_eq!(c.lock(gil()).unwrap_err(), Busy::Locked);
+        // close and freeze do not touch memory: they are allowed under the lock
+        assert_eq!(c.freeze(gil()), Ok(true));
+        drop(guard);
+        let seen = c.snapshot();
+        assert!(!seen.locked() && !seen.refuses() && seen.readonly());
+        assert_eq!(seen.count(), 0);
+        assert!(c.acquire(gil(), seen));
+        assert_eq!(c.count(), 1);
+    }
+
+    #[test]
+    fn busy_messages() {
+        let msg = |e: crate::ffi::Error| match e {
+            crate::ffi::Error::New(crate::ffi::Kind::Buffer, m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            msg(Busy::Exported(1).to_error("resize")),
+            "cannot resize: 1 exported buffer"
+        );
+        assert_eq!(
+            msg(Exported(2).to_error("close")),
+            "cannot close: 2 exported buffers"
+        );
+        assert_eq!(
+            msg(Busy::Locked.to_error("resize")),
+            "cannot resize: already being modified"
+        );
     }
 
     #[test]

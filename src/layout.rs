@@ -38,13 +38,31 @@ pub struct Format {
 }
 
 impl Format {
-    /// A format whose item size the interpreter computed. Refuses an item size of 0 or one that
-    /// does not fit `Py_ssize_t`.
+    /// A format whose item size the interpreter computed (`struct.calcsize`). Refuses an item
+    /// size of 0 or one that does not fit `Py_ssize_t`, and, for a format of one character
+    /// whose size `struct` fixes (`'f'`, `'<h'`, ...), any other size. For Rust number types
+    /// [`Format::of`] gives both at once.
+    ///
+    /// ```
+    /// use bufferkit::Format;
+    /// assert!(Format::new(c"f".into(), 4).is_ok());
+    /// let e = Format::new(c"f".into(), 2).unwrap_err();
+    /// assert_eq!(e.to_string(), "format 'f' has itemsize 4, not 2");
+    /// ```
     pub fn new(text: CString, itemsize: usize) -> Result<Self, LayoutError> {
         let itemsize = match isize::try_from(itemsize) {
             Ok(n) if n >= 1 => n,
             _ => return Err(LayoutError::ItemSize(itemsize)),
         };
+        if let Some(fixed) = fixed_itemsize(text.as_bytes()) {
+            if fixed as isize != itemsize {
+                return Err(LayoutError::FormatSize {
+                    format: text.to_string_lossy().into_owned(),
+                    fixed,
+                    itemsize: itemsize as usize,
+                });
+            }
+        }
         let byte_format = matches!(
             text.as_bytes(),
             b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']
@@ -84,6 +102,28 @@ impl Format {
     pub fn is_bytes(&self) -> bool {
         self.byte_format
     }
+}
+
+/// The size `struct.calcsize` gives a one-character format, optionally prefixed by a byte-order
+/// character, where the `struct` module fixes it (`Doc/library/struct.rst`, "Format
+/// Characters": native sizes of a 64-bit or 32-bit platform CPython supports, standard sizes
+/// with `<`, `>`, `=`, `!`); `None` for anything else, whose size only the interpreter knows.
+fn fixed_itemsize(text: &[u8]) -> Option<usize> {
+    let (standard, code) = match text {
+        [code] | [b'@', code] => (false, *code),
+        [b'<' | b'>' | b'=' | b'!', code] => (true, *code),
+        _ => return None,
+    };
+    Some(match code {
+        b'x' | b'c' | b'b' | b'B' | b'?' => 1,
+        b'h' | b'H' | b'e' => 2,
+        b'i' | b'I' | b'f' => 4,
+        b'q' | b'Q' | b'd' => 8,
+        b'l' | b'L' if standard => 4,
+        b'l' | b'L' => size_of::<core::ffi::c_long>(),
+        b'n' | b'N' | b'P' if !standard => size_of::<usize>(),
+        _ => return None,
+    })
 }
 
 /// A checked description of how items lie in one block of memory.
@@ -388,6 +428,15 @@ pub enum LayoutError {
     },
     /// An item size of 0 or beyond `Py_ssize_t`.
     ItemSize(usize),
+    /// A one-character format given another item size than the one `struct` fixes for it.
+    FormatSize {
+        /// the format
+        format: String,
+        /// its size
+        fixed: usize,
+        /// the size given
+        itemsize: usize,
+    },
     /// A size does not fit `Py_ssize_t`.
     TooLarge,
     /// `product(shape) * itemsize` does not fit `Py_ssize_t`, from this dimension on.
@@ -456,6 +505,11 @@ impl fmt::Display for LayoutError {
             Self::TooManyDims(n) => write!(f, "ndim {n} exceeds the maximum of {MAX_NDIM}"),
             Self::NegativeDim { dim, len } => write!(f, "shape[{dim}] must be >= 0, not {len}"),
             Self::ItemSize(n) => write!(f, "itemsize must be between 1 and 2**63-1, not {n}"),
+            Self::FormatSize {
+                ref format,
+                fixed,
+                itemsize,
+            } => write!(f, "format '{format}' has itemsize {fixed}, not {itemsize}"),
             Self::TooLarge => f.write_str("the layout has more than 2**63-1 bytes"),
             Self::TooManyBytes { dim, len } => {
                 write!(
@@ -666,6 +720,37 @@ mod tests {
     }
 
     #[test]
+    fn fixed_sizes_are_checked() {
+        for (text, size) in [
+            ("f", 4),
+            ("<h", 2),
+            ("!q", 8),
+            ("@d", 8),
+            ("=l", 4),
+            ("?", 1),
+        ] {
+            assert!(
+                Format::new(CString::new(text).unwrap(), size).is_ok(),
+                "{text}"
+            );
+            let e = Format::new(CString::new(text).unwrap(), size + 1).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("format '{text}' has itemsize {size}, not {}", size + 1)
+            );
+        }
+        // sizes only the interpreter knows are taken as given
+        for text in ["2f", "T{h}", "<n", "Zd", "hh"] {
+            assert!(
+                Format::new(CString::new(text).unwrap(), 3).is_ok(),
+                "{text}"
+            );
+        }
+        assert_eq!(fixed_itemsize(b"l"), Some(size_of::<core::ffi::c_long>()));
+        assert_eq!(fixed_itemsize(b"P"), Some(size_of::<usize>()));
+    }
+
+    #[test]
     #[allow(clippy::type_complexity, reason = "a table of cases reads best inline")]
     fn strided_bounds() {
         // (shape, strides, offset, block, ok?) with itemsize 4.
@@ -731,7 +816,7 @@ mod tests {
                         for n1 in 0isize..=3 {
                             for offset in -2isize..=26 {
                                 let Ok(l) = Layout::strided(
-                                    fmt("b", itemsize),
+                                    fmt(["b", "2b", "3b"][itemsize - 1], itemsize),
                                     &[n0, n1],
                                     &[s0, s1],
                                     offset,

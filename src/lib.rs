@@ -46,6 +46,7 @@
 
 #[cfg(feature = "abi-check")]
 pub mod abi;
+pub mod element;
 pub mod exporter;
 pub mod ffi;
 mod fill;
@@ -57,7 +58,8 @@ pub mod request;
 pub mod types;
 pub mod view;
 
-pub use exporter::{BufferExporter, ExportCounter, Gil, Memory};
+pub use element::{Element, SharedVec, Writer};
+pub use exporter::{BufferExporter, ExportCounter, Gil, Locked, Memory};
 pub use ffi::{getbuffer, releasebuffer, Object};
 pub use layout::{Format, Layout, Order};
 pub use request::Request;

@@ -21,7 +21,7 @@ pub mod unwind;
 
 pub use error::{Error, Kind, PyResult};
 pub use object::{dealloc, tp_clear, tp_traverse, Borrowed, Collectable, Object, Owned};
-pub use slots::{getbuffer, releasebuffer};
+pub use slots::{export_value, getbuffer, release, releasebuffer};
 pub use trampoline::This;
 
 use crate::request::flags;

@@ -50,9 +50,10 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
     }
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
-    // SAFETY: forwarded from the caller, with `view` non-NULL.
+    // SAFETY: forwarded from the caller, with `view` non-NULL; `obj` is a live `Object<T>`
+    // (caller) that the consumer's reference keeps alive.
     match catch_unwind(AssertUnwindSafe(|| unsafe {
-        try_export::<T>(gil, obj, view, flags)
+        try_export(gil, Object::<T>::value_of(obj), obj, view, flags)
     })) {
         Ok(true) => 0, // step 5
         // Nothing was written or counted: the full path decides again and says why.
@@ -69,21 +70,26 @@ pub unsafe extern "C" fn getbuffer<T: BufferExporter>(
 /// same decision again and builds the error. Keeping errors out of this function is what
 /// lets it run without a stack frame: every value it handles fits in registers.
 ///
+/// This is the export core every bufferkit exporter shares, whatever its object layout: it
+/// takes the Rust value (`this`) and the object it lives in (`obj`) separately.
+///
 /// # Safety
 ///
-/// As for [`getbuffer`], with `view` non-NULL.
+/// The GIL is held (`gil`), `view` is non-NULL and valid for writes, `obj` is a live object
+/// that owns `this` and keeps it alive (and in place) for as long as a reference to `obj`
+/// exists, so that the consumer's reference taken here keeps the export's memory alive.
 #[inline(always)]
-unsafe fn try_export<T: BufferExporter>(
+unsafe fn try_export<T: BufferExporter + ?Sized>(
     gil: Gil<'_>,
+    this: &T,
     obj: *mut ffi::PyObject,
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> bool {
-    // SAFETY: `obj` is a live `Object<T>` (caller) that the consumer's reference keeps alive.
-    let this = unsafe { Object::<T>::value_of(obj) };
     let counter = this.counter();
     let seen = counter.snapshot();
-    if seen.closed() {
+    // Closed or locked, in one test.
+    if seen.refuses() {
         return false;
     }
     let Some(memory) = this.memory() else {
@@ -126,9 +132,14 @@ unsafe extern "C" fn getbuffer_in_full<T: BufferExporter>(
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: forwarded from the caller: GIL held, `obj` an `Object<T>`, `view` the
-    // consumer's Py_buffer (checked for NULL by the boundary).
-    unsafe { getbuffer_boundary(view, |gil| export::<T>(gil, obj, view, flags)) }
+    // SAFETY: forwarded from the caller: GIL held, `obj` a live `Object<T>` that owns the
+    // value and is kept alive by the consumer's reference, `view` the consumer's Py_buffer
+    // (checked for NULL by the boundary).
+    unsafe {
+        getbuffer_boundary(view, |gil| {
+            export(gil, Object::<T>::value_of(obj), obj, view, flags)
+        })
+    }
 }
 
 /// The part every `bf_getbuffer` of bufferkit shares: refuse a NULL view, run `body` inside
@@ -193,24 +204,26 @@ unsafe fn failed(gil: Gil<'_>, view: *mut ffi::Py_buffer, err: Error) -> c_int {
 ///
 /// # Safety
 ///
-/// As for [`getbuffer`], with `view` non-NULL.
-unsafe fn export<T: BufferExporter>(
+/// As for [`try_export`].
+unsafe fn export<T: BufferExporter + ?Sized>(
     gil: Gil<'_>,
+    this: &T,
     obj: *mut ffi::PyObject,
     view: *mut ffi::Py_buffer,
     flags: c_int,
 ) -> PyResult<()> {
     const TRIES: usize = 1 << 16;
-    // SAFETY: `obj` is a live `Object<T>` (caller) that the consumer's reference keeps alive.
-    let this = unsafe { Object::<T>::value_of(obj) };
     for _ in 0..TRIES {
         // SAFETY: forwarded from the caller.
-        if unsafe { try_export::<T>(gil, obj, view, flags) } {
+        if unsafe { try_export(gil, this, obj, view, flags) } {
             return Ok(());
         }
         let seen = this.counter().snapshot();
         if seen.closed() {
             return Err(ended::<T>(obj));
+        }
+        if seen.locked() {
+            return Err(being_modified(obj));
         }
         let Some(memory) = this.memory() else {
             return Err(no_memory(obj));
@@ -292,7 +305,13 @@ fn no_memory(obj: *mut ffi::PyObject) -> Error {
 }
 
 #[cold]
-fn ended<T: BufferExporter>(obj: *mut ffi::PyObject) -> Error {
+fn being_modified(obj: *mut ffi::PyObject) -> Error {
+    let name = type_name(obj);
+    Error::buffer_error(format!("{name} is being modified"))
+}
+
+#[cold]
+fn ended<T: BufferExporter + ?Sized>(obj: *mut ffi::PyObject) -> Error {
     let name = type_name(obj);
     Error::value_error(format!("operation on {} {name}", T::ENDED))
 }
@@ -316,7 +335,8 @@ pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(
     let released = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `obj` is a live `Object<T>` kept alive by the view being released (caller).
         let this = unsafe { Object::<T>::value_of(obj) };
-        this.counter().release(gil);
+        // SAFETY: CPython calls bf_releasebuffer once per export `getbuffer` counted.
+        unsafe { release(gil, this) };
     }));
     if let Err(panic) = released {
         Error::from_panic(panic).restore(gil);
@@ -324,6 +344,59 @@ pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(
         // error goes to sys.unraisablehook.
         unsafe { ffi::PyErr_WriteUnraisable(obj) };
     }
+}
+
+/// The export of `this`, the Rust value inside the Python object `obj`, whatever the object's
+/// layout: what [`getbuffer`] does for `Object<T>`, for objects bufferkit did not lay out
+/// (a PyO3 `#[pyclass]`, a C struct with a Rust field). On success the view is filled, the
+/// export counted and `view->obj` holds a new reference to `obj`; on failure nothing is
+/// counted, `view->obj` is NULL and the error is returned, not raised.
+///
+/// A panic in `this`'s `memory()` or `counter()` unwinds out of this function: call it inside
+/// a panic boundary (PyO3's `__getbuffer__` is one).
+///
+/// # Safety
+///
+/// The GIL is held (`gil`); `view` is the consumer's `Py_buffer`, valid for writes; `obj` is
+/// a live object that owns `this` and keeps it alive, in place, for as long as any reference
+/// to `obj` exists; and the matching release of the export calls [`release`] on the same
+/// value.
+pub unsafe fn export_value<T: BufferExporter + ?Sized>(
+    gil: Gil<'_>,
+    this: &T,
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> PyResult<()> {
+    if view.is_null() {
+        return Err(Error::buffer_error(
+            "getbuffer: a NULL view is not supported",
+        ));
+    }
+    // SAFETY: forwarded from the caller, with `view` non-NULL.
+    if unsafe { try_export(gil, this, obj, view, flags) } {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let done = unsafe { export(gil, this, obj, view, flags) };
+    if done.is_err() {
+        // SAFETY: `view` is non-NULL and valid for writes (caller): "view->obj is NULL on
+        // failure" (typeobj.rst, bf_getbuffer, step 1).
+        unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+    }
+    done
+}
+
+/// Gives back one export of `this` counted by [`export_value`] (or by [`getbuffer`]): the
+/// body of every bufferkit `bf_releasebuffer`.
+///
+/// # Safety
+///
+/// Called once for each export of `this` that [`export_value`] counted, when the consumer
+/// releases it (from `bf_releasebuffer`): a release too many would let the owner change
+/// memory that a consumer still points into.
+pub unsafe fn release<T: BufferExporter + ?Sized>(gil: Gil<'_>, this: &T) {
+    this.counter().release(gil);
 }
 
 #[cfg(feature = "module")]

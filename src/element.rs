@@ -1,0 +1,359 @@
+//! Typed memory for exporters: the sealed [`Element`] trait (a Rust number type and its
+//! `struct` format), and [`SharedVec`], a vector of elements that consumers may write through
+//! an export, that Rust changes only under the counter's [`Locked`] guard, and that is `Sync`
+//! (so a PyO3 `#[pyclass]` may hold it).
+//!
+//! The format characters and sizes are those of the `struct` module's native mode
+//! (`Doc/library/struct.rst`, "Format Characters"), which is what `memoryview` and numpy read
+//! from an export.
+
+use core::cell::UnsafeCell;
+use core::ffi::CStr;
+use core::ptr::NonNull;
+
+use crate::exporter::{Busy, ExportCounter, Gil, Locked, Memory};
+use crate::layout::{Format, Layout, LayoutError, Order};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A number type whose values consumers may read and write through an export: every bit
+/// pattern of its size is a valid value, and its `struct` format (native mode) has its size.
+///
+/// Sealed: implemented for `u8`, `i8`, `u16`, `i16`, `u32`, `i32`, `u64`, `i64`, `f32` and
+/// `f64`. `bool` is not an element: a consumer may store 2 into its byte, which is not a
+/// `bool`.
+pub trait Element: Copy + Send + Sync + sealed::Sealed + 'static {
+    /// The `struct` format character (native mode, no prefix), e.g. `c"f"` for `f32`.
+    const FORMAT: &'static CStr;
+}
+
+macro_rules! elements {
+    ($($t:ty => $f:literal),* $(,)?) => {$(
+        impl sealed::Sealed for $t {}
+        impl Element for $t {
+            const FORMAT: &'static CStr = $f;
+        }
+    )*};
+}
+
+elements! {
+    u8 => c"B", i8 => c"b", u16 => c"H", i16 => c"h", u32 => c"I", i32 => c"i",
+    u64 => c"Q", i64 => c"q", f32 => c"f", f64 => c"d",
+}
+
+// The native sizes of those format characters on every platform CPython supports (`I`/`i`
+// are C `int`, 4 bytes there); `Format::new` checks the same table.
+const _: () = {
+    assert!(size_of::<core::ffi::c_int>() == 4);
+    assert!(size_of::<u64>() == 8 && size_of::<f64>() == 8 && size_of::<f32>() == 4);
+};
+
+impl Format {
+    /// The format of `T` with its item size: `Format::of::<f32>()` is `'f'`, 4 bytes.
+    ///
+    /// ```
+    /// use bufferkit::Format;
+    /// assert_eq!((Format::of::<f32>().as_str(), Format::of::<f32>().itemsize()), ("f", 4));
+    /// assert_eq!(Format::of::<u8>(), Format::bytes());
+    /// ```
+    pub fn of<T: Element>() -> Self {
+        Self::new(T::FORMAT.to_owned(), size_of::<T>())
+            .expect("an Element's format and size agree (checked by the tests of element.rs)")
+    }
+}
+
+/// A vector of `T` that bufferkit exports: the elements, their 1-D layout and the export
+/// counter, in one value.
+///
+/// Consumers read and write the elements through exports at any time, so Rust never holds a
+/// reference to them: it reads copies ([`get`](Self::get), [`to_vec`](Self::to_vec)) and
+/// writes only through [`Writer`], the guard [`lock`](Self::lock) returns while nothing is
+/// exported, which refuses every export while it lives (with `BufferError("<Type> is being
+/// modified")`).
+///
+/// An exporter holding one implements [`BufferExporter`](crate::BufferExporter) by delegation:
+///
+/// ```
+/// use bufferkit::{BufferExporter, ExportCounter, Memory, SharedVec};
+///
+/// pub struct Samples {
+///     data: SharedVec<f32>,
+/// }
+///
+/// // SAFETY: `SharedVec` keeps the contract: its memory changes only under its lock, which
+/// // refuses while exports are live.
+/// unsafe impl BufferExporter for Samples {
+///     fn counter(&self) -> &ExportCounter {
+///         self.data.counter()
+///     }
+///     fn memory(&self) -> Option<Memory<'_>> {
+///         self.data.memory()
+///     }
+/// }
+/// ```
+pub struct SharedVec<T: Element> {
+    // INVARIANTS: `inner` is written only through a `Writer`, whose `Locked` guard of
+    // `counter` proves that no export is live and none starts; every other access reads it.
+    // `inner.layout` is 1-D, C order, format `T`, shape `[inner.data.len()]`.
+    inner: UnsafeCell<Inner<T>>,
+    counter: ExportCounter,
+}
+
+struct Inner<T> {
+    // `UnsafeCell`: consumers write the elements through the exported pointer.
+    data: Box<[UnsafeCell<T>]>,
+    layout: Layout,
+}
+
+// SAFETY: the elements are plain numbers (`Element: Send`). Rust reaches them only with a
+// `Gil` (reads in `get`/`to_vec`, writes in `Writer`), so with the GIL those accesses are
+// serialised by it, and a write needs the `Locked` guard, which excludes exports and other
+// writers; what consumers do through an export is outside Rust's view, as for every buffer.
+unsafe impl<T: Element> Sync for SharedVec<T> {}
+// SAFETY: owning the elements and the counter on another thread is owning numbers.
+unsafe impl<T: Element> Send for SharedVec<T> {}
+
+fn layout_of<T: Element>(len: usize) -> Result<Layout, LayoutError> {
+    let len = isize::try_from(len).map_err(|_| LayoutError::TooLarge)?;
+    Layout::contiguous(Format::of::<T>(), &[len], Order::C)
+}
+
+fn cells<T: Element>(values: impl Iterator<Item = T>) -> Box<[UnsafeCell<T>]> {
+    values.map(UnsafeCell::new).collect()
+}
+
+impl<T: Element> SharedVec<T> {
+    /// The values, writable by consumers (`readonly` false) or not. Refused when their bytes
+    /// do not fit `Py_ssize_t` (an `OverflowError` in Python: [`LayoutError::is_overflow`]).
+    pub fn new(values: Vec<T>, readonly: bool) -> Result<Self, LayoutError> {
+        let layout = layout_of::<T>(values.len())?;
+        Ok(Self {
+            inner: UnsafeCell::new(Inner {
+                data: cells(values.into_iter()),
+                layout,
+            }),
+            counter: ExportCounter::new(readonly),
+        })
+    }
+
+    /// `len` copies of `value`, without aborting when the memory cannot be had:
+    /// `Err(None)` then, `Err(Some(..))` for a length whose bytes do not fit `Py_ssize_t`.
+    pub fn try_filled(len: usize, value: T, readonly: bool) -> Result<Self, Option<LayoutError>> {
+        let layout = layout_of::<T>(len).map_err(Some)?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).map_err(|_| None)?;
+        data.resize_with(len, || UnsafeCell::new(value));
+        Ok(Self {
+            inner: UnsafeCell::new(Inner {
+                data: data.into_boxed_slice(),
+                layout,
+            }),
+            counter: ExportCounter::new(readonly),
+        })
+    }
+
+    fn inner(&self) -> &Inner<T> {
+        // SAFETY: `inner` is replaced only through a `Writer` (invariant), and every caller
+        // holds the GIL and does not keep the reference past a call that could make one
+        // (no Python code runs while it is held).
+        unsafe { &*self.inner.get() }
+    }
+
+    /// The export counter ([`BufferExporter::counter`](crate::BufferExporter::counter)).
+    pub fn counter(&self) -> &ExportCounter {
+        &self.counter
+    }
+
+    /// The memory to export ([`BufferExporter::memory`](crate::BufferExporter::memory)).
+    #[inline]
+    pub fn memory(&self) -> Option<Memory<'_>> {
+        let inner = self.inner();
+        let base = NonNull::from(&*inner.data).cast::<u8>();
+        Memory::new(base, size_of_val(&*inner.data), &inner.layout)
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.inner().data.len()
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of element `i` (consumers may change it at any time).
+    pub fn get(&self, _gil: Gil<'_>, i: usize) -> Option<T> {
+        let cell = self.inner().data.get(i)?;
+        // SAFETY: the cell is a live element; with the GIL held no Rust writer runs now
+        // (writers hold the GIL too), and a copy keeps no reference.
+        Some(unsafe { cell.get().read() })
+    }
+
+    /// A copy of every element.
+    pub fn to_vec(&self, _gil: Gil<'_>) -> Vec<T> {
+        self.inner()
+            .data
+            .iter()
+            // SAFETY: as in `get`.
+            .map(|cell| unsafe { cell.get().read() })
+            .collect()
+    }
+
+    /// The writer: refused while exports are live ([`Busy::Exported`]) or another writer
+    /// lives ([`Busy::Locked`]); every export is refused while it lives.
+    ///
+    /// ```
+    /// # use bufferkit::{SharedVec, Gil};
+    /// # fn demo(gil: Gil<'_>) -> Result<(), bufferkit::exporter::Busy> {
+    /// let v = SharedVec::new(vec![1i16, 2, 3], false).unwrap();
+    /// let mut w = v.lock(gil)?;
+    /// w.set(0, -1);
+    /// w.resize(4, 0).unwrap();
+    /// drop(w);
+    /// assert_eq!(v.to_vec(gil), [-1, 2, 3, 0]);
+    /// # Ok(()) }
+    /// ```
+    pub fn lock<'a>(&'a self, gil: Gil<'a>) -> Result<Writer<'a, T>, Busy> {
+        Ok(Writer {
+            vec: self,
+            _locked: self.counter.lock(gil)?,
+        })
+    }
+}
+
+impl<T: Element + core::fmt::Debug> core::fmt::Debug for SharedVec<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedVec")
+            .field("len", &self.len())
+            .field("counter", &self.counter)
+            .finish()
+    }
+}
+
+/// Exclusive access to a [`SharedVec`]'s elements while nothing is exported: every export is
+/// refused until it is dropped.
+pub struct Writer<'a, T: Element> {
+    // INVARIANTS: `_locked` locks `vec.counter`: no export of `vec` is live or starts, and no
+    // other `Writer` of `vec` exists.
+    vec: &'a SharedVec<T>,
+    _locked: Locked<'a>,
+}
+
+impl<T: Element> Writer<'_, T> {
+    fn inner_mut(&mut self) -> &mut Inner<T> {
+        // SAFETY: no export is live and no other writer exists (invariant), and `&mut self`
+        // makes this the only reference made through this writer; readers (`get`, `to_vec`,
+        // `memory`) hold the GIL and do not keep their reference across any call, and so do
+        // not overlap this one, which keeps it no longer than `&mut self`.
+        unsafe { &mut *self.vec.inner.get() }
+    }
+
+    /// The elements, exclusively.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        let data: *mut [UnsafeCell<T>] = &mut *self.inner_mut().data;
+        // SAFETY: `UnsafeCell<T>` is `repr(transparent)` over `T`, so the slices have one
+        // layout; the borrow is the exclusive one of `inner_mut`, for as long as `&mut self`.
+        unsafe { &mut *(data as *mut [T]) }
+    }
+
+    /// A copy of element `i`.
+    pub fn get(&mut self, i: usize) -> Option<T> {
+        self.inner_mut().data.get_mut(i).map(|c| *c.get_mut())
+    }
+
+    /// Sets element `i`; `false` if there is none.
+    pub fn set(&mut self, i: usize, value: T) -> bool {
+        match self.inner_mut().data.get_mut(i) {
+            Some(cell) => {
+                *cell.get_mut() = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the first `len` elements and pads with `value`. Refused like
+    /// [`SharedVec::try_filled`]; the vector is unchanged then.
+    pub fn resize(&mut self, len: usize, value: T) -> Result<(), Option<LayoutError>> {
+        let layout = layout_of::<T>(len).map_err(Some)?;
+        let inner = self.inner_mut();
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).map_err(|_| None)?;
+        let old = &mut inner.data;
+        data.extend(
+            (0..len).map(|i| UnsafeCell::new(old.get_mut(i).map_or(value, |c| *c.get_mut()))),
+        );
+        inner.data = data.into_boxed_slice();
+        inner.layout = layout;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gil() -> Gil<'static> {
+        // SAFETY: nothing here calls into Python; single-threaded tests order the calls.
+        unsafe { Gil::assume() }
+    }
+
+    #[test]
+    fn formats_and_sizes_agree() {
+        fn check<T: Element>(text: &str, size: isize) {
+            let f = Format::of::<T>();
+            assert_eq!((f.as_str(), f.itemsize()), (text, size));
+        }
+        check::<u8>("B", 1);
+        check::<i8>("b", 1);
+        check::<u16>("H", 2);
+        check::<i16>("h", 2);
+        check::<u32>("I", 4);
+        check::<i32>("i", 4);
+        check::<u64>("Q", 8);
+        check::<i64>("q", 8);
+        check::<f32>("f", 4);
+        check::<f64>("d", 8);
+        assert!(Format::of::<u8>().is_bytes());
+    }
+
+    #[test]
+    fn the_writer_locks_out_exports_and_is_refused_while_exported() {
+        let v = SharedVec::new(vec![1.5f32, 2.5], false).unwrap();
+        let m = v.memory().unwrap();
+        assert_eq!(
+            (m.len(), m.layout().shape(), m.layout().format().as_str()),
+            (8, &[2][..], "f")
+        );
+        let seen = v.counter().snapshot();
+        assert!(v.counter().acquire(gil(), seen));
+        assert_eq!(v.lock(gil()).err(), Some(Busy::Exported(1)));
+        v.counter().release(gil());
+        let mut w = v.lock(gil()).unwrap();
+        assert!(v.counter().snapshot().locked());
+        assert_eq!(v.lock(gil()).err(), Some(Busy::Locked));
+        w.as_mut_slice()[1] = -1.0;
+        assert!(w.set(0, 4.0) && !w.set(2, 0.0));
+        w.resize(3, 9.0).unwrap();
+        drop(w);
+        assert!(!v.counter().snapshot().locked());
+        assert_eq!(v.to_vec(gil()), [4.0, -1.0, 9.0]);
+        assert_eq!((v.get(gil(), 2), v.get(gil(), 3)), (Some(9.0), None));
+        assert_eq!(v.memory().unwrap().layout().shape(), &[3]);
+    }
+
+    #[test]
+    fn too_many_elements_are_refused() {
+        let e = SharedVec::<u64>::try_filled(usize::MAX / 4, 0, false)
+            .err()
+            .unwrap();
+        assert!(e.unwrap().is_overflow());
+        assert!(SharedVec::<u64>::try_filled(1 << 59, 0, false)
+            .err()
+            .unwrap()
+            .is_none());
+    }
+}
