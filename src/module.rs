@@ -20,6 +20,8 @@ pub struct State {
     pub buffer_type: *mut ffi::PyObject,
     /// `bufferkit.View`
     pub view_type: *mut ffi::PyObject,
+    /// `bufferkit._bufferkit.HeldExport`, the export Views share (not in the namespace)
+    pub held_type: *mut ffi::PyObject,
     /// `bufferkit.BufferInfo`, the named tuple `inspect()` returns
     pub info_type: *mut ffi::PyObject,
     /// `bufferkit.Exporter`
@@ -36,10 +38,11 @@ pub struct State {
 }
 
 impl State {
-    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 8] {
+    fn objects(&mut self) -> [&mut *mut ffi::PyObject; 9] {
         [
             &mut self.buffer_type,
             &mut self.view_type,
+            &mut self.held_type,
             &mut self.info_type,
             &mut self.exporter_type,
             &mut self.buffer_name,
@@ -96,6 +99,7 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     let state = unsafe { state(module.as_ptr()) };
     state.buffer_type = add_type(module, &raw mut crate::types::buffer::BUFFER_SPEC)?;
     state.view_type = add_type(module, &raw mut crate::types::view::VIEW_SPEC)?;
+    state.held_type = new_type(module, &raw mut crate::types::view::HELD_SPEC)?.into_raw();
     state.info_type = info_type(module)?;
     state.exporter_type = add_type(module, &raw mut crate::types::exporter::EXPORTER_SPEC)?;
     state.buffer_name = interned(c"__buffer__")?;
@@ -132,18 +136,23 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Makes a heap type from `spec`, adds it to the module, and returns a strong reference for
-/// module state.
-fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<*mut ffi::PyObject> {
+/// Makes a heap type of the module from `spec`.
+fn new_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<Owned> {
     // SAFETY: the spec is a static that lives for the program; PyType_FromModuleAndSpec reads
     // it (and copies what it keeps) and returns a new reference to a heap type.
-    let tp = unsafe {
+    unsafe {
         Owned::from_new(ffi::PyType_FromModuleAndSpec(
             module.as_ptr(),
             spec,
             ptr::null_mut(),
         ))
-    }?;
+    }
+}
+
+/// Makes a heap type from `spec`, adds it to the module, and returns a strong reference for
+/// module state.
+fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<*mut ffi::PyObject> {
+    let tp = new_type(module, spec)?;
     // SAFETY: the module and the type are live; PyModule_AddType takes its own reference.
     convert_status(unsafe { ffi::PyModule_AddType(module.as_ptr(), tp.as_ptr().cast()) })?;
     Ok(tp.into_raw())

@@ -9,25 +9,26 @@
 //!
 //! # Ownership
 //!
-//! A View holds exactly one export of its *root* (the object whose memory it shows) for its
-//! whole life, and re-exports parts of that memory. Views never chain: a View of a View, or a
-//! slice of a slice, takes its own export of the root, so the cost of an export and the
-//! memory a View holds do not grow with depth. That new export must describe the same memory
-//! as the parent's (an exporter may in principle hand out different memory each time); if it
-//! does not, the new View exports the parent View instead (its `base` is still the root).
+//! `View(obj)` takes one export of `obj` (its *root*) and keeps it in a [`HeldExport`], a small
+//! object of its own. Every View made from that View (a slice, `View(view)`, a re-layout of
+//! it) shares the same `HeldExport`, as CPython's memoryviews share one managed buffer: the
+//! root is locked until the last of them is released, no View ever chains to another, and
+//! making one takes no export and runs no Python code. The `HeldExport` is a Python object so
+//! that the garbage collector sees the reference the export holds exactly once, however many
+//! Views share it.
 //!
 //! # Re-entrancy and threads
 //!
-//! Taking the root's export may run Python code (a `__buffer__`), which may release, slice or
-//! drop the very View being sliced, from this thread or (the GIL being dropped meanwhile)
-//! another. So nothing a View method reads from the parent survives that call as a borrow:
-//! the root is held by a strong reference of the call's own, the parent's facts are copies,
-//! and the parent is checked to be open again afterwards. The fields a method reads are fixed
-//! at construction; the two that change (`source`, given back once, and `root`, dropped by the
-//! collector) change only when no method can be running: after the counter closed with no
-//! export, or when the object is unreachable.
+//! What changes in a View after construction is the counter and the two references (`held`,
+//! `root`): `held` is given up by `release()` once the counter closed with no export, and both
+//! by `tp_clear` (under the same condition) or on deallocation. A method that reads `held`
+//! holds an export of the View's own counter meanwhile ([`View::pinned`]), so that `release()`
+//! on another thread refuses rather than frees it; every other field is fixed at construction.
+//! Taking the root's export (`View(obj)` only) may run Python code, which may drop the
+//! argument: the new `HeldExport` holds the root by a reference of its own before anything
+//! runs.
 
-use core::cell::UnsafeCell;
+use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_int, c_void};
 use core::ptr::{self, NonNull};
 
@@ -47,24 +48,18 @@ use crate::request::flags;
 /// The value inside a `bufferkit.View` object.
 pub struct View {
     // INVARIANTS:
-    // - `source` holds a filled export (obtained by PyObject_GetBuffer) of `root` or of a View
-    //   of `root`, from construction until it is given back,
-    //   exactly once, and only while the counter shows no export: by `release()` after the
-    //   counter closed, by `tp_clear` after it closed the counter, or on drop with no export;
-    // - while `source` holds the export, `block..block + block_len` lies inside the memory that
-    //   export describes, and `layout` fits `block_len`; `held_readonly` is whether that
-    //   export is read-only, copied so that no method reads `source`;
-    // - `root` is a strong reference, dropped on drop or by `tp_clear` (which close the
-    //   counter first: `root` is non-NULL while the counter is open); `guard` is NULL or a
-    //   strong reference the collector is not shown (see `GcRefs`), dropped with `root`;
-    // - `source` and `root` are only written while no method can read them: after the counter
-    //   closed with no export (`release_source`), or when the object is unreachable (tp_clear,
-    //   drop). Every other field is fixed at construction.
-    source: UnsafeCell<Option<Box<ffi::Py_buffer>>>,
+    // - `held` is a strong reference to a filled `HeldExport` from construction until it is
+    //   given up, exactly once, and only while the counter shows no export: by `release()`
+    //   after the counter closed, by `tp_clear` after it closed the counter, or on drop with
+    //   no export; `block..block + block_len` lies inside the memory that export describes,
+    //   and `layout` fits `block_len`;
+    // - `root` is a strong reference, dropped by `tp_clear` (after the counter closed) or on
+    //   drop: non-NULL while the counter is open;
+    // - `held` is read only by the collector (the GIL held or the world stopped) and inside
+    //   `pinned` (an export of this View counted, so `release()` refuses meanwhile); `root`
+    //   changes only when the View is unreachable. Every other field is fixed.
+    held: UnsafeCell<*mut ffi::PyObject>,
     root: UnsafeCell<*mut ffi::PyObject>,
-    guard: UnsafeCell<*mut ffi::PyObject>,
-    held_readonly: bool,
-    gc: GcRefs,
     root_start: *mut u8,
     block: NonNull<u8>,
     block_len: usize,
@@ -72,24 +67,12 @@ pub struct View {
     counter: ExportCounter,
 }
 
-// SAFETY (Send/Sync are not implemented): a View lives inside a Python object; its raw
-// pointers are strong references and addresses the invariants above govern, and it is only
-// reached through that object.
-
-/// Which of its references a View shows the garbage collector, decided once at construction
-/// so that `tp_traverse` only visits (it must not allocate or call into Python).
-#[derive(Clone, Copy, Debug)]
-struct GcRefs {
-    root: bool,
-    export: bool,
-}
-
 // SAFETY: the one contract of `BufferExporter`. `memory()` returns `block`/`block_len` and
-// `layout`, fixed at construction. The memory belongs to the root's export held in `source`,
-// which is released only after the counter was closed (which refuses while exports are live)
-// or when the View dies or is cleared by the GC (when no consumer can reach it: each export
-// holds a reference to the View). Consumers write through raw pointers into the root's
-// memory, which Rust never borrows.
+// `layout`, fixed at construction. The memory belongs to the root's export that `held` keeps,
+// which the View gives up only after its counter closed (which refuses while exports are
+// live), or when it is deallocated with no export live; a `tp_clear` with exports live gives
+// nothing up. Consumers write through raw pointers into the root's memory, which Rust never
+// borrows.
 unsafe impl BufferExporter for View {
     const ENDED: &'static str = "released";
 
@@ -109,183 +92,82 @@ impl Shipped for View {
     }
 }
 
-/// Where a new View's memory comes from: an export of the root, the block of it the View may
-/// address, and the layout it starts from.
-struct Source {
-    // Boxed: a filled Py_buffer must not move (see `BufferView`).
-    export: Box<ffi::Py_buffer>,
-    // The View's `base`: the object the user named, or the root of the View the user named.
-    // An exporter may hand out another object as `view->obj` (CPython 3.12+ gives a
-    // `_buffer_wrapper` for classes with `__buffer__`), which is not what a user calls the
-    // base.
-    root: Owned,
-    root_start: *mut u8,
-    block: NonNull<u8>,
-    block_len: usize,
-    layout: Layout,
-    readonly: bool,
+/// One export of a root, shared by the Views made from one another: the value inside a
+/// `bufferkit._bufferkit.HeldExport` object (not exported by the module).
+pub struct HeldExport {
+    // INVARIANTS: `export` is all zero (`obj` NULL) until `acquire` fills it, once, while the
+    // new object is referenced by `acquire` alone; it is then a filled export, given back on
+    // drop. It lives in the object's memory and never moves (some exporters point `shape` into
+    // the Py_buffer itself). `gc` and `guard` are written once, by `acquire`, after the export
+    // is filled; `guard` is NULL or a strong reference the collector is not shown. The
+    // all-zero value is valid (nothing held), which is what a `HeldExport` made any other way
+    // holds.
+    export: UnsafeCell<ffi::Py_buffer>,
+    gc: Cell<GcRefs>,
+    guard: Cell<*mut ffi::PyObject>,
+    // Whether the root (the object asked for the export) is shown to the collector by the
+    // Views holding it; decided with `gc`.
+    root_shown: Cell<bool>,
 }
 
-impl Drop for Source {
+/// Whether the collector is shown the export's object, decided once, so that `tp_traverse`
+/// only reads a flag (it must not allocate or call into Python).
+#[derive(Clone, Copy, Debug, Default)]
+struct GcRefs {
+    export: bool,
+}
+
+impl Drop for HeldExport {
     fn drop(&mut self) {
-        // SAFETY: `export` is a filled view (Source is only made around one) and is released
-        // once: moving it into a View forgets the Source (see `into_view`).
-        unsafe { unwind::release_buffer(&mut *self.export) };
+        let export = self.export.get_mut();
+        if !export.obj.is_null() {
+            // SAFETY: a filled export (invariants), given back once: on drop.
+            unsafe { unwind::release_buffer(export) };
+        }
+        let guard = self.guard.replace(ptr::null_mut());
+        if !guard.is_null() {
+            // SAFETY: our strong reference, dropped after the export it protected; drop runs
+            // in tp_dealloc with the GIL held.
+            unsafe { unwind::decref(guard) };
+        }
     }
 }
 
-impl Source {
-    /// Acquires `base`'s buffer. For a View base, acquires the View's root instead and starts
-    /// from the View's block and layout.
-    fn acquire(gil: Gil<'_>, base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
-        match as_view(gil, base)? {
-            Some(parent) => Self::of_view(parent, writable, parent.value.layout.clone()),
-            None => Self::from_exporter(base, writable),
-        }
-    }
-
-    /// A new export for a View of `parent` with `layout`, given relative to the parent's
-    /// block: an export of the parent's root where that still addresses the parent's block,
-    /// else of the parent itself; either way the root stays the base.
-    fn of_view(parent: This<'_, View>, writable: bool, layout: Layout) -> PyResult<Self> {
-        let layout = match Self::from_parent(parent, writable, layout)? {
-            Ok(source) => return Ok(source),
-            Err(layout) => layout,
-        };
-        let mut source = Self::from_exporter(parent.obj, writable)?;
-        // The export just taken (of a View, by bufferkit's own slot) ran no Python code; the
-        // parent is still open, since it exported.
-        let value = parent.value;
-        // The parent's first element is at the export's own offset in the new block.
-        source.layout = sliced_against(
-            &layout,
-            &value.layout,
-            source.layout.offset(),
-            source.block_len,
-        )?;
-        source.root = value.root_ref()?;
-        source.root_start = value.root_start;
-        Ok(source)
-    }
-
-    fn from_exporter(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
-        let guard = Holder::get(base, writable)?;
-        let export = &guard.0;
-        let ndim = export.ndim as usize;
-        let format = if export.format.is_null() {
-            Format::bytes()
-        } else {
-            // SAFETY: a non-NULL format is a C string valid while the export is held.
-            let text = unsafe { core::ffi::CStr::from_ptr(export.format) }.to_owned();
-            Format::new(text, export.itemsize as usize).map_err(common::layout_error)?
-        };
-        let shape: Vec<isize> = match (export.shape.is_null(), ndim) {
-            // SAFETY: shape and strides are NULL or arrays of `ndim` entries valid while the
-            // export is held (buffer.rst, "Buffer structure").
-            (false, n) => unsafe { core::slice::from_raw_parts(export.shape, n) }.to_vec(),
-            (true, 0) => Vec::new(),
-            (true, _) => vec![export.len / export.itemsize],
-        };
-        let strides: Vec<isize> = if export.strides.is_null() {
-            Layout::contiguous(format.clone(), &shape, Order::C)
-                .map_err(common::layout_error)?
-                .strides()
-                .to_vec()
-        } else {
-            // SAFETY: as above.
-            unsafe { core::slice::from_raw_parts(export.strides, shape.len()) }.to_vec()
-        };
-        // The block is the extent of the bytes the export addresses, [buf + lo, buf + hi).
-        let (lo, hi) = guard.extent(base)?;
-        let block_len = (hi - lo) as usize;
-        let start = export.buf.cast::<u8>().wrapping_offset(lo);
-        let block = NonNull::new(start).unwrap_or(NonNull::dangling());
-        let layout = Layout::strided(format, &shape, &strides, -lo, block_len).map_err(|e| {
-            Error::buffer_error(format!(
-                "{} exported an inconsistent layout: {e}",
-                base.type_name()
-            ))
-        })?;
-        let readonly = export.readonly != 0;
-        let export = guard.take();
-        Ok(Self {
-            export,
-            root: Owned::from_borrowed(base),
-            root_start: start,
-            block,
-            block_len,
-            layout,
-            readonly,
-        })
-    }
-
-    /// A new export of `parent`'s root with `layout` (relative to the parent's block), if it
-    /// addresses the parent's block (an exporter may hand out other memory each time);
-    /// `Err(layout)`, the layout given back, if it does not.
-    ///
-    /// The root's getbuffer may run Python code that releases the parent (or drops every other
-    /// reference to the root): the root is held by a reference of this call's own, nothing of
-    /// the parent is borrowed across the call, and the parent must still be open after it.
-    /// The new export is only taken, not described: the parent's layout already is.
-    fn from_parent(
-        parent: This<'_, View>,
+impl HeldExport {
+    /// A new `HeldExport` (of type `tp`, the module's) of `base`'s buffer for the full request
+    /// (writable or read-only), refused unless a View can re-export it: no suboffsets, a sane
+    /// ndim, itemsize and len.
+    fn acquire(
+        gil: Gil<'_>,
+        tp: *mut ffi::PyTypeObject,
+        base: Borrowed<'_>,
         writable: bool,
-        layout: Layout,
-    ) -> PyResult<Result<Self, Layout>> {
-        let value = common::open(parent)?;
-        let root = value.root_ref()?;
-        let fresh = Holder::get(root.borrow(), writable || !value.held_readonly)?;
-        // Re-validated: `value`'s fields are fixed at construction, but the parent may have
-        // been released meanwhile, and slicing a released View is refused.
-        let value = common::open(parent)?;
-        let (lo, hi) = fresh.extent(root.borrow())?;
-        let buf = fresh.0.buf as isize;
-        let block = value.block.as_ptr() as isize;
-        // Pointers compared as addresses: `buf + lo` and `buf + hi` are in the address space
-        // (`extent` checked), and so is the parent's block.
-        let inside = buf.checked_add(lo).is_some_and(|start| start <= block)
-            && buf.checked_add(hi).is_some_and(|end| {
-                block
-                    .checked_add(value.block_len as isize)
-                    .is_some_and(|block_end| block_end <= end)
-            });
-        if !inside {
-            return Ok(Err(layout));
-        }
-        let readonly = value.counter.snapshot().readonly() || fresh.0.readonly != 0;
-        Ok(Ok(Self {
-            export: fresh.take(),
-            root,
-            root_start: value.root_start,
-            block: value.block,
-            block_len: value.block_len,
-            layout,
-            readonly,
-        }))
-    }
-}
-
-/// Owns a filled `Py_buffer` until it is taken.
-struct Holder(Box<ffi::Py_buffer>);
-
-impl Holder {
-    /// `base`'s export for the full request (writable or read-only), refused unless a View
-    /// can re-export it: no suboffsets, sane ndim, itemsize and len.
-    fn get(base: Borrowed<'_>, writable: bool) -> PyResult<Self> {
+    ) -> PyResult<Owned> {
+        let empty = HeldExport {
+            // SAFETY: an all-zero Py_buffer is the empty one (`Py_buffer::new` is the same).
+            export: UnsafeCell::new(ffi::Py_buffer::new()),
+            gc: Cell::new(GcRefs::default()),
+            guard: Cell::new(ptr::null_mut()),
+            root_shown: Cell::new(false),
+        };
+        // SAFETY: `tp` is the module's HeldExport type (caller), whose instances are
+        // `Object<HeldExport>`; the GIL is held.
+        let held = unsafe { Object::create(gil, tp, empty) }?;
+        // SAFETY: `held` was made just above as an `Object<HeldExport>` and is kept alive by
+        // the reference this function owns.
+        let value = unsafe { Object::<HeldExport>::value_of(held.as_ptr()) };
         let request = if writable {
             flags::FULL
         } else {
             flags::FULL_RO
         };
-        let mut export = Box::new(ffi::Py_buffer::new());
-        // SAFETY: `base` is live, the GIL is held, `export` is a writable Py_buffer at an
-        // address that does not change until it is released.
-        if unsafe { unwind::get_buffer(base.as_ptr(), &mut *export, request) } == -1 {
+        // SAFETY: `base` is live, the GIL is held; `export` is the object's empty Py_buffer,
+        // which nothing else references and which does not move. On failure the exporter
+        // leaves `obj` NULL, and dropping `held` gives nothing back.
+        if unsafe { unwind::get_buffer(base.as_ptr(), value.export.get(), request) } == -1 {
             return Err(Error::Raised);
         }
-        // From here the export is released on every exit.
-        let held = Self(export);
-        let export = &held.0;
+        let export = value.export();
         if !export.suboffsets.is_null() {
             return Err(Error::buffer_error(format!(
                 "View cannot re-export {}: its buffer has suboffsets (a PIL-style layout)",
@@ -302,15 +184,28 @@ impl Holder {
                 export.len
             )));
         }
+        let (gc, root_shown, guard) = gc_refs(base, export);
+        value.gc.set(gc);
+        value.root_shown.set(root_shown);
+        value
+            .guard
+            .set(guard.map_or(ptr::null_mut(), Owned::into_raw));
         Ok(held)
     }
 
-    /// `(lo, hi)`: the bytes the export addresses, `[buf + lo, buf + hi)`, read from its shape
-    /// and strides (C order where it has none) without allocating; a `BufferError` naming
-    /// `base` if they cannot be expressed in `isize`.
+    /// The filled export.
+    fn export(&self) -> &ffi::Py_buffer {
+        // SAFETY: written only by `acquire` before any other reference exists, and by drop
+        // (invariants): shared reads are sound.
+        unsafe { &*self.export.get() }
+    }
+
+    /// `(lo, hi)`: the bytes the export addresses, `[buf + lo, buf + hi)`, from its shape and
+    /// strides (C order where it has none); a `BufferError` naming `base` if they cannot be
+    /// expressed in `isize`.
     fn extent(&self, base: Borrowed<'_>) -> PyResult<(isize, isize)> {
-        let export = &self.0;
-        let ndim = export.ndim as usize; // checked by `get`
+        let export = self.export();
+        let ndim = export.ndim as usize; // checked by `acquire`
         let dim = |i: usize| -> isize {
             if export.shape.is_null() {
                 // One dimension of len / itemsize items, or a scalar (ndim 0).
@@ -353,19 +248,128 @@ impl Holder {
         }
         Ok((lo, hi))
     }
-
-    fn take(self) -> Box<ffi::Py_buffer> {
-        let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again (ManuallyDrop), so the box moves out
-        // exactly once; moving a Box does not move the Py_buffer it points to.
-        unsafe { ptr::read(&this.0) }
-    }
 }
 
-impl Drop for Holder {
-    fn drop(&mut self) {
-        // SAFETY: the held view is filled and released once (`take` skips this).
-        unsafe { unwind::release_buffer(&mut *self.0) };
+/// `tp_traverse` of a HeldExport: the export's reference, unless [`gc_refs`] hid it.
+fn held_traverse(value: &HeldExport, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+    let obj = value.export().obj;
+    if value.gc.get().export && !obj.is_null() {
+        // SAFETY: the export's strong reference; `visit` is the GC's callback.
+        return unsafe { visit(obj, arg) };
+    }
+    0
+}
+
+impl crate::ffi::Collectable for HeldExport {
+    fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+        held_traverse(self, visit, arg)
+    }
+
+    /// Nothing: a `HeldExport` is only reachable from Views, which give it up when they are
+    /// cleared (and never while they are exported). Its type registers no `tp_clear`.
+    fn clear(&self, _gil: Gil<'_>) {}
+}
+
+/// Where a new View's memory comes from: the shared export of the root, the block of it the
+/// View may address, and the layout it starts from.
+struct Source {
+    // A `HeldExport` object.
+    held: Owned,
+    // The View's `base`: the object the user named, or the root of the View the user named.
+    // An exporter may hand out another object as `view->obj` (CPython 3.12+ gives a
+    // `_buffer_wrapper` for classes with `__buffer__`), which is not what a user calls the
+    // base.
+    root: Owned,
+    root_start: *mut u8,
+    block: NonNull<u8>,
+    block_len: usize,
+    layout: Layout,
+    readonly: bool,
+}
+
+impl Source {
+    /// `base`'s memory: for a View base, the View's own (its held export, block and layout),
+    /// else a new export of `base`, held by a new HeldExport of type `held_type`.
+    fn acquire(
+        gil: Gil<'_>,
+        held_type: *mut ffi::PyTypeObject,
+        base: Borrowed<'_>,
+        writable: bool,
+    ) -> PyResult<Self> {
+        match as_view(gil, base)? {
+            Some(parent) => Self::of_view(parent, parent.value.layout.clone()),
+            None => Self::from_exporter(gil, held_type, base, writable),
+        }
+    }
+
+    /// `parent`'s memory with `layout` (relative to the parent's block), sharing its export.
+    fn of_view(parent: This<'_, View>, layout: Layout) -> PyResult<Self> {
+        View::pinned(parent, |value, held, root| Self {
+            held: Owned::from_borrowed(held),
+            root: Owned::from_borrowed(root),
+            root_start: value.root_start,
+            block: value.block,
+            block_len: value.block_len,
+            layout,
+            readonly: value.counter.snapshot().readonly(),
+        })
+    }
+
+    fn from_exporter(
+        gil: Gil<'_>,
+        held_type: *mut ffi::PyTypeObject,
+        base: Borrowed<'_>,
+        writable: bool,
+    ) -> PyResult<Self> {
+        let held = HeldExport::acquire(gil, held_type, base, writable)?;
+        // SAFETY: `acquire` returns an `Object<HeldExport>`, kept alive by `held`.
+        let value = unsafe { Object::<HeldExport>::value_of(held.as_ptr()) };
+        let export = value.export();
+        let ndim = export.ndim as usize; // checked by `acquire`
+        let format = if export.format.is_null() {
+            Format::bytes()
+        } else {
+            // SAFETY: a non-NULL format is a C string valid while the export is held.
+            let text = unsafe { core::ffi::CStr::from_ptr(export.format) }.to_owned();
+            Format::new(text, export.itemsize as usize).map_err(common::layout_error)?
+        };
+        let shape: Vec<isize> = match (export.shape.is_null(), ndim) {
+            // SAFETY: shape and strides are NULL or arrays of `ndim` entries valid while the
+            // export is held (buffer.rst, "Buffer structure").
+            (false, n) => unsafe { core::slice::from_raw_parts(export.shape, n) }.to_vec(),
+            (true, 0) => Vec::new(),
+            (true, _) => vec![export.len / export.itemsize],
+        };
+        let strides: Vec<isize> = if export.strides.is_null() {
+            Layout::contiguous(format.clone(), &shape, Order::C)
+                .map_err(common::layout_error)?
+                .strides()
+                .to_vec()
+        } else {
+            // SAFETY: as above.
+            unsafe { core::slice::from_raw_parts(export.strides, shape.len()) }.to_vec()
+        };
+        // The block is the extent of the bytes the export addresses, [buf + lo, buf + hi).
+        let (lo, hi) = value.extent(base)?;
+        let block_len = (hi - lo) as usize;
+        let start = export.buf.cast::<u8>().wrapping_offset(lo);
+        let block = NonNull::new(start).unwrap_or(NonNull::dangling());
+        let layout = Layout::strided(format, &shape, &strides, -lo, block_len).map_err(|e| {
+            Error::buffer_error(format!(
+                "{} exported an inconsistent layout: {e}",
+                base.type_name()
+            ))
+        })?;
+        let readonly = export.readonly != 0;
+        Ok(Self {
+            held,
+            root: Owned::from_borrowed(base),
+            root_start: start,
+            block,
+            block_len,
+            layout,
+            readonly,
+        })
     }
 }
 
@@ -392,6 +396,14 @@ fn view_type_of(tp: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyTypeObject> 
     Ok(state.view_type.cast())
 }
 
+/// The module state of the bufferkit module that made `tp` (View or a subclass).
+fn state_of(tp: *mut ffi::PyTypeObject) -> PyResult<&'static crate::module::State> {
+    // SAFETY: `tp` is the live type of a live object (or the type being called) and the GIL
+    // is held; the state lives as long as the module, which the type keeps alive, and is only
+    // read here.
+    unsafe { crate::module::state_of_type(tp) }
+}
+
 /// Builds a View of the given type from a source.
 fn make(
     gil: Gil<'_>,
@@ -399,32 +411,28 @@ fn make(
     source: Source,
     readonly: bool,
 ) -> PyResult<Owned> {
-    let source = core::mem::ManuallyDrop::new(source);
-    // SAFETY: `source` is never used again (ManuallyDrop); each field is moved out once.
-    let (export, layout, root) = unsafe {
-        (
-            ptr::read(&source.export),
-            ptr::read(&source.layout),
-            ptr::read(&source.root),
-        )
-    };
-    let (gc, guard) = gc_refs(root.borrow(), &export);
+    let Source {
+        held,
+        root,
+        root_start,
+        block,
+        block_len,
+        layout,
+        readonly: _,
+    } = source;
     let value = View {
-        held_readonly: source.readonly,
-        source: UnsafeCell::new(Some(export)),
+        held: UnsafeCell::new(held.into_raw()),
         // The View's own strong reference to the root, independent of the export's.
         root: UnsafeCell::new(root.into_raw()),
-        guard: UnsafeCell::new(guard.map_or(ptr::null_mut(), Owned::into_raw)),
-        gc,
-        root_start: source.root_start,
-        block: source.block,
-        block_len: source.block_len,
+        root_start,
+        block,
+        block_len,
         layout,
         counter: ExportCounter::new(readonly),
     };
     // SAFETY: `tp` is View or a subclass (callers pass the type `tp_new` got or the module's
     // View type), whose instances are `Object<View>`; the GIL is held. If creation fails,
-    // `value` is dropped, releasing the export.
+    // `value` is dropped, giving its references up.
     unsafe { Object::create(gil, tp, value) }
 }
 
@@ -432,52 +440,68 @@ impl Drop for View {
     fn drop(&mut self) {
         if self.counter.count() != 0 {
             // Each export holds a reference to the View, so this is a consumer that gave its
-            // reference back before its export. Its pointer must stay valid: the root's export
-            // and the references are leaked rather than given back under it.
+            // reference back before its export. Its pointer must stay valid: the held export
+            // and the references are leaked rather than given up under it.
             return;
         }
         self.release_source();
-        self.drop_refs();
+        self.drop_root();
     }
 }
 
 impl View {
-    /// A strong reference to the root, for a call that may run Python code.
-    fn root_ref(&self) -> PyResult<Owned> {
-        // SAFETY: `root` is only written when no method can run (invariants): a View a method
-        // reaches holds a live strong reference there, or NULL after tp_clear.
-        let root = unsafe { *self.root.get() };
-        // SAFETY: as above; the GIL is held for the method call.
-        let root = unsafe { Borrowed::from_ptr(root) }
-            .ok_or_else(|| Error::value_error("operation on released View"))?;
-        Ok(Owned::from_borrowed(root))
+    /// Runs `f` with this View and its held export and root, while one more export of the
+    /// View is counted: `release()` (on another thread, or from Python code `f` must not run)
+    /// then refuses rather than give the held export up. `ValueError` once released.
+    fn pinned<R>(
+        this: This<'_, View>,
+        f: impl FnOnce(&View, Borrowed<'_>, Borrowed<'_>) -> R,
+    ) -> PyResult<R> {
+        let counter = &this.value.counter;
+        loop {
+            let seen = counter.snapshot();
+            if seen.closed() {
+                common::open(this)?;
+            }
+            if counter.acquire(this.gil, seen) {
+                break;
+            }
+        }
+        // SAFETY: an export is counted, so `held` and `root` are not written until the
+        // `release` below (invariants); the GIL is held (or the thread attached).
+        let (held, root) = unsafe { (*this.value.held.get(), *this.value.root.get()) };
+        // SAFETY: both are strong references the open View holds (invariants).
+        let refs = unsafe { (Borrowed::from_ptr(held), Borrowed::from_ptr(root)) };
+        let result = match refs {
+            (Some(held), Some(root)) => Ok(f(this.value, held, root)),
+            _ => Err(Error::system_error("View holds no export while open")),
+        };
+        counter.release(this.gil);
+        result
     }
 
-    /// Gives the export back if still held.
+    /// Gives the held export up, if still held.
     ///
     /// Callers guarantee exclusivity: the counter is closed with no export live, or the View
     /// is being dropped with no export live.
     fn release_source(&self) {
-        // SAFETY: exclusive access to `source` (see above, and the invariants).
-        let held = unsafe { (*self.source.get()).take() };
-        if let Some(mut export) = held {
-            // SAFETY: a filled export, released once: it was taken out of `source`.
-            unsafe { unwind::release_buffer(&mut *export) };
+        // SAFETY: exclusive access to `held` (see above, and the invariants).
+        let held = unsafe { core::mem::replace(&mut *self.held.get(), ptr::null_mut()) };
+        if !held.is_null() {
+            // SAFETY: our strong reference, taken out of the field first; the GIL is held.
+            // The HeldExport gives the root's export back when its last View lets go.
+            unsafe { unwind::decref(held) };
         }
     }
 
-    /// Drops the strong references (`root`, `guard`) once the export was given back.
-    ///
-    /// Callers guarantee exclusivity, as for [`release_source`](Self::release_source), and
-    /// that the export was given back (the guard protects the export's memoryview).
-    fn drop_refs(&self) {
-        for field in [&self.root, &self.guard] {
-            // SAFETY: exclusive access (caller).
-            let obj = unsafe { core::mem::replace(&mut *field.get(), ptr::null_mut()) };
-            if !obj.is_null() {
-                // SAFETY: our strong reference; the GIL is held (tp_clear, tp_dealloc).
-                unsafe { unwind::decref(obj) };
-            }
+    /// Drops the root reference. Callers guarantee exclusivity: the View is unreachable
+    /// (tp_clear, drop).
+    fn drop_root(&self) {
+        // SAFETY: exclusive access (caller).
+        let root = unsafe { core::mem::replace(&mut *self.root.get(), ptr::null_mut()) };
+        if !root.is_null() {
+            // SAFETY: our strong reference; the GIL is held (tp_clear, tp_dealloc).
+            unsafe { unwind::decref(root) };
         }
     }
 }
@@ -553,10 +577,11 @@ fn view_new(
     // Ask for a read-only export first: every exporter serves it, and it says whether the
     // base is writable. Only a caller who insists on writing asks again with PyBUF_WRITABLE
     // (an exporter may grant writes only when asked).
-    let mut source = Source::acquire(gil, base, false)?;
+    let held_type = state_of(subtype)?.held_type.cast::<ffi::PyTypeObject>();
+    let mut source = Source::acquire(gil, held_type, base, false)?;
     if readonly == Some(false) && source.readonly {
         drop(source);
-        source = Source::acquire(gil, base, true).map_err(|_| {
+        source = Source::acquire(gil, held_type, base, true).map_err(|_| {
             // SAFETY: the GIL is held; the exporter's own refusal is replaced by ours.
             unsafe { ffi::PyErr_Clear() };
             Error::buffer_error(format!(
@@ -703,32 +728,13 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
             unsafe { ffi::PySlice_AdjustIndices(layout.shape()[dim], &mut start, &mut stop, step) };
         slices.push((start, step, len));
     }
-    // `PySlice_Unpack` ran the slices' `__index__`, which may have released this View: `from_parent`
-    // checks again. `layout` is fixed at construction, so it is still this View's.
+    // `PySlice_Unpack` ran the slices' `__index__`, which may have released this View:
+    // `of_view` checks again. `layout` is fixed at construction, so it is still this View's.
     let sliced = layout.sliced(&slices).map_err(common::layout_error)?;
     let readonly = value.counter.snapshot().readonly();
-    let source = Source::of_view(this, false, sliced)?;
+    let source = Source::of_view(this, sliced)?;
     let view_type = view_type_of(this.obj.type_ptr())?;
     make(this.gil, view_type, source, readonly)
-}
-
-/// `sliced`, expressed relative to a block in which `parent`'s first element is at
-/// `first_offset`.
-fn sliced_against(
-    sliced: &Layout,
-    parent: &Layout,
-    first_offset: isize,
-    block_len: usize,
-) -> PyResult<Layout> {
-    let offset = sliced.offset() - parent.offset() + first_offset;
-    Layout::strided(
-        sliced.format().clone(),
-        sliced.shape(),
-        sliced.strides(),
-        offset,
-        block_len,
-    )
-    .map_err(common::layout_error)
 }
 
 fn view_release(this: This<'_, View>) -> PyResult<Owned> {
@@ -738,7 +744,7 @@ fn view_release(this: This<'_, View>) -> PyResult<Owned> {
         .close(this.gil)
         .map_err(|e| common::exported_error("release", e.0))?;
     if closed_now {
-        // The counter is closed with nothing exported: `source` is ours alone.
+        // The counter is closed with nothing exported: `held` is ours alone.
         this.value.release_source();
     }
     Ok(convert::none())
@@ -821,12 +827,13 @@ fn memoryview_clear_is_safe() -> bool {
     }
 }
 
-/// Which references the collector may see, and the reference it must not see, for a View of
-/// `root` holding `export`. Decided once, here, so that `tp_traverse` only reads two flags.
+/// Whether the collector is shown the export's object and the root, and the reference it
+/// must not see, for `root`'s `export`. Decided once, here, so that `tp_traverse` only reads
+/// flags.
 ///
 /// Before the fix of gh-77894 (CPython 3.12.7; every 3.13), a memoryview's `tp_clear` gave its
-/// buffer back even while exported. A View holding an export of such a memoryview must then
-/// keep the collector from clearing it:
+/// buffer back even while exported. An export of such a memoryview must then keep the
+/// collector from clearing it:
 /// - a memoryview root or export object is not shown (a cycle through it is leaked, not
 ///   crashed);
 /// - a memoryview that the export object holds (CPython 3.12's `_buffer_wrapper` holds the
@@ -834,31 +841,25 @@ fn memoryview_clear_is_safe() -> bool {
 ///   guard, so that the export object itself can still be shown and a cycle through it
 ///   collected. The memoryviews are found through the export object's own `tp_traverse`, as
 ///   `gc.get_referents` finds them, not by a type name.
-fn gc_refs(root: Borrowed<'_>, export: &ffi::Py_buffer) -> (GcRefs, Option<Owned>) {
+fn gc_refs(root: Borrowed<'_>, export: &ffi::Py_buffer) -> (GcRefs, bool, Option<Owned>) {
     let is_memoryview = |obj: *mut ffi::PyObject| {
         // SAFETY: `obj` is a live strong reference; only its type is read.
         !obj.is_null() && unsafe { ffi::PyMemoryView_Check(obj) } != 0
     };
     if memoryview_clear_is_safe() {
-        return (
-            GcRefs {
-                root: true,
-                export: true,
-            },
-            None,
-        );
+        return (GcRefs { export: true }, true, None);
     }
     let gc = GcRefs {
-        root: !is_memoryview(root.as_ptr()),
         export: !is_memoryview(export.obj),
     };
+    let root_shown = !is_memoryview(root.as_ptr());
     let guard = if gc.export && export.obj != root.as_ptr() && !export.obj.is_null() {
         // SAFETY: `export.obj` is the live object the export holds a reference to.
         unsafe { held_memoryview(export.obj) }
     } else {
         None
     };
-    (gc, guard)
+    (gc, root_shown, guard)
 }
 
 /// The first memoryview `obj` references, as its type's `tp_traverse` reports it.
@@ -892,27 +893,19 @@ unsafe fn held_memoryview(obj: *mut ffi::PyObject) -> Option<Owned> {
     unsafe { Borrowed::from_ptr(found) }.map(Owned::from_borrowed)
 }
 
-/// `tp_traverse`: the root reference and the export's reference, as [`gc_refs`] decided.
+/// `tp_traverse`: the held export and the root (unless [`gc_refs`] hid it).
 fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
-    // SAFETY: traverse runs with the GIL held (or the world stopped); `source` and `root` are
+    // SAFETY: traverse runs with the GIL held (or the world stopped); `held` and `root` are
     // only written by tp_clear, drop and `release_source`, none of which runs meanwhile
-    // (`release_source` takes the export out before it calls into Python).
-    let (root, export_obj) = unsafe {
-        (
-            *value.root.get(),
-            (*value.source.get())
-                .as_ref()
-                .map_or(ptr::null_mut(), |b| b.obj),
-        )
+    // (`release_source` takes the reference out before it decrefs it).
+    let (held, root) = unsafe { (*value.held.get(), *value.root.get()) };
+    let root_shown = held.is_null() || {
+        // SAFETY: a live `Object<HeldExport>` this View holds.
+        unsafe { Object::<HeldExport>::value_of(held) }
+            .root_shown
+            .get()
     };
-    let shown = [
-        if value.gc.root { root } else { ptr::null_mut() },
-        if value.gc.export {
-            export_obj
-        } else {
-            ptr::null_mut()
-        },
-    ];
+    let shown = [held, if root_shown { root } else { ptr::null_mut() }];
     for obj in shown {
         if !obj.is_null() {
             // SAFETY: a strong reference the View owns; `visit` is the GC's callback.
@@ -930,14 +923,14 @@ fn view_traverse(value: &View, visit: ffi::visitproc, arg: *mut c_void) -> c_int
 /// The collector clears the members of a garbage cycle in no set order, and a consumer in the
 /// same cycle (a memoryview of this View, say) may still read through its export until its own
 /// `tp_clear` or deallocation gives it back. So a View with live exports gives nothing back:
-/// the cycle is broken at those consumers instead, and the View releases the root's export
+/// the cycle is broken at those consumers instead, and the View gives its held export up
 /// when it is deallocated.
 fn view_clear(gil: Gil<'_>, value: &View) {
     if value.counter.close(gil).is_err() {
         return;
     }
     value.release_source();
-    value.drop_refs();
+    value.drop_root();
 }
 
 impl crate::ffi::Collectable for View {
@@ -1072,3 +1065,43 @@ const _: ffi::releasebufferproc = crate::ffi::releasebuffer::<View>;
 const _: ffi::destructor = crate::ffi::dealloc::<View>;
 const _: ffi::traverseproc = crate::ffi::tp_traverse::<View>;
 const _: ffi::inquiry = crate::ffi::tp_clear::<View>;
+
+static mut HELD_SLOTS: [ffi::PyType_Slot; 4] = [
+    slot(
+        ffi::Py_tp_dealloc,
+        crate::ffi::dealloc::<HeldExport> as *mut c_void,
+    ),
+    slot(
+        ffi::Py_tp_traverse,
+        crate::ffi::tp_traverse::<HeldExport> as *mut c_void,
+    ),
+    slot(
+        ffi::Py_tp_doc,
+        c"One export of a View's root, shared by the Views made from one another."
+            .as_ptr()
+            .cast_mut()
+            .cast(),
+    ),
+    SLOT_END,
+];
+
+/// `Py_TPFLAGS_DISALLOW_INSTANTIATION` where it exists (3.10+): only bufferkit makes a
+/// HeldExport. Before 3.10 `type(h)()` makes an all-zero one, which is valid and holds nothing.
+#[cfg(Py_3_10)]
+const NO_NEW: core::ffi::c_ulong = ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
+#[cfg(not(Py_3_10))]
+const NO_NEW: core::ffi::c_ulong = 0;
+
+/// The spec of the (unexported) type of [`HeldExport`] objects. No `tp_clear`: see
+/// [`HeldExport`]'s `Collectable::clear`.
+pub static mut HELD_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
+    name: c"bufferkit._bufferkit.HeldExport".as_ptr(),
+    basicsize: Object::<HeldExport>::BASICSIZE,
+    itemsize: 0,
+    flags: spec_flags(ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_HAVE_GC | IMMUTABLE | NO_NEW),
+    // SAFETY: only the address of the static is taken (see VIEW_SLOTS).
+    slots: (&raw mut HELD_SLOTS).cast(),
+};
+
+const _: ffi::destructor = crate::ffi::dealloc::<HeldExport>;
+const _: ffi::traverseproc = crate::ffi::tp_traverse::<HeldExport>;
