@@ -686,31 +686,31 @@ fn parse_strides(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
 fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
     let value = common::open(this)?;
     let layout = &value.layout;
-    let keys: Vec<Borrowed<'_>>;
-    let tuple_holder;
     // SAFETY: `key` is live and the GIL is held.
-    if unsafe { ffi::PyTuple_Check(key.as_ptr()) } != 0 {
-        // SAFETY: a tuple; its items are borrowed from it, which we keep alive.
-        let n = unsafe { ffi::PyTuple_Size(key.as_ptr()) };
-        tuple_holder = Owned::from_borrowed(key);
-        keys = (0..n)
-            // SAFETY: 0 <= i < n; borrowed from the tuple, which `tuple_holder` keeps alive.
-            .filter_map(|i| unsafe {
-                Borrowed::from_ptr(ffi::PyTuple_GetItem(tuple_holder.as_ptr(), i))
-            })
-            .collect();
+    let is_tuple = unsafe { ffi::PyTuple_Check(key.as_ptr()) } != 0;
+    let n = if is_tuple {
+        // SAFETY: a tuple.
+        unsafe { ffi::PyTuple_Size(key.as_ptr()) as usize }
     } else {
-        keys = vec![key];
-    }
-    if keys.len() > layout.ndim() {
+        1
+    };
+    if n > layout.ndim() {
         return Err(Error::type_error(format!(
-            "too many indices: {} slices for a {}-dimensional View",
-            keys.len(),
+            "too many indices: {n} slices for a {}-dimensional View",
             layout.ndim()
         )));
     }
-    let mut slices = Vec::with_capacity(keys.len());
-    for (dim, k) in keys.iter().enumerate() {
+    // On the stack: slicing allocates nothing but the new View and its layout.
+    let mut slices = [(0isize, 0isize, 0isize); crate::layout::MAX_NDIM];
+    for (dim, slot) in slices[..n].iter_mut().enumerate() {
+        let k = if is_tuple {
+            // SAFETY: 0 <= dim < n, the size of the tuple `key`, which the caller keeps alive
+            // (tuples are immutable: the item stays for the call too).
+            unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(key.as_ptr(), dim as isize)) }
+                .ok_or(Error::Raised)?
+        } else {
+            key
+        };
         // SAFETY: `k` is live.
         if unsafe { ffi::PySlice_Check(k.as_ptr()) } == 0 {
             return Err(Error::type_error(format!(
@@ -719,18 +719,19 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
             )));
         }
         let (mut start, mut stop, mut step) = (0, 0, 0);
-        // SAFETY: `k` is a slice; the out-pointers are valid.
+        // SAFETY: `k` is a slice; the out-pointers are valid. May run the bounds' `__index__`.
         if unsafe { ffi::PySlice_Unpack(k.as_ptr(), &mut start, &mut stop, &mut step) } < 0 {
             return Err(Error::Raised);
         }
         // SAFETY: plain arithmetic on the unpacked values.
         let len =
             unsafe { ffi::PySlice_AdjustIndices(layout.shape()[dim], &mut start, &mut stop, step) };
-        slices.push((start, step, len));
+        *slot = (start, step, len);
     }
+    let slices = &slices[..n];
     // `PySlice_Unpack` ran the slices' `__index__`, which may have released this View:
     // `of_view` checks again. `layout` is fixed at construction, so it is still this View's.
-    let sliced = layout.sliced(&slices).map_err(common::layout_error)?;
+    let sliced = layout.sliced(slices).map_err(common::layout_error)?;
     let readonly = value.counter.snapshot().readonly();
     let source = Source::of_view(this, sliced)?;
     let view_type = view_type_of(this.obj.type_ptr())?;
