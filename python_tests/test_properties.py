@@ -15,7 +15,12 @@
    garbage cycles) and ``gc.collect()``, and checks after every step that the export counts
    equal the live exports, that every refused operation raised BufferError, that every live
    export reads the bytes the model says it must, and at the end that every base is back at
-   its baseline reference count.
+   its baseline reference count.  The moves of issue 13: a View released (or a Buffer closed)
+   from inside an Exporter's ``__buffer__`` / ``__release_buffer__`` or an ``__index__``, by a
+   second thread while it is sliced, and garbage cycles in which a consumer of a View is still
+   alive (``Freeing`` checks that no View gives its root's export back while exported).
+   ``test_lifetime_machine_under_debug_malloc`` runs the machine again under ``-X dev`` with
+   ``PYTHONMALLOC=debug``, in a child process.
 """
 
 import array
@@ -23,7 +28,10 @@ import ctypes
 import gc
 import os
 import struct
+import subprocess
 import sys
+import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -39,6 +47,7 @@ from _testbuffer import ND_FORTRAN, ND_WRITABLE, PyBUF_FULL, PyBUF_FULL_RO
 import bufferkit
 from bufferkit import Buffer, Exporter, View
 from conftest import RawView, product
+from isolated import child_env, describe
 
 #: scripts/sanitize.sh runs these tests under valgrind with a fraction of the examples
 SCALE = float(os.environ.get('BUFFERKIT_EXAMPLES_SCALE', '1'))
@@ -468,31 +477,104 @@ class Export:
         self.itemsize = itemsize
         self.writable = writable
         self.raw = raw                # the Py_buffer of a RawView
+        self.in_cycle = False         # held only by a garbage cycle, alive until gc.collect()
 
 
 class Wrapping(Exporter):
-    """An Exporter subclass wrapping a base; counts its own exports."""
+    """An Exporter subclass wrapping a base; counts its own exports. ``on_export`` and
+    ``on_release``, when set, run once at the start of the next ``__buffer__`` /
+    ``__release_buffer__`` (the re-entrancy moves)."""
 
     def __init__(self, base):
         self._base = base
         self.count = 0
+        self.on_export = None
+        self.on_release = None
 
     def __buffer__(self, flags):
+        hook, self.on_export = self.on_export, None
+        if hook is not None:
+            hook()
         mv = memoryview(self._base)
         self.count += 1
         return mv
 
     def __release_buffer__(self, view):
+        # In a garbage cycle with its own consumers, the collector may clear this instance's
+        # attributes before a consumer releases its export (CPython's tp_clear order is
+        # arbitrary); the machine checks counts only of reachable instances. (Not through
+        # self.__dict__: on 3.11, making the dict while the collector clears the instance's
+        # attributes crashes CPython's _PyObject_ClearInstanceAttributes.)
+        hook = getattr(self, 'on_release', None)
+        if hook is not None:
+            self.on_release = None
+            hook()
         try:
             self.count -= 1
         except AttributeError:
-            # In a garbage cycle with its own consumers, the collector may clear this
-            # instance's __dict__ before a consumer releases its export (CPython's tp_clear
-            # order is arbitrary); the machine checks counts only of reachable instances.
             CLEARED_RELEASES.append(type(self).__name__)
 
 
 CLEARED_RELEASES = []
+
+
+class Freeing(Exporter):
+    """The exporter of issue 13, item 2: it owns its memory and frees it as soon as its export
+    is given back. If a consumer of a View of it (``keep``, a memoryview) is still alive and
+    unreleased then, the View gave its root's export back while exported: recorded in
+    ``VIOLATIONS``, and written through, which ``PYTHONMALLOC=debug`` catches."""
+
+    def __init__(self, n):
+        self.data = bytearray(b'\xab' * n)
+        self.keep = None
+        self.count = [0]  # a list: __release_buffer__ must not store into a half-cleared object
+
+    def __buffer__(self, flags):
+        self.count[0] += 1
+        return memoryview(self.data)
+
+    def __release_buffer__(self, view):
+        view.release()
+        # Any attribute may be cleared already (see Wrapping).
+        count = getattr(self, 'count', None)
+        if count is not None:
+            count[0] -= 1
+            if count[0]:
+                return  # the memory is still exported
+        keep = getattr(self, 'keep', None)
+        alive = False
+        if keep is not None:
+            try:
+                keep.nbytes
+                alive = True
+            except ValueError:  # released
+                pass
+        data = getattr(self, 'data', None)
+        if data is not None:
+            data.clear()
+        if alive:
+            VIOLATIONS.append(f'{type(self).__name__}: export given back while its View is '
+                              f'exported')
+            if not keep.readonly:
+                n = min(8, len(keep))
+                keep[:n] = b'\x11' * n
+
+
+VIOLATIONS = []
+
+
+class Reentrant:
+    """An index whose ``__index__`` runs ``hook`` first (once)."""
+
+    def __init__(self, value, hook):
+        self.value = value
+        self.hook = hook
+
+    def __index__(self):
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return self.value
 
 
 class SubView(View):
@@ -520,8 +602,10 @@ class LifetimeMachine(RuleBasedStateMachine):
         self.owners = []
         self.exports = []
         self.counter = 0
+        self.freeing = []  # weak references to the Freeing cycles not yet collected
         self.gc_was_enabled = gc.isenabled()
         gc.disable()  # cycles die only at the machine's own gc.collect()
+        VIOLATIONS.clear()
 
     def _name(self, prefix):
         self.counter += 1
@@ -625,12 +709,18 @@ class LifetimeMachine(RuleBasedStateMachine):
             return None
         before = self.expected_count(target)
         v = make()
+        owner = self._adopt(target, v, positions, itemsize, readonly)
+        assert self.expected_count(target) == before + 1
+        del base
+        return owner
+
+    def _adopt(self, target, v, positions, itemsize, readonly):
+        """A new View the machine made: its model."""
         owner = Owner(self._name('V'), v, target, positions, itemsize, readonly)
         assert v.exports == 0 and not v.released
         assert v.readonly == readonly, (v, readonly)
+        assert v.shape == positions.shape, (v, positions.shape)
         self.owners.append(owner)
-        assert self.expected_count(target) == before + 1
-        del base
         return owner
 
     @rule(i=st.integers(0, 99), readonly=st.sampled_from([None, True]),
@@ -808,7 +898,7 @@ class LifetimeMachine(RuleBasedStateMachine):
 
     @rule(i=st.integers(0, 99))
     def release_export(self, i):
-        e = self._pick(self.exports, i)
+        e = self._pick(self._held_exports(), i)
         if e is None:
             return
         self.exports.remove(e)
@@ -822,7 +912,7 @@ class LifetimeMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 99), at=st.integers(0, 10**6), value=st.binary(min_size=8,
                                                                            max_size=8))
     def write_through_export(self, i, at, value):
-        writable = [e for e in self.exports if e.consumer == 'raw-writable']
+        writable = [e for e in self._held_exports() if e.consumer == 'raw-writable']
         e = self._pick(writable, i)
         if e is None or e.positions.size == 0:
             return
@@ -940,11 +1030,360 @@ class LifetimeMachine(RuleBasedStateMachine):
         gc.collect()
         for o in self.owners:
             o.in_cycle = False
+        self.exports = self._held_exports()
+        alive = [r for r in self.freeing if r() is not None]
+        assert not alive, f'{len(alive)} garbage cycles through a Freeing exporter survived'
+        self.freeing.clear()
         # Owners nobody can reach any more are gone for good.
         self.owners = [o for o in self.owners
                        if o.obj is not None or self.exported(o)]
 
+    # --- re-entrancy, threads, garbage cycles with live consumers (issue 13) ---------------
+
+    def _held_exports(self):
+        return [e for e in self.exports if not e.in_cycle]
+
+    def _exports_of(self, target):
+        return sum(1 for e in self.exports if e.target is target)
+
+    def _open_views(self):
+        return [o for o in self._held_views() if not o.released]
+
+    def _garbage_pending(self):
+        """Whether the model has objects that only a garbage cycle keeps alive."""
+        return (any(o.in_cycle for o in self.owners)
+                or any(e.in_cycle for e in self.exports))
+
+    def _open_base(self, i):
+        return self._pick([b for b in self.bases if not b.closed], i)
+
+    def _view_of_an_exporter(self, i):
+        """An open View the machine holds whose root is an Exporter (made if there is none:
+        each re-entrancy move works on every run, not only after the right earlier steps)."""
+        views = [o for o in self._open_views() if isinstance(o.target, Owner)]
+        if views:
+            return self._pick(views, i)
+        e = self._pick([o for o in self._exporters() if not o.base.closed], i)
+        if e is None:
+            base = self._open_base(i)
+            if base is None:
+                return None
+            self.new_exporter(self.bases.index(base))
+            e = self.owners[-1]
+        self.view_of_exporter(self._exporters().index(e))
+        return self.owners[-1]
+
+    def _an_open_view(self, i):
+        """An open View the machine holds (made of a base if there is none)."""
+        views = self._open_views()
+        if views:
+            return self._pick(views, i)
+        base = self._open_base(i)
+        if base is None:
+            return None
+        return self._add_view(base, lambda: View(base.obj), base.positions, base.itemsize,
+                              base.readonly or bool(getattr(base.obj, 'readonly', False)))
+
+    @staticmethod
+    def _draw_key(data, ndim, first_start=False):
+        """A tuple of 1..ndim slices; with ``first_start`` the first has an int start."""
+        keys = []
+        for d in range(data.draw(st.integers(1, ndim))):
+            start = data.draw(st.integers(-6, 6) if first_start and d == 0
+                              else st.one_of(st.none(), st.integers(-6, 6)))
+            keys.append(slice(start, data.draw(st.one_of(st.none(), st.integers(-6, 6))),
+                              data.draw(st.sampled_from([None, 1, 2, -1]))))
+        return tuple(keys)
+
+    @staticmethod
+    def _attempt(make):
+        """('ok', result) or (exception type, message) for ValueError/BufferError; any other
+        exception fails the run."""
+        try:
+            return 'ok', make()
+        except (ValueError, BufferError) as exc:
+            return type(exc), str(exc)
+
+    def _settle_new_view(self, outcome, parent, positions, victim, ran, n_victim,
+                         *, target=None, itemsize=None, readonly=None):
+        """The model after a call that makes a View while a hook released ``victim`` (whose
+        ``n_victim`` exports made that refused): the new View is adopted, or the call was
+        refused because ``victim`` (= ``parent``, the View the call started from, if any) is
+        released, or because the hook's release was refused."""
+        kind, value = outcome
+        if ran and n_victim:
+            s = 's' if n_victim != 1 else ''
+            assert (kind, value) == (BufferError, f'cannot release: {n_victim} exported '
+                                                  f'buffer{s}'), outcome
+            assert not victim.obj.released
+            return
+        if ran:
+            assert victim.obj.released, victim.name
+            victim.released = True
+        if kind == 'ok':
+            target = parent.target if target is None else target
+            self._adopt(target, value, positions,
+                        parent.itemsize if itemsize is None else itemsize,
+                        parent.readonly if readonly is None else readonly)
+            return
+        assert ran and parent is not None and victim is parent, (outcome, ran)
+        assert (kind, value) == (ValueError, f'operation on released {type(parent.obj).__name__}'
+                                 ), outcome
+
+    @rule(i=st.integers(0, 99), j=st.integers(0, 99), op=st.sampled_from(['slice', 'view']),
+          data=st.data())
+    def release_during_root_export(self, i, j, op, data):
+        """``v[...]`` / ``View(v)`` asks v's root (an Exporter) for a new export, and the root's
+        ``__buffer__`` first releases a View: v itself or another one."""
+        v = self._view_of_an_exporter(i)
+        if v is None:
+            return
+        if not v.positions.ndim:
+            op = 'view'
+        victim = self._pick(self._open_views(), j)
+        n_victim = self._exports_of(victim)
+        root = v.obj.base
+        assert isinstance(root, Wrapping), root
+        if op == 'slice':
+            key = self._draw_key(data, v.positions.ndim)
+            make, positions = (lambda: v.obj[key]), v.positions[key]
+        else:
+            make, positions = (lambda: View(v.obj)), v.positions
+        ran = []
+
+        def hook():
+            ran.append(True)
+            victim.obj.release()
+
+        root.on_export = hook
+        try:
+            outcome = self._attempt(make)
+        finally:
+            root.on_export = None
+        note(f'{victim.name} released in the __buffer__ of {v.name}\'s root: {outcome}')
+        self._settle_new_view(outcome, v, positions, victim, bool(ran), n_victim)
+
+    @rule(i=st.integers(0, 99), j=st.integers(0, 99), op=st.sampled_from(['slice', 'relayout']),
+          data=st.data())
+    def release_during_index(self, i, j, op, data):
+        """An ``__index__`` (a slice's start, a shape item) releases a View -- the one being
+        sliced, or another -- while the call converts its arguments."""
+        if self._an_open_view(j) is None:
+            return
+        victim = self._pick(self._open_views(), j)
+        n_victim = self._exports_of(victim)
+        ran = []
+
+        def hook():
+            ran.append(True)
+            victim.obj.release()
+
+        if op == 'slice':
+            v = self._pick([o for o in self._open_views() if o.positions.ndim], i)
+            if v is None:
+                return
+            key = self._draw_key(data, v.positions.ndim, first_start=True)
+            first = key[0]
+            live = (slice(Reentrant(first.start, hook), first.stop, first.step),) + key[1:]
+            outcome = self._attempt(lambda: v.obj[live])
+            note(f'{victim.name} released in __index__ of a slice of {v.name}: {outcome}')
+            self._settle_new_view(outcome, v, v.positions[key], victim, bool(ran), n_victim)
+            return
+        base = self._pick([b for b in self.bases if not b.closed], i)
+        if base is None:
+            return
+        k = data.draw(st.integers(0, len(base.content)))
+        outcome = self._attempt(
+            lambda: View(base.obj, format='B', shape=[Reentrant(k, hook)]))
+        note(f'{victim.name} released in __index__ of View({base.name}, shape=...): {outcome}')
+        ro = base.readonly or bool(getattr(base.obj, 'readonly', False))
+        self._settle_new_view(outcome, None, np.arange(k, dtype=np.int64), victim, bool(ran),
+                              n_victim, target=base, itemsize=1, readonly=ro)
+
+    @rule(i=st.integers(0, 99), j=st.integers(0, 99),
+          trigger=st.sampled_from(['export', 'view']),
+          action=st.sampled_from(['release-view', 'close-buffer']))
+    def reenter_from_release_buffer(self, i, j, trigger, action):
+        """While one of an Exporter's exports is given back (a consumer's, or a View's root
+        export), its ``__release_buffer__`` releases a View (maybe the very View being
+        released) or closes a Buffer."""
+        if trigger == 'export':
+            exports = [e for e in self._held_exports()
+                       if isinstance(e.target, Owner) and e.target.is_exporter
+                       and e.target.obj is not None
+                       and e.consumer in ('memoryview', 'raw', 'raw-writable')]
+            t = self._pick(exports, i)
+            exporter = t and t.target.obj
+        else:
+            self._view_of_an_exporter(i)
+            views = [o for o in self._open_views()
+                     if isinstance(o.target, Owner) and not self._exports_of(o)]
+            t = self._pick(views, i)
+            exporter = t and t.obj.base
+        if t is None:
+            return
+        record = []
+        if action == 'release-view':
+            victim = self._pick(self._open_views(), j)
+            n = self._exports_of(victim) if victim is not t else 0
+
+            def hook():
+                try:
+                    victim.obj.release()
+                except BufferError as exc:
+                    record.append(str(exc))
+                else:
+                    record.append('released')
+        else:
+            victim = self._pick([b for b in self.bases
+                                 if isinstance(b.obj, Buffer) and not b.closed], j)
+
+            def hook():
+                try:
+                    victim.obj.close()
+                except BufferError as exc:
+                    record.append(str(exc))
+                else:
+                    record.append('closed')
+        if victim is None:
+            return
+        exporter.on_release = hook
+        try:
+            if trigger == 'export':
+                self.exports.remove(t)
+                if t.consumer == 'memoryview':
+                    t.handle.release()
+                else:
+                    t.handle.__exit__(None, None, None)
+                t.handle = t.raw = None
+            else:
+                t.obj.release()
+                t.released = True
+        finally:
+            exporter.on_release = None
+        note(f'{action} of {victim.name} in __release_buffer__ ({trigger} {t.name}): {record}')
+        assert len(record) == 1, f'__release_buffer__ ran {len(record)} times'
+        if action == 'release-view':
+            if n:
+                s = 's' if n != 1 else ''
+                assert record == [f'cannot release: {n} exported buffer{s}'], record
+            else:
+                assert record == ['released'] and victim.obj.released, record
+                victim.released = True
+        else:
+            # The memoryview __buffer__ returned may still hold an export of the Exporter's
+            # own base while __release_buffer__ runs: a close the model allows may be refused.
+            if record == ['closed']:
+                assert self.expected_count(victim) == 0, victim.name
+                victim.closed = True
+            else:
+                assert record[0].startswith('cannot close: '), record
+                assert not victim.obj.closed
+
+    @rule(i=st.integers(0, 99), consumer=st.sampled_from(['View', 'memoryview']))
+    def close_during_export(self, i, consumer):
+        """An Exporter's ``__buffer__`` closes the Buffer it wraps before exporting it: the
+        close is refused while the Buffer is exported, else the export fails cleanly."""
+        e = self._pick([o for o in self._exporters()
+                        if isinstance(o.base.obj, Buffer) and not o.base.closed], i)
+        if e is None:
+            return
+        b = e.base
+        n = self.expected_count(b)
+        e.obj.on_export = b.obj.close
+        try:
+            outcome = self._attempt(lambda: (View if consumer == 'View' else memoryview)(e.obj))
+        finally:
+            e.obj.on_export = None
+        note(f'{b.name} closed in the __buffer__ of {e.name}: {outcome}')
+        if n:
+            s = 's' if n != 1 else ''
+            assert outcome == (BufferError, f'cannot close: {n} exported buffer{s}'), outcome
+        else:
+            assert outcome == (ValueError, 'operation on closed Buffer'), outcome
+            b.closed = True
+        assert b.obj.closed == b.closed
+
+    @rule(i=st.integers(0, 99), op=st.sampled_from(['slice', 'view']), data=st.data())
+    def release_from_another_thread(self, i, op, data):
+        """A second thread releases a View while this one slices it or views it again; the
+        interpreter switches threads every microsecond (an Exporter root's ``__buffer__`` is
+        Python code, where the switch happens)."""
+        self._view_of_an_exporter(i)
+        v = self._pick([o for o in self._open_views() if not self._exports_of(o)], i)
+        if v is None:
+            return
+        if not v.positions.ndim:
+            op = 'view'
+        keys = [self._draw_key(data, v.positions.ndim) if op == 'slice' else None
+                for _ in range(3)]
+        go = threading.Event()
+        errors = []
+
+        def releaser():
+            go.wait()
+            try:
+                v.obj.release()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        interval = sys.getswitchinterval()
+        thread = threading.Thread(target=releaser)
+        sys.setswitchinterval(1e-6)
+        try:
+            thread.start()
+            go.set()
+            outcomes = [self._attempt((lambda k=k: v.obj[k]) if op == 'slice'
+                                      else (lambda: View(v.obj)))
+                        for k in keys]
+        finally:
+            thread.join()
+            sys.setswitchinterval(interval)
+        assert not errors, errors
+        note(f'{v.name} released by another thread during {op}: {[o[0] for o in outcomes]}')
+        for key, outcome in zip(keys, outcomes):
+            positions = v.positions[key] if op == 'slice' else v.positions
+            self._settle_new_view(outcome, v, positions, v, True, 0)
+
+    @rule(i=st.integers(0, 99), cls=st.sampled_from([View, SubView]))
+    def cycle_through_a_consumer(self, i, cls):
+        """exporter -> memoryview(view) -> view -> exporter, dropped by the machine: garbage in
+        which a consumer of the View is alive until the collector runs."""
+        if self._view_of_an_exporter(i) is None:
+            return
+        e = self._pick([o for o in self._exporters() if not o.base.closed], i)
+        if e is None:
+            return
+        base = e.base
+        ro = base.readonly or bool(getattr(base.obj, 'readonly', False))
+        v = self._add_view(e, lambda: cls(e.obj), base.positions, base.itemsize, ro)
+        consumer = Export(self._name('X'), 'cycle', None, v, v.positions, v.itemsize, False,
+                          None)
+        consumer.in_cycle = True
+        self.exports.append(consumer)
+        e.obj.keep = memoryview(v.obj)
+        v.obj = e.obj = None
+        v.in_cycle = e.in_cycle = True
+
+    @rule(young=st.booleans(), how=st.sampled_from(['View', 'slice', 'SubView']))
+    def freeing_cycle(self, young, how):
+        """Issue 13, item 2: a ``Freeing`` exporter -> memoryview(View of it) -> the View ->
+        the exporter, garbage; with ``young`` the exporter survived a young collection before
+        the View was made (when the model has no garbage of its own a young collection could
+        take early)."""
+        f = Freeing(64)
+        if young and not self._garbage_pending():
+            gc.collect(0)
+        v = {'View': View, 'SubView': SubView}.get(how, lambda b: View(b)[::2])(f)
+        f.keep = memoryview(v)
+        self.freeing.append(weakref.ref(f))
+        del f, v
+
     # --- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def no_export_given_back_while_exported(self):
+        assert VIOLATIONS == [], VIOLATIONS
 
     @invariant()
     def export_counts_match(self):
@@ -966,7 +1405,7 @@ class LifetimeMachine(RuleBasedStateMachine):
 
     @invariant()
     def exports_read_the_right_bytes(self):
-        for e in self.exports:
+        for e in self._held_exports():
             base = e.target if isinstance(e.target, Base) else e.target.base
             want = self.expected_bytes(e.positions, e.itemsize, base)
             if e.consumer.startswith('raw'):
@@ -991,7 +1430,7 @@ class LifetimeMachine(RuleBasedStateMachine):
 
     def _release_everything(self):
         # (a method of its own: its loop variables must not outlive it and hold references)
-        for e in self.exports:
+        for e in self._held_exports():
             if e.consumer.startswith('raw'):
                 e.handle.__exit__(None, None, None)
             e.handle = e.raw = None
@@ -1006,6 +1445,9 @@ class LifetimeMachine(RuleBasedStateMachine):
         try:
             self._release_everything()
             gc.collect()
+            assert VIOLATIONS == [], VIOLATIONS
+            alive = [r for r in self.freeing if r() is not None]
+            assert not alive, f'{len(alive)} garbage cycles through a Freeing exporter survived'
             for b in self.bases:
                 if isinstance(b.obj, Buffer):
                     assert b.obj.exports == 0, b.name
@@ -1032,3 +1474,16 @@ TestLifetime.settings = settings(max_examples=examples(60), stateful_step_count=
                                  deadline=None, phases=_PHASES,
                                  derandomize=not os.environ.get('BUFFERKIT_RANDOM'),
                                  suppress_health_check=list(HealthCheck))
+
+
+def test_lifetime_machine_under_debug_malloc():
+    """The same derandomized runs of the machine once more in a child interpreter under
+    ``-X dev`` with ``PYTHONMALLOC=debug``: CPython's debug allocator checks the pad bytes of
+    every block it frees and fills freed memory, so a write into freed memory or past a block
+    aborts there, and a crash fails this test instead of killing the whole run. An exception
+    that reached ``sys.unraisablehook`` (a ``__release_buffer__`` that failed) fails it too."""
+    result = subprocess.run(
+        [sys.executable, '-X', 'dev', '-m', 'pytest', f'{__file__}::TestLifetime', '-q',
+         '-p', 'no:cacheprovider', '-W', 'error::pytest.PytestUnraisableExceptionWarning'],
+        env=child_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and '1 passed' in result.stdout, describe(result)

@@ -1,0 +1,537 @@
+"""Regression tests for issue 13: memory safety under re-entrancy, threads and the GC.
+
+One test per scenario of the issue, each written to fail on the commit the issue was filed
+against (7aac8ab) and to pass once it is fixed:
+
+1. a View released while its root's ``__buffer__`` runs, when the View is sliced or viewed
+   again (the root's ``__buffer__`` releases it, or a second thread does): SIGSEGV;
+2. a garbage cycle exporter -> memoryview(view) -> view -> exporter: the collector made the
+   View give its root's export back while the memoryview still used it, and the Exporter's
+   ``__release_buffer__`` freed the memory under it (``PYTHONMALLOC=debug`` abort);
+3. ``e.v = View(e)`` never collected on 3.12+ (and, on every version, for a class named
+   ``_buffer_wrapper``);
+4. a ``shape``/``strides`` list changed by an item's ``__index__``;
+5. pickling and copying a ``Buffer`` subclass dropped its ``__dict__``/``__slots__``;
+6. ``View.tolist()`` for a format ``struct`` does not know raised ``struct.error``;
+7. a slice of a View whose root hands out other memory had the View as ``base``;
+8. ``with Buffer()``/``with View()`` whose body raises while exported hid the user's error.
+
+Scenarios that may crash run in a child interpreter (``isolated.py``: ``-X dev``,
+``PYTHONMALLOC=debug``), so that a crash fails one test instead of killing pytest.
+"""
+
+import copy
+import pickle
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from bufferkit import Buffer, Exporter, View
+from isolated import check_isolated
+
+HAS_PEP688 = sys.version_info >= (3, 12)
+
+#: Defined in every child: the roots of the scenarios. ``Counting`` is the README's Exporter
+#: (``return memoryview(self.data)``) counting its live exports; ``Plain`` the same as a plain
+#: PEP 688 class (a buffer only on 3.12+). ``hook``, if set, runs once inside the next
+#: ``__buffer__``, before the export is made.
+PRELUDE = '''
+import gc, sys, threading, time, weakref
+from bufferkit import Buffer, Exporter, View
+
+DATA = bytes(range(48))
+
+class Counting(Exporter):
+    def __init__(self, data):
+        self.data = data
+        self.count = 0
+        self.hook = None
+
+    def __buffer__(self, flags):
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        self.count += 1
+        return memoryview(self.data)
+
+    def __release_buffer__(self, view):
+        try:
+            self.count -= 1
+        except AttributeError:  # in a garbage cycle, the attributes may be cleared first
+            pass
+
+class Plain:
+    def __init__(self, data):
+        self.data = data
+        self.count = 0
+        self.hook = None
+
+    def __buffer__(self, flags):
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        self.count += 1
+        return memoryview(self.data)
+
+    def __release_buffer__(self, view):
+        try:
+            self.count -= 1
+        except AttributeError:  # in a garbage cycle, the attributes may be cleared first
+            pass
+
+ROOTS = {'Exporter': Counting, 'PEP688': Plain}
+
+def unlocked(data):
+    """Whether nothing holds an export of the bytearray ``data`` any more."""
+    try:
+        data.append(0)
+    except BufferError:
+        return False
+    data.pop()
+    return True
+'''
+
+
+def isolated(*parts):
+    """Run PRELUDE and then ``parts`` (each dedented) in a child; see ``check_isolated``."""
+    return check_isolated(PRELUDE + ''.join(textwrap.dedent(p) for p in parts))
+
+
+ROOT_KINDS = ['Exporter', 'PEP688']
+
+
+def pep688_unsupported():
+    """Before 3.12 a plain class with ``__buffer__`` is no buffer: View refuses it with
+    TypeError, and that is all there is to check."""
+    assert not HAS_PEP688
+    isolated('''
+        try:
+            View(Plain(bytearray(DATA)))
+        except TypeError as exc:
+            assert 'must support the buffer protocol' in str(exc), exc
+        else:
+            raise AssertionError('View of a plain class with __buffer__ before 3.12')
+        print('DONE')
+    ''')
+
+
+# --------------------------------------------------------------------------------------------
+# 1. A View released while its root's __buffer__ runs
+# --------------------------------------------------------------------------------------------
+
+#: What a child checks after each slice / View(v) of a View that was being released: a valid
+#: View reading the right bytes, or ValueError for the released View; nothing else.
+OUTCOME = '''
+OPS = {'slice': (lambda v: v[1::3], DATA[1::3]), 'view': (lambda v: View(v), DATA)}
+
+def attempt(op, v, root, outcomes):
+    make, want = OPS[op]
+    try:
+        s = make(v)
+    except ValueError as exc:
+        assert str(exc) == 'operation on released View', repr(exc)
+        key = 'released'
+    else:
+        assert isinstance(s, View) and s.tobytes() == want, (s, s.tobytes())
+        assert s.base is root, s.base
+        s.release()
+        key = 'ok'
+    outcomes[key] = outcomes.get(key, 0) + 1
+'''
+
+
+@pytest.mark.parametrize('op', ['slice', 'view'])
+@pytest.mark.parametrize('kind', ROOT_KINDS)
+def test_view_released_by_its_roots_buffer_during_slicing(kind, op):
+    """The root's ``__buffer__`` (asked for a fresh export by ``v[...]`` / ``View(v)``) releases
+    ``v`` itself. Before the fix: SIGSEGV in ``Source::from_parent``."""
+    if kind == 'PEP688' and not HAS_PEP688:
+        pep688_unsupported()
+        return
+    lines = isolated(OUTCOME, f'''
+        root = ROOTS[{kind!r}](bytearray(DATA))
+        outcomes = {{}}
+        for _ in range(20):
+            v = View(root)
+            root.hook = v.release
+            attempt({op!r}, v, root, outcomes)
+            assert root.hook is None, 'the slice did not ask the root for an export'
+            assert v.released
+        del v
+        assert root.count == 0, f'{{root.count}} exports of the root never given back'
+        assert unlocked(root.data)
+        print(sorted(outcomes.items()))
+        print('DONE')
+    ''')
+    assert len(lines) == 1
+
+
+@pytest.mark.parametrize('op', ['slice', 'view'])
+@pytest.mark.parametrize('kind', ROOT_KINDS)
+def test_view_released_by_another_thread_during_slicing(kind, op):
+    """One thread slices a shared View while another releases it; the root's ``__buffer__``
+    is the README's, nothing hostile (the GIL is dropped inside it). Before the fix: SIGSEGV
+    within milliseconds."""
+    if kind == 'PEP688' and not HAS_PEP688:
+        pep688_unsupported()
+        return
+    lines = isolated(OUTCOME, f'''
+        sys.setswitchinterval(1e-6)
+        root = ROOTS[{kind!r}](bytearray(DATA))
+        current = [View(root)]
+        stop = []
+
+        def releaser():
+            while not stop:
+                current[0].release()
+
+        thread = threading.Thread(target=releaser)
+        thread.start()
+        outcomes = {{}}
+        deadline = time.monotonic() + 1.5
+        try:
+            while time.monotonic() < deadline:
+                v = View(root)
+                current[0] = v
+                for _ in range(3):
+                    attempt({op!r}, v, root, outcomes)
+        finally:
+            stop.append(True)
+            thread.join()
+        sys.setswitchinterval(0.005)
+        current[0].release()
+        del v, current
+        assert root.count == 0, f'{{root.count}} exports of the root never given back'
+        assert unlocked(root.data)
+        assert sum(outcomes.values()) > 100, outcomes
+        print(sorted(outcomes.items()))
+        print('DONE')
+    ''')
+    assert len(lines) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The GC never makes a View give its root's export back while the View is exported
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('age', ['young', 'old'])
+def test_garbage_cycle_with_a_live_consumer_of_the_view(age):
+    """exporter -> memoryview(view) -> view -> exporter, garbage. The Exporter frees the memory
+    it wraps when its export is given back (``bytearray.clear()``) and writes through the
+    memoryview if that is still alive then. The invariant: the View's root export is given
+    back only once nothing uses the View (the memoryview is gone or released), so the write
+    never happens. Before the fix (3.9-3.11, the Exporter having survived a young collection
+    before the View was made): the write went to freed memory, "bad trailing pad byte"."""
+    isolated(f'''
+        VIOLATIONS = []
+
+        class Freeing(Exporter):
+            def __init__(self, n):
+                self.data = bytearray(b'\\xab' * n)
+
+            def __buffer__(self, flags):
+                return memoryview(self.data)
+
+            def __release_buffer__(self, view):
+                view.release()
+                # In the collector, this instance's attributes may be cleared already. (Not
+                # through self.__dict__: on 3.11 making it then crashes CPython.)
+                m = getattr(self, 'm', None)
+                alive = False
+                if m is not None:
+                    try:
+                        m.nbytes
+                        alive = True
+                    except ValueError:  # released: nothing uses the View
+                        pass
+                data = getattr(self, 'data', None)
+                if data is not None:
+                    data.clear()        # frees the memory the View shows
+                if alive:
+                    VIOLATIONS.append(m.nbytes)
+                    m[:8] = b'\\x11' * 8  # a consumer still writing: into freed memory
+
+        gc.disable()
+        refs = []
+        for _ in range(10):
+            e = Freeing(4096)
+            if {age!r} == 'young':
+                gc.collect(0)           # e moves to an older generation than the View
+            v = View(e)
+            e.m = memoryview(v)
+            refs.append(weakref.ref(e))
+            del e, v
+        gc.collect()
+        assert VIOLATIONS == [], f'root export given back while exported: {{VIOLATIONS}}'
+        assert all(r() is None for r in refs), 'the cycle was not collected'
+        print('DONE')
+    ''')
+
+
+# --------------------------------------------------------------------------------------------
+# 3. No leak: e.v = View(e) is collected
+# --------------------------------------------------------------------------------------------
+
+LEAK_ROOTS = {
+    'Exporter': 'Counting(bytearray(1 << 20))',
+    'PEP688': 'Plain(bytearray(1 << 20))',
+    '_buffer_wrapper-bytearray': "type('_buffer_wrapper', (bytearray,), {})(1 << 20)",
+    '_buffer_wrapper-Exporter': "type('_buffer_wrapper', (Counting,), {})(bytearray(1 << 20))",
+}
+
+
+@pytest.mark.parametrize('kind', list(LEAK_ROOTS))
+def test_view_stored_on_its_root_is_collected(kind):
+    """``e.v = View(e)``, then ``del e``: the cycle is garbage and must be collected (weakref
+    dead, memory back). Before the fix, on 3.12/3.13 the Exporter and PEP 688 cases leaked for
+    good (the View's tp_traverse hid CPython's ``_buffer_wrapper`` by type name), and a user
+    class named ``_buffer_wrapper`` leaked on every version. The View also reports its root to
+    the collector (``gc.get_referents``)."""
+    if kind == 'PEP688' and not HAS_PEP688:
+        pep688_unsupported()
+        return
+    isolated(f'''
+        gc.disable()
+        refs = []
+        hidden = 0
+        for _ in range(20):
+            e = {LEAK_ROOTS[kind]}
+            e.v = View(e)
+            hidden += e not in gc.get_referents(e.v)
+            refs.append(weakref.ref(e))
+            del e
+        gc.collect()
+        alive = sum(r() is not None for r in refs)
+        assert (alive, hidden) == (0, 0), (
+            f'{{alive}} of {{len(refs)}} never collected; '
+            f'{{hidden}} Views hid their root from the collector')
+        print('DONE')
+    ''')
+
+
+# --------------------------------------------------------------------------------------------
+# 4. shape / strides lists changed by an item's __index__
+# --------------------------------------------------------------------------------------------
+
+class Mutating:
+    """An index whose ``__index__`` changes the list it is an item of."""
+
+    def __init__(self, value, change):
+        self.value = value
+        self.change = change
+        self.items = None
+
+    def __index__(self):
+        if self.change == 'shrink':
+            del self.items[-1]
+        elif self.change == 'grow':
+            self.items.append(5)
+        elif self.change == 'clear':
+            self.items.clear()
+        return self.value
+
+
+def mutating_list(values, at, change):
+    """``values`` as a list whose item ``at`` changes the list when converted."""
+    items = list(values)
+    m = Mutating(values[at], change)
+    items[at] = m
+    m.items = items
+    return items
+
+
+SHAPE = (2, 4, 2)
+STRIDES = (16, 4, 1)
+CHANGES = ['shrink', 'grow', 'clear']
+
+
+# What others do with a list whose items run code when converted: memoryview.cast and
+# _testbuffer.ndarray run none (their shape items must be ints); numpy.empty(shape=list) uses
+# the items of the list as it was when the call started (and numpy 2.x segfaults when an item
+# empties the list). bufferkit takes that snapshot: never IndexError, never an item ignored.
+@pytest.mark.parametrize('at', [0, 1])
+@pytest.mark.parametrize('change', CHANGES)
+def test_view_shape_list_changed_by_index(change, at):
+    base = bytearray(range(64))
+    v = View(base, shape=mutating_list(SHAPE, at, change))
+    assert v.shape == SHAPE
+    assert v.tobytes() == View(base, shape=SHAPE).tobytes()
+
+
+@pytest.mark.parametrize('at', [0, 1])
+@pytest.mark.parametrize('change', CHANGES)
+def test_view_strides_list_changed_by_index(change, at):
+    base = bytearray(range(64))
+    v = View(base, shape=SHAPE, strides=mutating_list(STRIDES, at, change))
+    assert (v.shape, v.strides) == (SHAPE, STRIDES)
+    assert v.tobytes() == View(base, shape=SHAPE, strides=STRIDES).tobytes()
+
+
+@pytest.mark.parametrize('at', [0, 1])
+@pytest.mark.parametrize('change', CHANGES)
+def test_buffer_shape_list_changed_by_index(change, at):
+    b = Buffer(mutating_list(SHAPE, at, change), 'h')
+    assert (b.shape, b.format, b.nbytes) == (SHAPE, 'h', 32)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Pickling and copying a Buffer subclass keeps its state
+# --------------------------------------------------------------------------------------------
+
+class NotedBuffer(Buffer):
+    pass
+
+
+class SlottedBuffer(Buffer):
+    __slots__ = ('tag', 'unset')
+
+
+class BothBuffer(Buffer):
+    __slots__ = ('tag', '__dict__')
+
+
+def _filled(cls):
+    b = cls((2, 3), 'h', order='F')
+    np.asarray(b)[...] = np.arange(6).reshape(2, 3) * 1001
+    if hasattr(b, '__dict__'):
+        b.note = ['a', 1]
+    if 'tag' in getattr(cls, '__slots__', ()):
+        b.tag = {'k': 2}
+    return b
+
+
+def _state(obj):
+    state = dict(getattr(obj, '__dict__', {}))
+    for name in getattr(type(obj), '__slots__', ()):
+        if name != '__dict__' and hasattr(obj, name):
+            state[name] = getattr(obj, name)
+    return state
+
+
+COPIERS = {f'pickle-{p}': (lambda o, p=p: pickle.loads(pickle.dumps(o, p)))
+           for p in range(pickle.HIGHEST_PROTOCOL + 1)}
+COPIERS.update({'copy': copy.copy, 'deepcopy': copy.deepcopy})
+
+
+@pytest.mark.parametrize('how', list(COPIERS))
+@pytest.mark.parametrize('cls', [NotedBuffer, SlottedBuffer, BothBuffer],
+                         ids=lambda c: c.__name__)
+def test_pickle_and_copy_keep_subclass_state(cls, how):
+    b = _filled(cls)
+    want = _state(b)
+    assert want  # the fixture set something to keep
+    c = COPIERS[how](b)
+    assert type(c) is cls
+    assert c is not b
+    assert (c.shape, c.format, c.order, c.tobytes('A')) == (b.shape, b.format, b.order,
+                                                             b.tobytes('A'))
+    assert _state(c) == want
+    assert not hasattr(c, 'unset')
+    if how == 'deepcopy':
+        for name, value in want.items():
+            assert _state(c)[name] is not value, name
+
+
+# --------------------------------------------------------------------------------------------
+# 6. View.tolist() for a format struct does not know
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('array', [
+    np.array([1j, 2 - 1j]),                                  # 'Zd'
+    np.zeros(3, dtype=[('a', '<i4'), ('b', '<f8')]),         # 'T{...}'
+    np.array(['ab', 'c']),                                   # '2w'
+], ids=['complex', 'structured', 'unicode'])
+def test_tolist_of_a_format_struct_does_not_know(array):
+    m = memoryview(array)
+    with pytest.raises(NotImplementedError):
+        m.tolist()
+    for v in (View(array), View(array)[::-1]):
+        with pytest.raises(NotImplementedError) as info:
+            v.tolist()
+        assert type(info.value) is NotImplementedError
+        assert v.tobytes() == memoryview(array)[::1 if v.strides == m.strides else -1].tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# 7. The base of a slice is the root, also when the root hands out other memory
+# --------------------------------------------------------------------------------------------
+
+class Moving(Exporter):
+    """Hands out a new copy of its bytes on every export: each export describes other
+    memory."""
+
+    def __init__(self, data):
+        self.data = bytes(data)
+        self.blocks = []
+
+    def __buffer__(self, flags):
+        self.blocks.append(bytearray(self.data))
+        return memoryview(self.blocks[-1])
+
+
+def test_slice_base_is_the_root_when_the_root_moves():
+    root = Moving(b'abcdefgh')
+    v = View(root)
+    s = v[1::2]
+    w = View(v)
+    r = View(v, format='h', shape=(2,), strides=(4,), offset=2)
+    assert len(root.blocks) == 4  # each asked the root, and got other memory
+    v.tobytes()  # the memory v shows: the first block
+    memoryview(v)[0] = ord('A')
+    for x, want in ((s, b'bdfh'), (w, b'Abcdefgh'), (r, b'cdgh')):
+        assert x.base is root, f'base is {type(x.base).__name__}, never a View'
+        assert x.tobytes() == want  # still the memory v shows
+    del v
+    assert (s.tobytes(), w.tobytes(), r.tobytes()) == (b'bdfh', b'Abcdefgh', b'cdgh')
+    t = s[::-1]
+    assert t.base is root and t.tobytes() == b'hfdb'
+
+
+# --------------------------------------------------------------------------------------------
+# 8. with Buffer()/View() whose body raises while exported
+# --------------------------------------------------------------------------------------------
+
+def _buffer():
+    return Buffer(8)
+
+
+def _view():
+    return View(bytearray(8))
+
+
+WITH_CASES = [pytest.param(_buffer, 'close', id='Buffer'), pytest.param(_view, 'release',
+                                                                        id='View')]
+
+
+class Inside(Exception):
+    pass
+
+
+@pytest.mark.parametrize('make, verb', WITH_CASES)
+def test_with_body_error_while_exported_propagates(make, verb):
+    obj = make()
+    error = Inside('from the body')
+    with pytest.raises(Exception) as info:
+        with obj:
+            m = memoryview(obj)
+            raise error
+    assert info.value is error, f'{type(info.value).__name__}: {info.value}'
+    assert obj.exports == 1
+    m.release()
+    getattr(obj, verb)()
+    assert obj.exports == 0
+
+
+@pytest.mark.parametrize('make, verb', WITH_CASES)
+def test_with_no_body_error_while_exported_refuses(make, verb):
+    obj = make()
+    with pytest.raises(BufferError) as info:
+        with obj:
+            m = memoryview(obj)
+    assert type(info.value) is BufferError
+    assert str(info.value) == f'cannot {verb}: 1 exported buffer'
+    assert obj.exports == 1
+    m.release()
+    getattr(obj, verb)()
