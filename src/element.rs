@@ -12,6 +12,7 @@ use core::ffi::CStr;
 use core::ptr::NonNull;
 
 use crate::exporter::{Busy, ExportCounter, Gil, Locked, Memory};
+use crate::ffi::{Error, PyResult};
 use crate::layout::{Format, Layout, LayoutError, Order};
 
 mod sealed {
@@ -120,6 +121,14 @@ fn layout_of<T: Element>(len: usize) -> Result<Layout, LayoutError> {
     Layout::contiguous(Format::of::<T>(), &[len], Order::C)
 }
 
+#[cold]
+fn no_memory<T: Element>(len: usize) -> Error {
+    Error::memory_error(format!(
+        "cannot allocate {len} items of format '{}'",
+        T::FORMAT.to_string_lossy()
+    ))
+}
+
 fn cells<T: Element>(values: impl Iterator<Item = T>) -> Box<[UnsafeCell<T>]> {
     values.map(UnsafeCell::new).collect()
 }
@@ -138,12 +147,14 @@ impl<T: Element> SharedVec<T> {
         })
     }
 
-    /// `len` copies of `value`, without aborting when the memory cannot be had:
-    /// `Err(None)` then, `Err(Some(..))` for a length whose bytes do not fit `Py_ssize_t`.
-    pub fn try_filled(len: usize, value: T, readonly: bool) -> Result<Self, Option<LayoutError>> {
-        let layout = layout_of::<T>(len).map_err(Some)?;
+    /// `len` copies of `value`, without aborting when the memory cannot be had: a
+    /// `MemoryError` then, and an `OverflowError` for a length whose bytes do not fit
+    /// `Py_ssize_t`.
+    pub fn try_filled(len: usize, value: T, readonly: bool) -> PyResult<Self> {
+        let layout = layout_of::<T>(len)?;
         let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| None)?;
+        data.try_reserve_exact(len)
+            .map_err(|_| no_memory::<T>(len))?;
         data.resize_with(len, || UnsafeCell::new(value));
         Ok(Self {
             inner: UnsafeCell::new(Inner {
@@ -224,6 +235,14 @@ impl<T: Element> SharedVec<T> {
     }
 }
 
+impl<T: Element> SharedVec<T> {
+    /// [`lock`](Self::lock), refused with the `BufferError` of the owner's operation `what`:
+    /// `"cannot resize: 1 exported buffer"` (see [`Busy::to_error`]).
+    pub fn lock_for<'a>(&'a self, gil: Gil<'a>, what: &str) -> PyResult<Writer<'a, T>> {
+        self.lock(gil).map_err(|busy| busy.to_error(what))
+    }
+}
+
 impl<T: Element + core::fmt::Debug> core::fmt::Debug for SharedVec<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SharedVec")
@@ -277,11 +296,12 @@ impl<T: Element> Writer<'_, T> {
 
     /// Keeps the first `len` elements and pads with `value`. Refused like
     /// [`SharedVec::try_filled`]; the vector is unchanged then.
-    pub fn resize(&mut self, len: usize, value: T) -> Result<(), Option<LayoutError>> {
-        let layout = layout_of::<T>(len).map_err(Some)?;
+    pub fn resize(&mut self, len: usize, value: T) -> PyResult<()> {
+        let layout = layout_of::<T>(len)?;
         let inner = self.inner_mut();
         let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| None)?;
+        data.try_reserve_exact(len)
+            .map_err(|_| no_memory::<T>(len))?;
         let old = &mut inner.data;
         data.extend(
             (0..len).map(|i| UnsafeCell::new(old.get_mut(i).map_or(value, |c| *c.get_mut()))),
@@ -347,13 +367,11 @@ mod tests {
 
     #[test]
     fn too_many_elements_are_refused() {
-        let e = SharedVec::<u64>::try_filled(usize::MAX / 4, 0, false)
-            .err()
-            .unwrap();
-        assert!(e.unwrap().is_overflow());
-        assert!(SharedVec::<u64>::try_filled(1 << 59, 0, false)
-            .err()
-            .unwrap()
-            .is_none());
+        let kind = |len| match SharedVec::<u64>::try_filled(len, 0, false) {
+            Err(Error::New(kind, _)) => kind,
+            _ => panic!("{len} elements were accepted"),
+        };
+        assert_eq!(kind(usize::MAX / 4), crate::ffi::Kind::Overflow);
+        assert_eq!(kind(1 << 59), crate::ffi::Kind::Memory);
     }
 }

@@ -101,3 +101,65 @@ def test_too_many_samples():
         Waveform(2**62)  # 2**63 bytes of samples
     with pytest.raises(MemoryError):
         Waveform(2**61)  # fits isize as bytes, but no machine has 4 EiB
+
+
+# Every request of CPython's test_buffer (test_ndarray_getbuf), answered as CPython's own
+# reference exporter answers it for the same items: _testbuffer.ndarray is the oracle.
+REQUESTS = [
+    "PyBUF_SIMPLE", "PyBUF_WRITABLE", "PyBUF_FORMAT", "PyBUF_ND", "PyBUF_STRIDES",
+    "PyBUF_C_CONTIGUOUS", "PyBUF_F_CONTIGUOUS", "PyBUF_ANY_CONTIGUOUS", "PyBUF_INDIRECT",
+    "PyBUF_CONTIG", "PyBUF_CONTIG_RO", "PyBUF_STRIDED", "PyBUF_STRIDED_RO", "PyBUF_RECORDS",
+    "PyBUF_RECORDS_RO", "PyBUF_FULL", "PyBUF_FULL_RO",
+]
+FIELDS = ("format", "itemsize", "ndim", "shape", "strides", "suboffsets", "readonly", "nbytes",
+          "c_contiguous", "f_contiguous", "contiguous")
+
+
+def answer(tb, obj, flags):
+    """What a consumer asking `flags` gets from `obj`: the fields and items, or the error."""
+    try:
+        nd = tb.ndarray(obj, getbuf=flags)
+    except BufferError as e:
+        return BufferError, type(e)
+    return {f: getattr(nd, f) for f in FIELDS}, nd.tobytes()
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+@pytest.mark.parametrize("name", REQUESTS)
+def test_every_request_is_answered_as_the_reference_exporter_answers_it(name, n):
+    import _testbuffer as tb
+
+    flags = getattr(tb, name)
+    w = Waveform(n)
+    values = [(-1) ** i * 1000 * i for i in range(n)]
+    np.asarray(w)[:] = values
+    # (_testbuffer wants a non-empty initializer, even for a shape of 0 items)
+    reference = tb.ndarray(values or [0], shape=[n], format="h", flags=tb.ND_WRITABLE)
+    assert answer(tb, w, flags) == answer(tb, reference, flags)
+
+
+def test_a_python_subclass_exports_and_locks_the_same():
+    class Loud(Waveform):
+        def shout(self):
+            return self.peak() * 2
+
+    w = Loud(3)
+    np.asarray(w)[:] = [1, -7, 2]
+    assert w.shout() == 14 and isinstance(w, Waveform)
+    m = memoryview(w)
+    with pytest.raises(BufferError, match=r"^cannot resize: 1 exported buffer$"):
+        w.resize(1)
+    m.release()
+    w.resize(1)
+    assert memoryview(w).tolist() == [1]
+
+
+def test_constructor_arguments():
+    with pytest.raises(TypeError, match=r"^Waveform\(\) takes exactly 1 argument \(2 given\)$"):
+        Waveform(1, 2)
+    with pytest.raises(TypeError, match=r"^Waveform\(\) takes no keyword arguments$"):
+        Waveform(n=1)
+    with pytest.raises(ValueError, match=r"^n must be >= 0, not -1$"):
+        Waveform(-1)
+    assert Waveform.__doc__.startswith("n zero samples")
+    assert Waveform.__module__ == "waveform"

@@ -119,6 +119,18 @@ impl Error {
     }
 }
 
+/// A layout that cannot be: `OverflowError` for a size beyond `Py_ssize_t`, `ValueError`
+/// otherwise, as bufferkit's own types raise them.
+impl From<crate::layout::LayoutError> for Error {
+    fn from(e: crate::layout::LayoutError) -> Self {
+        if e.is_overflow() {
+            Self::overflow_error(e.to_string())
+        } else {
+            Self::value_error(e.to_string())
+        }
+    }
+}
+
 /// `Err(Error::Raised)` if `ptr` is NULL (the C-API call that returned it raised), else
 /// `Ok(ptr)`.
 #[inline]

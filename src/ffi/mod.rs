@@ -15,6 +15,7 @@ pub mod error;
 pub mod module;
 pub mod object;
 pub mod slots;
+pub mod spec;
 #[macro_use]
 pub mod trampoline;
 pub mod unwind;

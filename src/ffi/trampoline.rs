@@ -7,8 +7,9 @@
 //! `METH_VARARGS | METH_KEYWORDS`, `getter`, `newfunc`, ...) and hand everything to the
 //! generic functions here; they hide no control flow of the functions they wrap.
 //!
-//! The macros are exported (`bufferkit::noargs!`, ...) for extension crates that register their
-//! own methods and slots next to bufferkit's buffer slots; `examples/waveform` uses them. A shim
+//! The macros are exported (`bufferkit::bufferkit_noargs!`, ...) for extension crates that
+//! write their own method and slot tables; [`spec`](super::spec)'s `bufferkit_method!` and
+//! `bufferkit_slot!` wrap them in values typed by `T`, which is what an author should use. A shim
 //! made for `T` assumes what [`this`] assumes: it must be registered only on a type whose
 //! instances are `Object<T>` (made with `Object::<T>::BASICSIZE` and `dealloc::<T>`), as
 //! [`getbuffer`](super::getbuffer)`::<T>` must.
@@ -107,7 +108,7 @@ pub unsafe fn optional<'py>(ptr: *mut ffi::PyObject) -> Option<Borrowed<'py>> {
 /// `fn(This<T>) -> PyResult<Owned>`. Also fits `getter` (the closure argument is ignored) and
 /// unary slots such as `tp_repr` and `tp_iter` (the shim takes one argument).
 #[macro_export]
-macro_rules! noargs {
+macro_rules! bufferkit_noargs {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             slf: *mut $crate::pyo3_ffi::PyObject,
@@ -127,7 +128,7 @@ macro_rules! noargs {
 
 /// `extern "C" fn(self, closure) -> PyObject*` (`getter`), from `fn(This<T>) -> PyResult<Owned>`.
 #[macro_export]
-macro_rules! getter {
+macro_rules! bufferkit_getter {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             slf: *mut $crate::pyo3_ffi::PyObject,
@@ -148,7 +149,7 @@ macro_rules! getter {
 /// `extern "C" fn(self) -> PyObject*` (`reprfunc` and other unary slots), from
 /// `fn(This<T>) -> PyResult<Owned>`.
 #[macro_export]
-macro_rules! unary {
+macro_rules! bufferkit_unary {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             slf: *mut $crate::pyo3_ffi::PyObject,
@@ -168,7 +169,7 @@ macro_rules! unary {
 /// `extern "C" fn(self, arg) -> PyObject*` for `METH_O` and `mp_subscript`, from
 /// `fn(This<T>, Borrowed) -> PyResult<Owned>`.
 #[macro_export]
-macro_rules! onearg {
+macro_rules! bufferkit_onearg {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             slf: *mut $crate::pyo3_ffi::PyObject,
@@ -191,7 +192,7 @@ macro_rules! onearg {
 /// `extern "C" fn(self, args, kwargs) -> PyObject*` for `METH_VARARGS | METH_KEYWORDS`, from
 /// `fn(This<T>, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
 #[macro_export]
-macro_rules! varkw {
+macro_rules! bufferkit_varkw {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             slf: *mut $crate::pyo3_ffi::PyObject,
@@ -218,7 +219,7 @@ macro_rules! varkw {
 /// (`tp_new`, `METH_CLASS` methods) or a module (module functions). From
 /// `fn(Gil, *mut PyObject, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
 #[macro_export]
-macro_rules! with_first {
+macro_rules! bufferkit_with_first {
     ($First:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             first: *mut $First,
@@ -242,7 +243,7 @@ macro_rules! with_first {
 
 /// `extern "C" fn(self) -> Py_ssize_t` (`lenfunc`), from `fn(This<T>) -> PyResult<isize>`.
 #[macro_export]
-macro_rules! length {
+macro_rules! bufferkit_length {
     ($T:ty, $f:expr) => {{
         unsafe extern "C" fn shim(
             slf: *mut $crate::pyo3_ffi::PyObject,
@@ -259,4 +260,10 @@ macro_rules! length {
     }};
 }
 
-pub use crate::{getter, length, noargs, onearg, unary, varkw, with_first};
+// Shorter names inside bufferkit (the shipped types use them); users see the prefixed ones.
+#[cfg(feature = "module")]
+pub(crate) use crate::{
+    bufferkit_getter as getter, bufferkit_length as length, bufferkit_noargs as noargs,
+    bufferkit_onearg as onearg, bufferkit_unary as unary, bufferkit_varkw as varkw,
+    bufferkit_with_first as with_first,
+};
