@@ -13,7 +13,7 @@ use pyo3_ffi as ffi;
 
 use super::common::{
     self, getset_table, kwlist, method_table, open, richcompare, slot, spec_flags, KwList, Shipped,
-    IMMUTABLE, SLOT_END,
+    WeakList, IMMUTABLE, SLOT_END,
 };
 use crate::exporter::{BufferExporter, ExportCounter, Memory};
 use crate::ffi::convert::{self, new_bool, new_str};
@@ -33,25 +33,9 @@ pub struct Buffer {
     layout: Layout,
     order: Order,
     counter: ExportCounter,
-    // INVARIANTS: NULL, or (written only by CPython, through `tp_weaklistoffset`, with the GIL
-    // held) the head of the list of weak references to the object this value is inside;
-    // never written by Rust code.
-    weaklist: AtomicPtr<ffi::PyObject>,
+    /// Weak references to the object (`__weaklistoffset__`).
+    weaklist: WeakList,
 }
-
-/// Where the value sits in its object: `Object<T>` is `repr(C)` (header, then value), so the
-/// value follows the header at the value's alignment.
-const VALUE_OFFSET: usize =
-    core::mem::size_of::<ffi::PyObject>().next_multiple_of(core::mem::align_of::<Buffer>());
-
-/// `tp_weaklistoffset`: the `weaklist` field, from the start of the object.
-const WEAKLIST_OFFSET: usize = VALUE_OFFSET + core::mem::offset_of!(Buffer, weaklist);
-
-// The object is the header and the value, nothing before or between (a value aligned at least
-// as the header leaves no tail padding), so the offsets above are the object's.
-const _: () =
-    assert!(VALUE_OFFSET + core::mem::size_of::<Buffer>() == Object::<Buffer>::BASICSIZE as usize);
-const _: () = assert!(core::mem::align_of::<Buffer>() >= core::mem::align_of::<ffi::PyObject>());
 
 // SAFETY: the one contract of `BufferExporter`. `memory()` returns the allocation in `data`
 // and `layout`, neither of which changes after construction; the allocation is freed only in
@@ -95,7 +79,7 @@ impl Buffer {
             layout,
             order,
             counter: ExportCounter::new(readonly),
-            weaklist: AtomicPtr::new(ptr::null_mut()),
+            weaklist: WeakList::new(),
         })
     }
 
@@ -115,19 +99,10 @@ impl Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        // Weak references die before the memory (`tp_dealloc` of a type with
-        // `tp_weaklistoffset` clears them: Doc/c-api/typeobj.rst, tp_weaklistoffset). A value
-        // whose list is non-empty is inside an object (only CPython fills the list, through
-        // the object), which `dealloc::<Buffer>` is deallocating: its count is 0 and the GIL
-        // is held.
-        if !self.weaklist.load(Ordering::Relaxed).is_null() {
-            // SAFETY: the value is at VALUE_OFFSET inside its `Object<Buffer>` (see above),
-            // whose header is still intact while its value is dropped.
-            let obj = unsafe { (self as *mut Self).byte_sub(VALUE_OFFSET) }.cast::<ffi::PyObject>();
-            // SAFETY: `obj` is the object being deallocated, with the GIL held (as above); its
-            // type supports weak references. The callbacks it runs cannot reach the object.
-            unsafe { ffi::PyObject_ClearWeakRefs(obj) };
-        }
+        // Weak references die before the memory.
+        // SAFETY: `weaklist` is a field of `self`, which, once something made a weak reference
+        // to it, is the value of the `Object<Buffer>` that `dealloc::<Buffer>` is dropping.
+        unsafe { self.weaklist.clear(self as *const Self) };
         self.free();
     }
 }
@@ -666,23 +641,10 @@ static mut BUFFER_METHODS: [ffi::PyMethodDef; 9] = method_table!(
     ]
 );
 
-/// `__weaklistoffset__`: the one member, which makes instances weakly referenceable (the
-/// limited API's way to set `tp_weaklistoffset`, Doc/c-api/structures.rst, PyMemberDef).
+/// `__weaklistoffset__`: the one member, which makes instances weakly referenceable.
 static mut BUFFER_MEMBERS: [ffi::PyMemberDef; 2] = [
-    ffi::PyMemberDef {
-        name: c"__weaklistoffset__".as_ptr(),
-        type_code: ffi::Py_T_PYSSIZET,
-        offset: WEAKLIST_OFFSET as ffi::Py_ssize_t,
-        flags: ffi::Py_READONLY,
-        doc: ptr::null(),
-    },
-    ffi::PyMemberDef {
-        name: ptr::null(),
-        type_code: 0,
-        offset: 0,
-        flags: 0,
-        doc: ptr::null(),
-    },
+    common::weaklist_member::<Buffer>(core::mem::offset_of!(Buffer, weaklist)),
+    common::MEMBER_END,
 ];
 
 static mut BUFFER_SLOTS: [ffi::PyType_Slot; 12] = [

@@ -30,6 +30,88 @@ pub fn kwlist<const N: usize>(names: [&'static CStr; N]) -> Vec<*mut c_char> {
         .collect()
 }
 
+/// The head of the list of weak references to the object a value is inside: a field of the
+/// value that `tp_weaklistoffset` points at (set through [`weaklist_member`]), so that a type
+/// made from a spec supports weak references under the limited API.
+///
+/// Drop the value's `WeakList` through [`WeakList::clear`] from the value's `Drop`: a type
+/// with `tp_weaklistoffset` must clear the weak references in its `tp_dealloc`, before the
+/// object's state goes (Doc/c-api/typeobj.rst, `tp_weaklistoffset`).
+#[derive(Debug)]
+pub struct WeakList(
+    // INVARIANTS: NULL, or the head of the object's weak-reference list, written only by
+    // CPython (through the object's `tp_weaklistoffset`, with the GIL held); never by Rust.
+    core::sync::atomic::AtomicPtr<ffi::PyObject>,
+);
+
+impl WeakList {
+    /// An empty list (what `tp_alloc`'s zeroed memory would hold).
+    pub const fn new() -> Self {
+        Self(core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    /// Clears the weak references to the object whose value `value` is, calling their
+    /// callbacks, if there are any.
+    ///
+    /// # Safety
+    ///
+    /// `self` is a field of `*value`; if the list is not empty (only CPython fills it, through
+    /// an object), `value` is the value of an `Object<T>` that its `tp_dealloc` is
+    /// deallocating (the count is 0, the header intact, the GIL held).
+    pub unsafe fn clear<T>(&self, value: *const T) {
+        if self.0.load(core::sync::atomic::Ordering::Relaxed).is_null() {
+            return;
+        }
+        let offset = const { value_offset::<T>() };
+        // SAFETY: `value` is inside an `Object<T>` (caller), `offset` bytes from its start.
+        let obj = unsafe { value.byte_sub(offset) }
+            .cast_mut()
+            .cast::<ffi::PyObject>();
+        // SAFETY: `obj` is an object being deallocated with the GIL held (caller), whose type
+        // supports weak references (its list is not empty). The callbacks run get the weak
+        // reference, which no longer reaches the object.
+        unsafe { ffi::PyObject_ClearWeakRefs(obj) };
+    }
+}
+
+impl Default for WeakList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where the value of an `Object<T>` starts: `Object<T>` is `repr(C)` (the header, then the
+/// value), so the value follows the header at the value's alignment. Checked against the
+/// type's basic size: nothing before the header, nothing between, no tail padding.
+pub const fn value_offset<T>() -> usize {
+    let offset = core::mem::size_of::<ffi::PyObject>().next_multiple_of(core::mem::align_of::<T>());
+    assert!(core::mem::align_of::<T>() >= core::mem::align_of::<ffi::PyObject>());
+    assert!(offset + core::mem::size_of::<T>() == crate::ffi::Object::<T>::BASICSIZE as usize);
+    offset
+}
+
+/// The `PyMemberDef` `__weaklistoffset__` for a [`WeakList`] at `field` bytes into the value
+/// of an `Object<T>` (`core::mem::offset_of!(T, weaklist)`): the limited API's way to set
+/// `tp_weaklistoffset` (Doc/c-api/structures.rst, PyMemberDef).
+pub const fn weaklist_member<T>(field: usize) -> ffi::PyMemberDef {
+    ffi::PyMemberDef {
+        name: c"__weaklistoffset__".as_ptr(),
+        type_code: ffi::Py_T_PYSSIZET,
+        offset: (value_offset::<T>() + field) as ffi::Py_ssize_t,
+        flags: ffi::Py_READONLY,
+        doc: core::ptr::null(),
+    }
+}
+
+/// The `PyMemberDef` table terminator.
+pub const MEMBER_END: ffi::PyMemberDef = ffi::PyMemberDef {
+    name: core::ptr::null(),
+    type_code: 0,
+    offset: 0,
+    flags: 0,
+    doc: core::ptr::null(),
+};
+
 /// A shipped exporter type: its layout, and the word for "no longer usable".
 pub trait Shipped: BufferExporter {
     /// The layout it exports.
