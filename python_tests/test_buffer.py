@@ -1235,3 +1235,12 @@ def test_version():
     if os.path.dirname(bufferkit.__file__).startswith(os.path.dirname(str(
             metadata.distribution('bufferkit').locate_file('bufferkit')))):
         assert installed == bufferkit.__version__
+
+
+def test_subclass_slots_cannot_add_a_second_weakref():
+    """Buffer has weak references itself: like set's subclasses, no second __weakref__."""
+    with pytest.raises(TypeError, match='__weakref__ slot disallowed'):
+        type('Twice', (Buffer,), {'__slots__': ('__weakref__',)})
+    once = type('Once', (Buffer,), {'__slots__': ('x',)})(2)
+    import weakref
+    assert weakref.ref(once)() is once
