@@ -1227,14 +1227,16 @@ def test_version():
         versions.add(re.search(r'^version\s*=\s*"([^"]+)"', body, re.M).group(1))
     assert versions == {bufferkit.__version__}
     assert re.fullmatch(r'\d+\.\d+\.\d+([ab]|rc)?\d*', bufferkit.__version__)
+    # Installed (make test installs the wheel): the metadata says the same. Imported from a
+    # build directory instead, the metadata of some other installed copy is not this one's.
     from importlib import metadata
     try:
-        installed = metadata.version('bufferkit')
+        dist = metadata.distribution('bufferkit')
     except metadata.PackageNotFoundError:
         return
-    if os.path.dirname(bufferkit.__file__).startswith(os.path.dirname(str(
-            metadata.distribution('bufferkit').locate_file('bufferkit')))):
-        assert installed == bufferkit.__version__
+    installed_init = os.path.realpath(str(dist.locate_file('bufferkit/__init__.py')))
+    if installed_init == os.path.realpath(bufferkit.__file__):
+        assert dist.version == bufferkit.__version__
 
 
 def test_subclass_slots_cannot_add_a_second_weakref():
