@@ -51,6 +51,8 @@ pub mod exporter;
 pub mod ffi;
 mod fill;
 pub mod layout;
+#[cfg(feature = "pyo3")]
+pub mod pyo3;
 #[cfg(feature = "module")]
 pub mod module;
 pub mod request;

@@ -13,6 +13,7 @@ use pyo3_ffi as ffi;
 
 use crate::exporter::Gil;
 use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
+use crate::request::Request;
 
 /// A buffer obtained from an exporter, released on drop.
 pub struct BufferView<'py> {
@@ -61,6 +62,19 @@ impl<'py> BufferView<'py> {
             raw,
             _gil: PhantomData,
         })
+    }
+
+    /// `PyObject_GetBuffer(obj, &view, request.flags())`: a request made with
+    /// [`Request::new`], so flags that are not a request are refused before the exporter
+    /// sees them.
+    ///
+    /// ```
+    /// use bufferkit::request::{flags, Request};
+    /// let contig = Request::new(flags::CONTIG_RO).unwrap();
+    /// assert!(contig.shape() && !contig.strides() && !contig.writable());
+    /// ```
+    pub fn request(obj: Borrowed<'py>, request: Request) -> PyResult<Self> {
+        Self::get(obj, request.flags())
     }
 
     /// The raw struct, for passing to C-API functions that read it.
