@@ -341,7 +341,7 @@ impl Layout {
     /// [`Facts::index`](crate::request::Facts::index) of [`facts`](Self::facts): what
     /// [`Request::admit`](crate::request::Request::admit) takes.
     #[inline(always)]
-    pub fn facts_index(&self, readonly: bool) -> u8 {
+    pub(crate) fn facts_index(&self, readonly: bool) -> u8 {
         self.facts(readonly).index()
     }
 

@@ -9,15 +9,20 @@
 //! |---|---|
 //! | [`request`] | request flags -> a typed [`Request`]; the refusal rules (no unsafe) |
 //! | [`layout`] | shape/strides/format/contiguity/bounds arithmetic, checked once (no unsafe) |
-//! | [`exporter`] | the [`BufferExporter`] trait, the [`ExportCounter`], [`Memory`] |
+//! | [`exporter`] | the [`BufferExporter`] trait, the [`ExportCounter`] and its [`Locked`] guard, [`Memory`] |
+//! | [`element`] | [`Element`] number types and [`SharedVec`], memory consumers write and Rust changes under the lock |
 //! | `fill` | the one function that writes a `Py_buffer` |
-//! | [`ffi`] | the only `extern "C"`: generic slots, trampolines, panic boundary, object handles |
+//! | [`ffi`] | the only `extern "C"`: generic slots, trampolines, panic boundary, object handles; [`ffi::spec`] makes exporting types and modules |
+//! | `pyo3` | (feature `pyo3`) a `#[pyclass]`'s `__getbuffer__`/`__releasebuffer__`, errors as `PyErr` |
 //! | [`view`] | the consumer side: [`BufferView`], RAII over `PyObject_GetBuffer`/`PyBuffer_Release` |
 //! | [`types`] | the shipped Python types (`Buffer`, ...) |
 //! | [`module`] | multi-phase init of `bufferkit._bufferkit`, module state holding the types |
 //!
-//! Dependencies point one way: `ffi` -> `fill` -> {`request`, `layout`, `exporter`}; `types`
-//! on top; `module` on top of `types`.
+//! Dependencies point one way: `ffi` -> `fill` -> {`request`, `layout`, `exporter`}; `element`
+//! on `exporter` and `layout`; `pyo3` on `ffi`; `types` on top; `module` on top of `types`.
+//!
+//! Where to start: with raw pyo3-ffi, [`ffi::spec::ExportingType`] and `docs/rust.md`; with
+//! PyO3, the `pyo3` module (feature `pyo3`) and `docs/pyo3.md`.
 //!
 //! # The safety contract
 //!
@@ -71,6 +76,14 @@ pub use view::BufferView;
 /// macros (one version of the C declarations in the whole build).
 #[doc(no_inline)]
 pub use pyo3_ffi;
+
+// The Rust blocks of the guides, compiled and run as they stand there.
+#[doc = include_str!("../docs/rust.md")]
+#[cfg(doctest)]
+mod rust_md {}
+#[doc = include_str!("../docs/pyo3.md")]
+#[cfg(all(doctest, feature = "pyo3"))]
+mod pyo3_md {}
 
 /// The entry point CPython looks up when importing `bufferkit._bufferkit`: returns the module
 /// definition for multi-phase initialisation (PEP 489).

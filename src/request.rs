@@ -214,17 +214,10 @@ impl Request {
     /// Admits `flags` for an exporter whose facts are `facts` (see [`Facts::index`]): the
     /// answer of [`Request::new`] followed by [`Request::check`], read from a table computed
     /// from them at compile time. `None` means refused; the caller asks `new`/`check` again
-    /// (off the hot path) for the reason.
-    ///
-    /// ```
-    /// use bufferkit::request::{flags, Facts, Request};
-    /// let c = Facts { readonly: true, c_contiguous: true, f_contiguous: false, byte_format: false };
-    /// assert!(Request::admit(flags::FULL_RO, c.index()).is_some());
-    /// assert!(Request::admit(flags::FULL, c.index()).is_none());
-    /// assert!(Request::admit(flags::WRITE, c.index()).is_none());
-    /// ```
+    /// (off the hot path) for the reason. Crate-private: the export path's plumbing
+    /// (`admit_agrees_with_new_and_check` tests it against `new` and `check`).
     #[inline(always)]
-    pub const fn admit(flags: c_int, facts: u8) -> Option<Self> {
+    pub(crate) const fn admit(flags: c_int, facts: u8) -> Option<Self> {
         Admission::of(facts).admit(flags, ((facts & 1) as usize) << FLAG_BITS)
     }
 }
@@ -309,7 +302,7 @@ pub struct Facts {
 impl Facts {
     /// The facts as 4 bits (readonly 1, C-contiguous 2, Fortran-contiguous 4, bytes 8), the
     /// index [`Request::admit`] takes.
-    pub const fn index(self) -> u8 {
+    pub(crate) const fn index(self) -> u8 {
         self.readonly as u8
             | (self.c_contiguous as u8) << 1
             | (self.f_contiguous as u8) << 2
@@ -317,7 +310,7 @@ impl Facts {
     }
 
     /// The inverse of [`index`](Self::index).
-    pub const fn from_index(index: u8) -> Self {
+    pub(crate) const fn from_index(index: u8) -> Self {
         Self {
             readonly: index & 1 != 0,
             c_contiguous: index & 2 != 0,
