@@ -1055,6 +1055,20 @@ def test_format_of_another_type_says_what_to_pass(fmt):
                    f"dtype, not {type(fmt).__name__}")
 
 
+def test_numpy_blocked_or_not_a_module():
+    """sys.modules['numpy'] = None (how code hides numpy) or a stand-in: nothing is a dtype."""
+    import subprocess
+    for stand_in in ('None', 'object()', "type(sys)('numpy')"):
+        code = ("import sys\n"
+                f"sys.modules['numpy'] = {stand_in}\n"
+                "import bufferkit\n"
+                "assert bufferkit.Buffer(2, 'f4').format == 'f'\n"
+                "try:\n    bufferkit.Buffer(2, object())\n"
+                "except TypeError as e:\n    assert 'numpy dtype, not object' in str(e), e\n"
+                "else:\n    raise AssertionError('accepted')\n")
+        subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+
 def test_numpy_strings_do_not_import_numpy():
     code = ("import sys, bufferkit\n"
             "assert bufferkit.Buffer(2, '<f8').format == '<d'\n"

@@ -686,8 +686,16 @@ fn numpy_dtype_format(arg: Borrowed<'_>) -> PyResult<Option<(String, String)>> {
         Err(_) if unsafe { ffi::PyErr_Occurred() }.is_null() => return Ok(None),
         Err(e) => return Err(e),
     };
-    let dtype_class = convert::getattr(numpy.borrow(), c"dtype")?;
-    let generic = convert::getattr(numpy.borrow(), c"generic")?;
+    // `sys.modules['numpy']` may be anything (None blocks the import; a stub module): then
+    // nothing is a numpy dtype.
+    let classes = convert::getattr(numpy.borrow(), c"dtype").and_then(|dtype_class| {
+        convert::getattr(numpy.borrow(), c"generic").map(|generic| (dtype_class, generic))
+    });
+    let Ok((dtype_class, generic)) = classes else {
+        // SAFETY: the GIL is held; the failed lookup's exception is dropped.
+        unsafe { ffi::PyErr_Clear() };
+        return Ok(None);
+    };
     // SAFETY: all three objects are live (owned or borrowed for the call); the GIL is held.
     let is_dtype = unsafe { ffi::PyObject_IsInstance(arg.as_ptr(), dtype_class.as_ptr()) };
     if is_dtype < 0 {
