@@ -456,6 +456,7 @@ class Owner:
         self.released = False
         self.in_cycle = False   # dropped into a garbage cycle, alive until gc.collect()
         self.leaked = 0         # Exporter: __release_buffer__ calls CPython skipped
+        self.family = None      # View: the Views sharing one export of the root (see below)
 
     @property
     def is_exporter(self):
@@ -581,6 +582,14 @@ class SubView(View):
     """A View subclass: its instances have a __dict__, so they can be part of a cycle."""
 
 
+def check_refusal(msg, verb, n):
+    """``msg`` refuses ``verb`` because of ``n`` live exports: "cannot <verb>: <n> exported
+    buffer(s)", alone or followed by the type's advice."""
+    s = 's' if n != 1 else ''
+    head = f'cannot {verb}: {n} exported buffer{s}'
+    assert msg == head or msg.startswith(head + ' '), msg
+
+
 def _expect(exc_type, fn, *args, **kwargs):
     """Call fn, which must raise exactly exc_type; return its message."""
     try:
@@ -626,11 +635,15 @@ class LifetimeMachine(RuleBasedStateMachine):
     def expected_count(self, target):
         """Exports of ``target`` (a Base or an Owner) that the model holds."""
         n = sum(1 for e in self.exports if e.target is target)
+        # View(obj) takes one export of its root; the Views made from it (slices, View(v))
+        # share that export, as memoryviews share a managed buffer: one export per family with
+        # a live, unreleased member.
+        families = set()
         for o in self.owners:
-            # each live, unreleased View holds one export of its root for its whole life
             if o.target is target and not o.released and not o.is_exporter:
                 if o.obj is not None or o.in_cycle or self.exported(o):
-                    n += 1
+                    families.add(id(o.family))
+        n += len(families)
         if isinstance(target, Base):
             # An Exporter wrapping this base holds one memoryview of it per live export.
             for o in self.owners:
@@ -700,8 +713,9 @@ class LifetimeMachine(RuleBasedStateMachine):
 
     # --- owners ----------------------------------------------------------------------------
 
-    def _add_view(self, target, make, positions, itemsize, readonly):
-        """Run ``make``; the model says whether it must succeed."""
+    def _add_view(self, target, make, positions, itemsize, readonly, parent=None):
+        """Run ``make``; the model says whether it must succeed. A View made from ``parent``
+        (a View) joins its family."""
         base = target if isinstance(target, Base) else target.base
         if isinstance(target, Base) and target.closed:
             msg = _expect(ValueError, make)
@@ -709,14 +723,15 @@ class LifetimeMachine(RuleBasedStateMachine):
             return None
         before = self.expected_count(target)
         v = make()
-        owner = self._adopt(target, v, positions, itemsize, readonly)
-        assert self.expected_count(target) == before + 1
+        owner = self._adopt(target, v, positions, itemsize, readonly, parent)
+        assert self.expected_count(target) == before + (parent is None)
         del base
         return owner
 
-    def _adopt(self, target, v, positions, itemsize, readonly):
+    def _adopt(self, target, v, positions, itemsize, readonly, parent=None):
         """A new View the machine made: its model."""
         owner = Owner(self._name('V'), v, target, positions, itemsize, readonly)
+        owner.family = object() if parent is None else parent.family
         assert v.exports == 0 and not v.released
         assert v.readonly == readonly, (v, readonly)
         assert v.shape == positions.shape, (v, positions.shape)
@@ -780,7 +795,7 @@ class LifetimeMachine(RuleBasedStateMachine):
             _expect(TypeError, lambda: parent.obj[slice(None)])
             return
         self._add_view(parent.target, lambda: parent.obj[key], parent.positions[key],
-                       parent.itemsize, parent.readonly)
+                       parent.itemsize, parent.readonly, parent)
 
     @rule(i=st.integers(0, 99))
     def view_of_view(self, i):
@@ -792,7 +807,7 @@ class LifetimeMachine(RuleBasedStateMachine):
             assert msg == f'operation on released {type(parent.obj).__name__}', msg
             return
         self._add_view(parent.target, lambda: View(parent.obj), parent.positions,
-                       parent.itemsize, parent.readonly)
+                       parent.itemsize, parent.readonly, parent)
 
     @rule(i=st.integers(0, 99))
     def new_exporter(self, i):
@@ -947,7 +962,6 @@ class LifetimeMachine(RuleBasedStateMachine):
             b.obj.freeze()  # idempotent on a read-only Buffer, exported or not
             return
         if n:
-            s = 's' if n != 1 else ''
             if op == 'with':
                 def run():
                     with b.obj:
@@ -955,8 +969,7 @@ class LifetimeMachine(RuleBasedStateMachine):
                 msg = _expect(BufferError, run)
             else:
                 msg = _expect(BufferError, getattr(b.obj, op))
-            verb = 'freeze' if op == 'freeze' else 'close'
-            assert msg == f'cannot {verb}: {n} exported buffer{s}', msg
+            check_refusal(msg, 'freeze' if op == 'freeze' else 'close', n)
             assert not b.obj.closed
             return
         if op == 'freeze':
@@ -982,8 +995,7 @@ class LifetimeMachine(RuleBasedStateMachine):
             return
         if n:
             msg = _expect(BufferError, v.obj.release)
-            s = 's' if n != 1 else ''
-            assert msg == f'cannot release: {n} exported buffer{s}', msg
+            check_refusal(msg, 'release', n)
             assert not v.obj.released
             return
         v.obj.release()
@@ -1054,6 +1066,12 @@ class LifetimeMachine(RuleBasedStateMachine):
         return (any(o.in_cycle for o in self.owners)
                 or any(e.in_cycle for e in self.exports))
 
+    def _family_others(self, view):
+        """The other live, unreleased Views sharing ``view``'s export of its root."""
+        return [o for o in self.owners
+                if o is not view and o.family is view.family and not o.released
+                and (o.obj is not None or o.in_cycle or self.exported(o))]
+
     def _open_base(self, i):
         return self._pick([b for b in self.bases if not b.closed], i)
 
@@ -1112,9 +1130,8 @@ class LifetimeMachine(RuleBasedStateMachine):
         released, or because the hook's release was refused."""
         kind, value = outcome
         if ran and n_victim:
-            s = 's' if n_victim != 1 else ''
-            assert (kind, value) == (BufferError, f'cannot release: {n_victim} exported '
-                                                  f'buffer{s}'), outcome
+            assert kind is BufferError, outcome
+            check_refusal(value, 'release', n_victim)
             assert not victim.obj.released
             return
         if ran:
@@ -1124,7 +1141,7 @@ class LifetimeMachine(RuleBasedStateMachine):
             target = parent.target if target is None else target
             self._adopt(target, value, positions,
                         parent.itemsize if itemsize is None else itemsize,
-                        parent.readonly if readonly is None else readonly)
+                        parent.readonly if readonly is None else readonly, parent)
             return
         assert ran and parent is not None and victim is parent, (outcome, ran)
         assert (kind, value) == (ValueError, f'operation on released {type(parent.obj).__name__}'
@@ -1215,9 +1232,11 @@ class LifetimeMachine(RuleBasedStateMachine):
             t = self._pick(exports, i)
             exporter = t and t.target.obj
         else:
+            # a View whose release gives its family's export of the root back
             self._view_of_an_exporter(i)
             views = [o for o in self._open_views()
-                     if isinstance(o.target, Owner) and not self._exports_of(o)]
+                     if isinstance(o.target, Owner) and not self._exports_of(o)
+                     and not self._family_others(o)]
             t = self._pick(views, i)
             exporter = t and t.obj.base
         if t is None:
@@ -1265,8 +1284,8 @@ class LifetimeMachine(RuleBasedStateMachine):
         assert len(record) == 1, f'__release_buffer__ ran {len(record)} times'
         if action == 'release-view':
             if n:
-                s = 's' if n != 1 else ''
-                assert record == [f'cannot release: {n} exported buffer{s}'], record
+                assert record != ['released'], record
+                check_refusal(record[0], 'release', n)
             else:
                 assert record == ['released'] and victim.obj.released, record
                 victim.released = True
@@ -1297,8 +1316,8 @@ class LifetimeMachine(RuleBasedStateMachine):
             e.obj.on_export = None
         note(f'{b.name} closed in the __buffer__ of {e.name}: {outcome}')
         if n:
-            s = 's' if n != 1 else ''
-            assert outcome == (BufferError, f'cannot close: {n} exported buffer{s}'), outcome
+            assert outcome[0] is BufferError, outcome
+            check_refusal(outcome[1], 'close', n)
         else:
             assert outcome == (ValueError, 'operation on closed Buffer'), outcome
             b.closed = True
@@ -1348,13 +1367,13 @@ class LifetimeMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 99), cls=st.sampled_from([View, SubView]))
     def cycle_through_a_consumer(self, i, cls):
         """exporter -> memoryview(view) -> view -> exporter, dropped by the machine: garbage in
-        which a consumer of the View is alive until the collector runs."""
-        if self._view_of_an_exporter(i) is None:
+        which a consumer of the View is alive until the collector runs. (A new Exporter: one
+        that other Views reference would keep the cycle alive.)"""
+        base = self._open_base(i)
+        if base is None:
             return
-        e = self._pick([o for o in self._exporters() if not o.base.closed], i)
-        if e is None:
-            return
-        base = e.base
+        self.new_exporter(self.bases.index(base))
+        e = self.owners[-1]
         ro = base.readonly or bool(getattr(base.obj, 'readonly', False))
         v = self._add_view(e, lambda: cls(e.obj), base.positions, base.itemsize, ro)
         consumer = Export(self._name('X'), 'cycle', None, v, v.positions, v.itemsize, False,
