@@ -140,6 +140,27 @@ pub fn index_items(seq: Borrowed<'_>, what: &str) -> PyResult<Vec<isize>> {
         .collect()
 }
 
+/// `PyObject_CheckBuffer(obj)`: whether `obj`'s type has a getbuffer slot. A function of the
+/// C-API on CPython; a macro over the type's `tp_as_buffer` on PyPy (cpyext), which exports no
+/// such symbol.
+pub fn check_buffer(obj: Borrowed<'_>) -> bool {
+    #[cfg(not(PyPy))]
+    {
+        // SAFETY: `obj` is live and the GIL is held; only its type's slots are read.
+        unsafe { ffi::PyObject_CheckBuffer(obj.as_ptr()) != 0 }
+    }
+    #[cfg(PyPy)]
+    {
+        // SAFETY: `obj`'s type is live; PyPy builds are not limited, so the type struct is
+        // readable, and `tp_as_buffer` is NULL or points to the type's buffer procs (the
+        // expansion of PyPy's `PyObject_CheckBuffer` macro).
+        unsafe {
+            let procs = (*obj.type_ptr()).tp_as_buffer;
+            !procs.is_null() && (*procs).bf_getbuffer.is_some()
+        }
+    }
+}
+
 /// `getattr(obj, name)`.
 pub fn getattr(obj: Borrowed<'_>, name: &CStr) -> PyResult<Owned> {
     // SAFETY: `obj` is live, `name` a C string, the GIL is held.

@@ -26,36 +26,45 @@ use pyo3_ffi as ffi;
 
 // The same symbols as pyo3-ffi's, with an ABI that lets an unwind out of them; `signatures`
 // below checks that every parameter type is pyo3-ffi's, whose layouts `make abicheck` compares.
+// PyPy's cpyext exports each under a `PyPy` prefix (its headers `#define` the CPython names),
+// as pyo3-ffi's own declarations link them.
 #[allow(non_snake_case)]
 mod imports {
     use super::{c_int, ffi};
 
     extern "C-unwind" {
+        #[cfg_attr(PyPy, link_name = "PyPyObject_GetBuffer")]
         pub fn PyObject_GetBuffer(
             obj: *mut ffi::PyObject,
             view: *mut ffi::Py_buffer,
             flags: c_int,
         ) -> c_int;
+        #[cfg_attr(PyPy, link_name = "PyPyBuffer_Release")]
         pub fn PyBuffer_Release(view: *mut ffi::Py_buffer);
+        #[cfg_attr(PyPy, link_name = "PyPyObject_Call")]
         pub fn PyObject_Call(
             callable: *mut ffi::PyObject,
             args: *mut ffi::PyObject,
             kwargs: *mut ffi::PyObject,
         ) -> *mut ffi::PyObject;
+        #[cfg_attr(PyPy, link_name = "PyPyObject_CallFunctionObjArgs")]
         pub fn PyObject_CallFunctionObjArgs(
             callable: *mut ffi::PyObject,
             ...
         ) -> *mut ffi::PyObject;
+        #[cfg_attr(PyPy, link_name = "PyPy_DecRef")]
         pub fn Py_DecRef(obj: *mut ffi::PyObject);
         // Not in the stable ABI before 3.12: version-specific builds only.
         // Include/cpython/object.h, exported by every version-specific build's libpython (not
         // in the stable ABI). A dict lookup in the MRO may call a key's `__eq__`.
         #[cfg(not(Py_LIMITED_API))]
+        #[cfg_attr(PyPy, link_name = "_PyPyType_Lookup")]
         pub fn _PyType_Lookup(
             tp: *mut ffi::PyTypeObject,
             name: *mut ffi::PyObject,
         ) -> *mut ffi::PyObject;
         #[cfg(not(Py_LIMITED_API))]
+        #[cfg_attr(PyPy, link_name = "PyPyObject_VectorcallDict")]
         pub fn PyObject_VectorcallDict(
             callable: *mut ffi::PyObject,
             args: *const *mut ffi::PyObject,

@@ -567,8 +567,7 @@ fn view_new(
             v => Some(v != 0),
         },
     };
-    // SAFETY: reading the type's flags.
-    if unsafe { ffi::PyObject_CheckBuffer(base.as_ptr()) } == 0 {
+    if !convert::check_buffer(base) {
         return Err(Error::type_error(format!(
             "View() argument 'base' must support the buffer protocol, not {}",
             base.type_name()
