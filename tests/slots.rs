@@ -1,18 +1,22 @@
 //! The generic slots end to end, in an embedded interpreter: what an exporter whose
-//! `BufferExporter::memory()` misbehaves gets, and that a refused export leaves nothing behind.
+//! `BufferExporter::memory()` misbehaves gets, and that a refused export leaves nothing behind;
+//! and a type made by `ExportingType` whose `SharedVec` is locked.
 //!
 //! The shipped types never return `None` from `memory()` nor panic in it, so their tests cannot
-//! reach these paths; this exporter does on request.
+//! reach these paths; this exporter does on request. One `#[test]` starts the interpreter and
+//! runs every part on its thread (the test harness runs tests on threads of its own).
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::ptr::{self, NonNull};
 
+use bufferkit::exporter::Busy;
 use bufferkit::ffi::error::Pending;
-use bufferkit::ffi::{dealloc, Object};
+use bufferkit::ffi::spec::ExportingType;
+use bufferkit::ffi::{dealloc, Error, Kind, Object, Owned, PyResult, This};
 use bufferkit::pyo3_ffi as ffi;
-use bufferkit::{getbuffer, releasebuffer, BufferExporter, ExportCounter, Format, Gil, Layout};
-use bufferkit::{Memory, Order};
+use bufferkit::{bufferkit_slot, getbuffer, releasebuffer, BufferExporter, ExportCounter};
+use bufferkit::{Format, Gil, Layout, Memory, Order, SharedVec};
 
 /// What `memory()` does next.
 #[derive(Clone, Copy, PartialEq)]
@@ -57,24 +61,46 @@ unsafe impl BufferExporter for Faulty {
 /// The GIL is held (`gil`).
 unsafe fn take_error(gil: Gil<'_>) -> Option<(bool, String)> {
     // SAFETY: the GIL is held (caller).
+    unsafe { take_error_of(gil, ffi::PyExc_SystemError) }
+}
+
+/// Whether the pending exception is an instance of `class`, and its message, cleared; `None`
+/// if nothing is pending.
+///
+/// # Safety
+///
+/// The GIL is held (`gil`) and `class` is an exception class.
+unsafe fn take_error_of(gil: Gil<'_>, class: *mut ffi::PyObject) -> Option<(bool, String)> {
+    // SAFETY: the GIL is held (caller).
     unsafe {
         if ffi::PyErr_Occurred().is_null() {
             return None;
         }
-        let system = ffi::PyErr_ExceptionMatches(ffi::PyExc_SystemError) != 0;
-        Some((system, Pending::take(gil).message()))
+        let matches = ffi::PyErr_ExceptionMatches(class) != 0;
+        Some((matches, Pending::take(gil).message()))
     }
 }
 
 #[test]
-fn a_missing_memory_and_a_panic_refuse_with_system_error() {
-    // SAFETY: this test is the only user of the interpreter it starts; every call below runs
-    // on this thread with the GIL held (Py_Initialize takes it) and follows the C-API rules
-    // noted at each step.
+fn embedded() {
+    // SAFETY: this test is the only user of the interpreter it starts, and runs every part on
+    // this thread with the GIL held (Py_Initialize takes it).
     unsafe {
         ffi::Py_Initialize();
         let gil = Gil::assume();
+        a_missing_memory_and_a_panic_refuse_with_system_error(gil);
+        a_locked_shared_vec_refuses_exports_and_says_why(gil);
+        a_slot_given_twice_is_refused_at_type_creation(gil);
+    }
+}
 
+/// # Safety
+///
+/// The GIL is held (`gil`) by the thread that initialised the interpreter.
+unsafe fn a_missing_memory_and_a_panic_refuse_with_system_error(gil: Gil<'_>) {
+    // SAFETY: every call below runs with the GIL held (caller) and follows the C-API rules
+    // noted at each step.
+    unsafe {
         let mut slots = [
             ffi::PyType_Slot {
                 slot: ffi::Py_bf_getbuffer,
@@ -159,4 +185,114 @@ fn a_missing_memory_and_a_panic_refuse_with_system_error() {
         ffi::Py_DecRef(tp.cast());
         assert!(take_error(gil).is_none());
     }
+}
+
+/// An exporter made the typed way: a `SharedVec` and an `ExportingType`.
+struct Locky {
+    data: SharedVec<u8>,
+}
+
+// SAFETY: `SharedVec` changes its memory only under its lock, which refuses while exports live.
+unsafe impl BufferExporter for Locky {
+    fn counter(&self) -> &ExportCounter {
+        self.data.counter()
+    }
+    fn memory(&self) -> Option<Memory<'_>> {
+        self.data.memory()
+    }
+}
+
+fn locky_len(this: This<'_, Locky>) -> PyResult<isize> {
+    Ok(this.value.data.len() as isize)
+}
+
+static LOCKY: ExportingType<Locky> = ExportingType::new(c"slots_test.Locky");
+
+static TWICE: ExportingType<Locky> = ExportingType::new(c"slots_test.Twice").slots(&[
+    bufferkit_slot!(len, locky_len),
+    bufferkit_slot!(len, locky_len),
+]);
+
+/// # Safety
+///
+/// The GIL is held (`gil`).
+unsafe fn a_locked_shared_vec_refuses_exports_and_says_why(gil: Gil<'_>) {
+    let handle = match LOCKY.create(gil, None) {
+        Ok(handle) => handle,
+        Err(e) => panic!("no type: {e:?}"),
+    };
+    let data = SharedVec::new((0..8).collect(), false).unwrap();
+    let obj: Owned = match handle.create(gil, Locky { data }) {
+        Ok(obj) => obj,
+        Err(e) => panic!("no instance: {e:?}"),
+    };
+    // SAFETY: `obj` is an instance of a type made by `ExportingType<Locky>`, whose instances
+    // are `Object<Locky>`; it lives until the end of this function.
+    let this = unsafe { Object::<Locky>::value_of(obj.as_ptr()) };
+    let mut view = core::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
+    let full = ffi::PyBUF_FULL as c_int;
+    // SAFETY: the GIL is held (caller); `view` is a writable Py_buffer, released below.
+    unsafe {
+        assert_eq!(
+            ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), full),
+            0
+        );
+        assert_eq!((*view.as_ptr()).len, 8);
+        assert_eq!(*(*view.as_ptr()).buf.cast::<u8>().add(5), 5);
+    }
+    assert_eq!(this.data.lock(gil).err(), Some(Busy::Exported(1)));
+    // SAFETY: the view was filled above and is released once.
+    unsafe { ffi::PyBuffer_Release(view.as_mut_ptr()) };
+
+    let mut writer = this.data.lock(gil).expect("nothing is exported");
+    writer.set(5, 55);
+    // SAFETY: the GIL is held (caller); a consumer's struct may hold anything: the refusal
+    // must clear `obj` itself.
+    unsafe {
+        view.as_mut_ptr().write_bytes(0xAB, 1);
+        assert_eq!(
+            ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), full),
+            -1
+        );
+        let (buffer_error, message) =
+            take_error_of(gil, ffi::PyExc_BufferError).expect("an exception");
+        assert!(buffer_error, "not a BufferError: {message}");
+        assert_eq!(message, "Locky is being modified");
+        assert!((*view.as_ptr()).obj.is_null());
+    }
+    assert_eq!(
+        this.data.counter().count(),
+        0,
+        "a refused export is not counted"
+    );
+    drop(writer);
+
+    // SAFETY: as for the first export.
+    unsafe {
+        assert_eq!(
+            ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), full),
+            0
+        );
+        assert_eq!(*(*view.as_ptr()).buf.cast::<u8>().add(5), 55);
+        ffi::PyBuffer_Release(view.as_mut_ptr());
+    }
+    drop(obj);
+    drop(handle);
+    // SAFETY: the GIL is held (caller).
+    assert!(unsafe { take_error(gil) }.is_none());
+}
+
+/// # Safety
+///
+/// The GIL is held (`gil`).
+unsafe fn a_slot_given_twice_is_refused_at_type_creation(gil: Gil<'_>) {
+    match TWICE.create(gil, None) {
+        Err(Error::New(Kind::System, message)) => {
+            assert_eq!(message, "slots_test.Twice: slot 'len' is given twice")
+        }
+        Err(other) => panic!("not the SystemError wanted: {other:?}"),
+        Ok(_) => panic!("a slot given twice was accepted"),
+    }
+    // SAFETY: the GIL is held (caller).
+    assert!(unsafe { take_error(gil) }.is_none(), "nothing was raised");
 }
