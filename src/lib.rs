@@ -67,7 +67,9 @@ pub mod view;
 
 pub use element::{Element, SharedVec, Writer};
 pub use exporter::{BufferExporter, ExportCounter, Gil, Locked, Memory};
-pub use ffi::{getbuffer, releasebuffer, Object};
+// The raw slots (`ffi::getbuffer`, `ffi::releasebuffer`, `ffi::Object`) stay in `ffi`, for
+// hand-written type specs; `ExportingType` is the way to make a type.
+pub use ffi::spec::{ExportingType, TypeHandle};
 pub use layout::{Format, Layout, Order};
 pub use request::Request;
 pub use view::BufferView;

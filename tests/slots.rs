@@ -13,9 +13,11 @@ use core::ptr::{self, NonNull};
 use bufferkit::exporter::Busy;
 use bufferkit::ffi::error::Pending;
 use bufferkit::ffi::spec::ExportingType;
-use bufferkit::ffi::{dealloc, Error, Kind, Object, Owned, PyResult, This};
+use bufferkit::ffi::{
+    dealloc, getbuffer, releasebuffer, Error, Kind, Object, Owned, PyResult, This,
+};
 use bufferkit::pyo3_ffi as ffi;
-use bufferkit::{bufferkit_slot, getbuffer, releasebuffer, BufferExporter, ExportCounter};
+use bufferkit::{bufferkit_slot, BufferExporter, ExportCounter};
 use bufferkit::{Format, Gil, Layout, Memory, Order, SharedVec};
 
 /// What `memory()` does next.

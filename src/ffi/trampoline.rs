@@ -41,6 +41,7 @@ impl<T> Copy for This<'_, T> {}
 
 /// Runs `body` inside the panic boundary; `failed` is what the C caller reads as "an exception
 /// is set" (NULL or -1).
+#[doc(hidden)]
 #[inline(always)]
 pub fn guard<'py, R>(gil: Gil<'py>, failed: R, body: impl FnOnce(Gil<'py>) -> PyResult<R>) -> R {
     let err = match catch_unwind(AssertUnwindSafe(|| body(gil))) {
@@ -58,6 +59,7 @@ pub fn guard<'py, R>(gil: Gil<'py>, failed: R, body: impl FnOnce(Gil<'py>) -> Py
 ///
 /// The GIL is held for `'py`, and `slf` is a live instance of such a type (CPython checks the
 /// receiver's type before calling a method or getter defined on it).
+#[doc(hidden)]
 #[inline(always)]
 pub unsafe fn this<'py, T>(gil: Gil<'py>, slf: *mut ffi::PyObject) -> PyResult<This<'py, T>> {
     // SAFETY: `slf` is live for the call and the GIL is held (caller).
@@ -72,6 +74,7 @@ pub unsafe fn this<'py, T>(gil: Gil<'py>, slf: *mut ffi::PyObject) -> PyResult<T
 /// # Safety
 ///
 /// Called from a C slot or method with the GIL held.
+#[doc(hidden)]
 #[inline(always)]
 pub unsafe fn object_result(body: impl FnOnce(Gil<'_>) -> PyResult<Owned>) -> *mut ffi::PyObject {
     // SAFETY: the GIL is held (caller).
@@ -86,6 +89,7 @@ pub unsafe fn object_result(body: impl FnOnce(Gil<'_>) -> PyResult<Owned>) -> *m
 /// # Safety
 ///
 /// Called from a C slot with the GIL held.
+#[doc(hidden)]
 #[inline(always)]
 pub unsafe fn int_result<R: From<i8>>(body: impl FnOnce(Gil<'_>) -> PyResult<R>) -> R {
     // SAFETY: the GIL is held (caller).
@@ -98,6 +102,7 @@ pub unsafe fn int_result<R: From<i8>>(body: impl FnOnce(Gil<'_>) -> PyResult<R>)
 /// # Safety
 ///
 /// `ptr` is NULL or a live object borrowed for `'py` with the GIL held.
+#[doc(hidden)]
 #[inline(always)]
 pub unsafe fn optional<'py>(ptr: *mut ffi::PyObject) -> Option<Borrowed<'py>> {
     // SAFETY: forwarded from the caller.
