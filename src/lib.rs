@@ -79,7 +79,10 @@ pub use view::BufferView;
 #[doc(no_inline)]
 pub use pyo3_ffi;
 
-// The Rust blocks of the guides, compiled and run as they stand there.
+// The Rust blocks of the README and the guides, compiled as they stand there.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+mod readme_md {}
 #[doc = include_str!("../docs/rust.md")]
 #[cfg(doctest)]
 mod rust_md {}
