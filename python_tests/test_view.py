@@ -1234,7 +1234,7 @@ def test_base_locked_while_the_view_lives():
     b = Buffer(8)
     v = View(b)
     assert b.exports == 1
-    assert raises_message(BufferError, b.close) == 'cannot close: 1 exported buffer'
+    assert raises_message(BufferError, b.close).startswith('cannot close: 1 exported buffer')
     assert b.closed is False
     v.release()
     b.close()

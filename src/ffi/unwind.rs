@@ -54,6 +54,8 @@ mod imports {
         ) -> *mut ffi::PyObject;
         #[cfg_attr(PyPy, link_name = "PyPy_DecRef")]
         pub fn Py_DecRef(obj: *mut ffi::PyObject);
+        #[cfg_attr(PyPy, link_name = "PyPyObject_ClearWeakRefs")]
+        pub fn PyObject_ClearWeakRefs(obj: *mut ffi::PyObject);
         // Not in the stable ABI before 3.12: version-specific builds only.
         // Include/cpython/object.h, exported by every version-specific build's libpython (not
         // in the stable ABI). A dict lookup in the MRO may call a key's `__eq__`.
@@ -96,6 +98,7 @@ fn signatures() {
         imports::PyObject_CallFunctionObjArgs,
     );
     same1(ffi::Py_DecRef, imports::Py_DecRef);
+    same1(ffi::PyObject_ClearWeakRefs, imports::PyObject_ClearWeakRefs);
     #[cfg(not(Py_LIMITED_API))]
     {
         fn same4<A, B, C, D, R>(
@@ -168,6 +171,18 @@ pub unsafe fn get_buffer(
 pub unsafe fn release_buffer(view: *mut ffi::Py_buffer) {
     // SAFETY: forwarded from the caller.
     reenter(|| unsafe { imports::PyBuffer_Release(view) })
+}
+
+/// `PyObject_ClearWeakRefs`, which runs the weak references' callbacks.
+///
+/// # Safety
+///
+/// As `PyObject_ClearWeakRefs`: the GIL is held and `obj` is being deallocated by its
+/// `tp_dealloc`, its type supporting weak references.
+#[inline(always)]
+pub unsafe fn clear_weakrefs(obj: *mut ffi::PyObject) {
+    // SAFETY: forwarded from the caller.
+    reenter(|| unsafe { imports::PyObject_ClearWeakRefs(obj) })
 }
 
 /// `PyObject_Call`.

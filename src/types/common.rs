@@ -70,7 +70,7 @@ impl WeakList {
         // SAFETY: `obj` is an object being deallocated with the GIL held (caller), whose type
         // supports weak references (its list is not empty). The callbacks run get the weak
         // reference, which no longer reaches the object.
-        unsafe { ffi::PyObject_ClearWeakRefs(obj) };
+        unsafe { crate::ffi::unwind::clear_weakrefs(obj) };
     }
 }
 

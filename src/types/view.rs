@@ -22,7 +22,7 @@
 //! What changes in a View after construction is the counter and the two references (`held`,
 //! `root`): `held` is given up by `release()` once the counter closed with no export, and both
 //! by `tp_clear` (under the same condition) or on deallocation. A method that reads `held`
-//! holds an export of the View's own counter meanwhile ([`View::pinned`]), so that `release()`
+//! holds an export of the View's own counter meanwhile (`View::pinned`), so that `release()`
 //! on another thread refuses rather than frees it; every other field is fixed at construction.
 //! Taking the root's export (`View(obj)` only) may run Python code, which may drop the
 //! argument: the new `HeldExport` holds the root by a reference of its own before anything
@@ -65,6 +65,8 @@ pub struct View {
     block_len: usize,
     layout: Layout,
     counter: ExportCounter,
+    /// Weak references to the object (`__weaklistoffset__`).
+    weaklist: common::WeakList,
 }
 
 // SAFETY: the one contract of `BufferExporter`. `memory()` returns `block`/`block_len` and
@@ -429,6 +431,7 @@ fn make(
         block_len,
         layout,
         counter: ExportCounter::new(readonly),
+        weaklist: common::WeakList::new(),
     };
     // SAFETY: `tp` is View or a subclass (callers pass the type `tp_new` got or the module's
     // View type), whose instances are `Object<View>`; the GIL is held. If creation fails,
@@ -438,6 +441,10 @@ fn make(
 
 impl Drop for View {
     fn drop(&mut self) {
+        // Weak references die first, whatever is given up below.
+        // SAFETY: `weaklist` is a field of `self`, which, once something made a weak reference
+        // to it, is the value of the `Object<View>` that `dealloc::<View>` is dropping.
+        unsafe { self.weaklist.clear(self as *const Self) };
         if self.counter.count() != 0 {
             // Each export holds a reference to the View, so this is a consumer that gave its
             // reference back before its export. Its pointer must stay valid: the held export
@@ -762,10 +769,10 @@ fn view_reduce_ex(this: This<'_, View>, _protocol: Borrowed<'_>) -> PyResult<Own
 
 fn view_exit(
     this: This<'_, View>,
-    _args: Borrowed<'_>,
+    args: Borrowed<'_>,
     _kwargs: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
-    view_release(this)
+    common::exit_ending(this.obj, args, "released", || view_release(this))
 }
 
 fn view_base(this: This<'_, View>) -> PyResult<Owned> {
@@ -988,7 +995,12 @@ static mut VIEW_METHODS: [ffi::PyMethodDef; 7] = method_table!(
     ]
 );
 
-static mut VIEW_SLOTS: [ffi::PyType_Slot; 13] = [
+static mut VIEW_MEMBERS: [ffi::PyMemberDef; 2] = [
+    common::weaklist_member::<View>(core::mem::offset_of!(View, weaklist)),
+    common::MEMBER_END,
+];
+
+static mut VIEW_SLOTS: [ffi::PyType_Slot; 15] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, view_new) as *mut c_void,
@@ -1024,6 +1036,12 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 13] = [
     slot(ffi::Py_tp_getset, (&raw mut VIEW_GETSET).cast()),
     // SAFETY: as above.
     slot(ffi::Py_tp_methods, (&raw mut VIEW_METHODS).cast()),
+    // SAFETY: as above.
+    slot(ffi::Py_tp_members, (&raw mut VIEW_MEMBERS).cast()),
+    slot(
+        ffi::Py_tp_richcompare,
+        common::richcompare!(View, common::compare) as *mut c_void,
+    ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
     SLOT_END,
 ];
