@@ -68,8 +68,9 @@ impl Format {
 /// A vector of `T` that bufferkit exports: the elements, their 1-D layout and the export
 /// counter, in one value.
 ///
-/// Consumers read and write the elements through exports at any time, so Rust never holds a
-/// reference to them: it reads copies ([`get`](Self::get), [`to_vec`](Self::to_vec)) and
+/// `Sync` (on builds with the GIL, which serialises Rust's reads and writes), so a PyO3
+/// `#[pyclass]` may hold it. Consumers read and write the elements through exports at any
+/// time, so Rust never holds a reference to them: it reads copies ([`get`](Self::get), [`to_vec`](Self::to_vec)) and
 /// writes only through [`Writer`], the guard [`lock`](Self::lock) returns while nothing is
 /// exported, which refuses every export while it lives (with `BufferError("<Type> is being
 /// modified")`).
@@ -112,6 +113,9 @@ struct Inner<T> {
 // `Gil` (reads in `get`/`to_vec`, writes in `Writer`), so with the GIL those accesses are
 // serialised by it, and a write needs the `Locked` guard, which excludes exports and other
 // writers; what consumers do through an export is outside Rust's view, as for every buffer.
+// Not on free-threaded builds: there a `Gil` serialises nothing, and a read on one thread
+// could meet a writer on another (readers would have to be counted like exports).
+#[cfg(not(Py_GIL_DISABLED))]
 unsafe impl<T: Element> Sync for SharedVec<T> {}
 // SAFETY: owning the elements and the counter on another thread is owning numbers.
 unsafe impl<T: Element> Send for SharedVec<T> {}
@@ -262,20 +266,36 @@ pub struct Writer<'a, T: Element> {
 }
 
 impl<T: Element> Writer<'_, T> {
+    // No method hands out a reference into the elements (no `&mut [T]`): a reader (`get`,
+    // `to_vec`) may run between two writer calls, and must not meet a live exclusive borrow.
     fn inner_mut(&mut self) -> &mut Inner<T> {
         // SAFETY: no export is live and no other writer exists (invariant), and `&mut self`
         // makes this the only reference made through this writer; readers (`get`, `to_vec`,
-        // `memory`) hold the GIL and do not keep their reference across any call, and so do
-        // not overlap this one, which keeps it no longer than `&mut self`.
+        // `len`, `memory`) hold the GIL and keep their reference only within their own call,
+        // which runs no Python code, and every writer method ends its borrow before it
+        // returns, so the two never overlap.
         unsafe { &mut *self.vec.inner.get() }
     }
 
-    /// The elements, exclusively.
-    pub fn as_mut_slice(&mut self) -> &mut [T] {
-        let data: *mut [UnsafeCell<T>] = &mut *self.inner_mut().data;
-        // SAFETY: `UnsafeCell<T>` is `repr(transparent)` over `T`, so the slices have one
-        // layout; the borrow is the exclusive one of `inner_mut`, for as long as `&mut self`.
-        unsafe { &mut *(data as *mut [T]) }
+    /// Sets every element to `value`.
+    pub fn fill(&mut self, value: T) {
+        self.inner_mut()
+            .data
+            .iter_mut()
+            .for_each(|c| *c.get_mut() = value);
+    }
+
+    /// Copies `values` into the first elements; `false` (and nothing copied) if there are more
+    /// values than elements.
+    pub fn copy_from_slice(&mut self, values: &[T]) -> bool {
+        let data = &mut self.inner_mut().data;
+        if values.len() > data.len() {
+            return false;
+        }
+        data.iter_mut()
+            .zip(values)
+            .for_each(|(c, v)| *c.get_mut() = *v);
+        true
     }
 
     /// A copy of element `i`.
@@ -345,7 +365,12 @@ mod tests {
         let v = SharedVec::new(vec![1.5f32, 2.5], false).unwrap();
         let m = v.memory().unwrap();
         assert_eq!(
-            (m.len(), m.layout().shape(), m.layout().format().as_str()),
+            // SAFETY: `v` is unchanged since `memory()`.
+            (
+                m.len(),
+                unsafe { m.layout() }.shape(),
+                unsafe { m.layout() }.format().as_str()
+            ),
             (8, &[2][..], "f")
         );
         let seen = v.counter().snapshot();
@@ -355,14 +380,15 @@ mod tests {
         let mut w = v.lock(gil()).unwrap();
         assert!(v.counter().snapshot().locked());
         assert_eq!(v.lock(gil()).err(), Some(Busy::Locked));
-        w.as_mut_slice()[1] = -1.0;
+        assert!(w.copy_from_slice(&[0.0, -1.0]) && !w.copy_from_slice(&[0.0; 3]));
         assert!(w.set(0, 4.0) && !w.set(2, 0.0));
         w.resize(3, 9.0).unwrap();
         drop(w);
         assert!(!v.counter().snapshot().locked());
         assert_eq!(v.to_vec(gil()), [4.0, -1.0, 9.0]);
         assert_eq!((v.get(gil(), 2), v.get(gil(), 3)), (Some(9.0), None));
-        assert_eq!(v.memory().unwrap().layout().shape(), &[3]);
+        // SAFETY: `v` is unchanged since `memory()`.
+        assert_eq!(unsafe { v.memory().unwrap().layout() }.shape(), &[3]);
     }
 
     #[test]

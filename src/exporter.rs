@@ -358,12 +358,20 @@ impl ExportCounter {
 }
 
 /// The memory an exporter hands out: a block and a layout inside it.
+///
+/// Made by an exporter's [`memory()`](BufferExporter::memory) and read at once by bufferkit's
+/// export path. Safe code outside bufferkit may hold one longer (it is `Copy`), past a change
+/// of the memory that replaced the layout, so it keeps the layout as a pointer, not a
+/// reference, and only bufferkit reads it (right after `memory()` returned, with nothing in
+/// between that could change the exporter).
 #[derive(Clone, Copy, Debug)]
 pub struct Memory<'a> {
-    // INVARIANTS: `layout.required_len() <= len`.
+    // INVARIANTS: when made, `layout` pointed to a live `Layout` borrowed for 'a with
+    // `required_len() <= len`.
     base: NonNull<u8>,
     len: usize,
-    layout: &'a Layout,
+    layout: NonNull<Layout>,
+    _layout: PhantomData<&'a Layout>,
 }
 
 impl<'a> Memory<'a> {
@@ -374,7 +382,12 @@ impl<'a> Memory<'a> {
     /// [`BufferExporter`] that returns it.
     #[inline]
     pub fn new(base: NonNull<u8>, len: usize, layout: &'a Layout) -> Option<Self> {
-        (layout.required_len() <= len).then_some(Self { base, len, layout })
+        (layout.required_len() <= len).then_some(Self {
+            base,
+            len,
+            layout: NonNull::from(layout),
+            _layout: PhantomData,
+        })
     }
 
     /// The start of the block.
@@ -390,17 +403,29 @@ impl<'a> Memory<'a> {
         self.len == 0
     }
     /// The layout.
-    pub fn layout(&self) -> &'a Layout {
-        self.layout
+    ///
+    /// # Safety
+    ///
+    /// The layout this was made with is still alive: the exporter has not changed since its
+    /// `memory()` returned this (no Python code ran in between), or an export it counted
+    /// holds it.
+    #[inline(always)]
+    pub(crate) unsafe fn layout(&self) -> &'a Layout {
+        // SAFETY: the caller guarantees the layout is alive; it was borrowed for 'a when made.
+        unsafe { self.layout.as_ref() }
     }
     /// The address of element `(0, ..., 0)`, which is what `Py_buffer.buf` holds.
-    #[inline]
-    pub fn first_item(&self) -> *mut u8 {
+    ///
+    /// # Safety
+    ///
+    /// As for [`layout`](Self::layout).
+    #[inline(always)]
+    pub(crate) unsafe fn first_item(&self) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        let offset = unsafe { self.layout() }.offset();
         // `wrapping_add` keeps this free of unsafe; the offset is inside the block (or one
         // past its end for an empty layout) by the invariant of `Layout`, so it does not wrap.
-        self.base
-            .as_ptr()
-            .wrapping_add(self.layout.offset() as usize)
+        self.base.as_ptr().wrapping_add(offset as usize)
     }
 }
 
@@ -537,9 +562,8 @@ mod tests {
         let l = Layout::contiguous(Format::bytes(), &[16], Order::C).unwrap();
         let base = NonNull::<u8>::dangling();
         assert!(Memory::new(base, 15, &l).is_none());
-        assert_eq!(
-            Memory::new(base, 16, &l).unwrap().first_item(),
-            base.as_ptr()
-        );
+        // SAFETY: `l` lives until the end of the test.
+        let first = unsafe { Memory::new(base, 16, &l).unwrap().first_item() };
+        assert_eq!(first, base.as_ptr());
     }
 }

@@ -33,7 +33,8 @@ pub(crate) unsafe fn fill(
     readonly: bool,
     obj: *mut ffi::PyObject,
 ) {
-    let layout = memory.layout();
+    // SAFETY: the export was counted (contract), so the layout is alive until its release.
+    let layout = unsafe { memory.layout() };
     // Each field is stored as soon as it is known, in the order of the struct (which keeps
     // few values live at once): the consumer's struct may be uninitialised, so it is only
     // written, never read. The consumer treats shape, strides and format as read-only
@@ -42,6 +43,7 @@ pub(crate) unsafe fn fill(
     let v = view;
     // SAFETY: `view` (`v`) is valid for writes of a `Py_buffer` (contract).
     unsafe {
+        // (`first_item` reads the layout: alive, as above.)
         addr_of_mut!((*v).buf).write(memory.first_item().cast());
         addr_of_mut!((*v).obj).write(obj);
         // Both read before either is written (the consumer's struct could, as far as the

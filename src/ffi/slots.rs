@@ -95,7 +95,8 @@ unsafe fn try_export<T: BufferExporter + ?Sized>(
     let Some(memory) = this.memory() else {
         return false;
     };
-    let admission = memory.layout().admission();
+    // SAFETY: `memory()` just returned it, and nothing ran since.
+    let admission = unsafe { memory.layout() }.admission();
     let Some(request) = admission.admit(flags, seen.readonly_row()) else {
         return false;
     };
@@ -228,7 +229,8 @@ unsafe fn export<T: BufferExporter + ?Sized>(
         let Some(memory) = this.memory() else {
             return Err(no_memory(obj));
         };
-        let layout = memory.layout();
+        // SAFETY: `memory()` just returned it, and nothing ran since.
+        let layout = unsafe { memory.layout() };
         if Request::admit(flags, layout.facts_index(seen.readonly())).is_none() {
             return Err(refusal(obj, flags, layout, seen.readonly()));
         }
