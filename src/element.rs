@@ -364,15 +364,10 @@ mod tests {
     fn the_writer_locks_out_exports_and_is_refused_while_exported() {
         let v = SharedVec::new(vec![1.5f32, 2.5], false).unwrap();
         let m = v.memory().unwrap();
-        assert_eq!(
-            // SAFETY: `v` is unchanged since `memory()`.
-            (
-                m.len(),
-                unsafe { m.layout() }.shape(),
-                unsafe { m.layout() }.format().as_str()
-            ),
-            (8, &[2][..], "f")
-        );
+        // SAFETY: `v` is unchanged since `memory()`.
+        let layout = unsafe { m.layout() };
+        let format = layout.format().as_str();
+        assert_eq!((m.len(), layout.shape(), format), (8, &[2][..], "f"));
         let seen = v.counter().snapshot();
         assert!(v.counter().acquire(gil(), seen));
         assert_eq!(v.lock(gil()).err(), Some(Busy::Exported(1)));

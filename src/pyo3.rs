@@ -53,6 +53,7 @@
 //! exported, which the `unsafe impl` promises never happens.
 
 use core::ffi::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::{
     PyBufferError, PyMemoryError, PyOverflowError, PySystemError, PyTypeError, PyValueError,
@@ -112,7 +113,11 @@ impl From<Error> for PyErr {
 ///
 /// `view` is the consumer's `Py_buffer` that PyO3 passes to `__getbuffer__` (valid for
 /// writes), and the class's `__releasebuffer__` calls [`releasebuffer`].
-pub unsafe fn getbuffer<T>(slf: &Bound<'_, T>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()>
+pub unsafe fn getbuffer<T>(
+    slf: &Bound<'_, T>,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> PyResult<()>
 where
     T: PyClass + BufferExporter,
 {
@@ -125,12 +130,26 @@ where
         let name = borrowed(slf.as_any()).type_name();
         return Err(PyBufferError::new_err(format!("{name} is being modified")));
     };
-    // SAFETY: `view` is the consumer's (caller); `slf` owns `this` and keeps it in place for
-    // as long as it lives (PyO3 stores a class's value inside its object and frees it only
-    // in tp_dealloc), and the view's reference keeps `slf` alive; the class's
-    // `__releasebuffer__` calls `releasebuffer` (caller). The borrow ends here, the export
-    // does not: the memory's stability comes from the counter (BufferExporter's contract).
-    unsafe { export_value(gil, &*this, slf.as_ptr(), view, flags) }.map_err(PyErr::from)
+    // A panic in `memory()` or `counter()` becomes bufferkit's SystemError with `view->obj`
+    // NULL, as in bufferkit's own slots, rather than PyO3's PanicException with the view as
+    // the panic left it.
+    let exported = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `view` is the consumer's (caller); `slf` owns `this` and keeps it in place
+        // for as long as it lives (PyO3 stores a class's value inside its object and frees it
+        // only in tp_dealloc), and the view's reference keeps `slf` alive; the class's
+        // `__releasebuffer__` calls `releasebuffer` (caller). The borrow ends here, the export
+        // does not: the memory's stability comes from the counter (BufferExporter's contract).
+        unsafe { export_value(gil, &*this, slf.as_ptr(), view, flags) }
+    }));
+    exported
+        .unwrap_or_else(|panic| {
+            if !view.is_null() {
+                // SAFETY: `view` is valid for writes (caller): "view->obj is NULL on failure".
+                unsafe { core::ptr::addr_of_mut!((*view).obj).write(core::ptr::null_mut()) };
+            }
+            Err(Error::from_panic(panic))
+        })
+        .map_err(PyErr::from)
 }
 
 /// The body of a `#[pyclass]`'s `__releasebuffer__`: gives the export back.
