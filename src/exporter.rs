@@ -445,10 +445,12 @@ impl<'a> Memory<'a> {
 /// writable unless the counter is read-only; and `memory()` keeps returning the same block and
 /// the same layout.** Concretely, do not free, move, shrink or re-layout the memory, and do not
 /// write to it through Rust references that assume exclusive access, unless the counter shows
-/// no exports (its [`close`](ExportCounter::close) and [`freeze`](ExportCounter::freeze)
-/// refuse while exports are live, which is the tool for this). Consumers write through the
-/// pointer without Rust's knowledge: memory handed out writable must be behind `UnsafeCell` or
-/// a raw pointer, never a `&[u8]` that Rust assumes immutable.
+/// no exports (its [`lock`](ExportCounter::lock), [`close`](ExportCounter::close) and
+/// [`freeze`](ExportCounter::freeze) refuse while exports are live, which is the tool for
+/// this). Consumers write through the pointer without Rust's knowledge: memory handed out
+/// writable must be behind `UnsafeCell` or a raw pointer, never a `&[u8]` that Rust assumes
+/// immutable. [`SharedVec`](crate::SharedVec) is such memory and keeps the contract: an
+/// implementation that returns its `counter()` and `memory()` is correct.
 ///
 /// # Errors and panics
 ///

@@ -28,8 +28,9 @@
 //!
 //! An implementor of [`BufferExporter`] promises one thing: while its [`ExportCounter`] counts
 //! a live export, the memory it returned stays valid, in place, with the same layout. The
-//! counter's `close()` and `freeze()` refuse while exports are live, which is how an owner
-//! keeps that promise. Everything else (checking requests, filling the `Py_buffer`, counting,
+//! counter's `lock()`, `close()` and `freeze()` refuse while exports are live, and a lock
+//! refuses every export while it lives, which is how an owner keeps that promise;
+//! [`SharedVec`] keeps it for you. Everything else (checking requests, filling the `Py_buffer`, counting,
 //! references, panics) is bufferkit's.
 //!
 //! # Unsafe code policy
