@@ -26,8 +26,10 @@ candidates=("$@")
 [ ${#candidates[@]} -gt 0 ] || mapfile -t candidates < <(find_pythons)
 pythons=()
 for py in "${candidates[@]}"; do
-  minor=$(py_minor "$py") || { fail "cannot run $py"; continue; }
-  [ "$minor" -ge 11 ] && pythons+=("$py")
+  # Interpreter specs (lib.sh) are welcome; free-threaded builds and PyPy have no stable ABI,
+  # and a debug build's list is its release build's.
+  kind=$(build_kind "$py") || { fail "cannot run $py"; continue; }
+  [ "$kind" = abi3 ] && [[ "$(py_tag "$py")" != *d ]] && pythons+=("$py")
 done
 [ ${#pythons[@]} -gt 0 ] || { fail "no CPython 3.11+ interpreter to read the stable ABI from"; finish; }
 # The floor's list is needed even when no 3.11 was named: take pyenv's 3.11 then.
@@ -86,9 +88,8 @@ for py in "${pythons[@]}"; do
   # SYMBOL_NAMES as this interpreter's own test module computes it for this platform; if the
   # module cannot be imported (no _testcapi), its literal tuples, with the conditional ones of
   # the features a Linux build has.
-  if ! "$py" - "$tmp/stable-$tag.txt" <<'EOF'
+  if ! pyx "$py" - >"$tmp/stable-$tag.txt" <<'EOF'
 import ast, os, sys, sysconfig
-out = sys.argv[1]
 try:
     from test.test_stable_abi_ctypes import SYMBOL_NAMES as names
 except Exception as e:
@@ -107,8 +108,7 @@ except Exception as e:
                         names += ast.literal_eval(stmt.value)
 if not names:
     sys.exit("SYMBOL_NAMES is empty")
-with open(out, "w") as f:
-    f.write("\n".join(sorted(set(names))) + "\n")
+sys.stdout.write("\n".join(sorted(set(names))) + "\n")
 EOF
   then
     fail "$tag: cannot read the stable ABI list (Lib/test/test_stable_abi_ctypes.py) of $py"

@@ -38,6 +38,7 @@ fi
 
 tag=$(py_tag "$py") || { echo "abicheck.sh: cannot run $py" >&2; echo "abicheck: 0 passed, 1 failed"; exit 1; }
 build_kind "$py" >/dev/null || { echo "abicheck: 0 passed, 1 failed"; exit 1; }
+pyo3_gate "$py"
 echo "==> ABI layout checks against $("$py" -V 2>&1) headers ($tag)"
 cd "$BK_ROOT"
 log=$(mktemp "${TMPDIR:-/tmp}/bufferkit-abicheck.XXXXXX")

@@ -5,6 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 py=${1:?usage: build.sh PYTHON}
 kind=$(build_kind "$py")
+pyo3_gate "$py"
 vpy=$(ensure_venv "$py")
 out="$BK_ROOT/build/wheels/$kind"
 # One build of a kind at a time: cargo locks its target directory, but maturin's staging

@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$BK_ROOT"
 py=${1:?usage: example.sh PYTHON}
 build_kind "$py" >/dev/null  # refuses interpreters bufferkit cannot serve
+pyo3_gate "$py"
 tag=$(py_tag "$py")
 vpy=$(ensure_venv "$py")
 target="$BK_ROOT/build/target/example/$tag"

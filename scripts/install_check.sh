@@ -7,6 +7,9 @@
 #   --from-source  `pip install .` from the repository, with pip's build isolation (maturin
 #                  comes from the registry); the test suite is not run again, only the checks
 # The venv is build/venv/fresh-<cpXY>[-src], deleted and made again on every run.
+# On a free-threaded build (cp313t, ...) the wheel's import must leave the GIL disabled (a
+# module without Py_mod_gil = Py_MOD_GIL_NOT_USED turns it back on), and the suite runs with
+# PYTHON_GIL=0.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$BK_ROOT"
@@ -28,7 +31,8 @@ if [ "$mode" = --from-source ]; then
 else
   whl=$(ls build/wheels/"$kind"/bufferkit-*.whl)
   echo "==> $tag: pip install $whl (fresh venv $venv)"
-  "$vpy" -m pip install -q "$whl" -r python_tests/requirements.txt
+  "$vpy" -m pip install -q "$whl"
+  pip_install_wheels "$vpy" python_tests/requirements.txt
 fi
 
 # What was installed: the package from site-packages, with its stub and marker, and the
@@ -43,7 +47,7 @@ assert pkg.parent == site, f"bufferkit imported from {pkg}, not from {site}"
 for name in ("py.typed", "__init__.pyi", "__main__.py"):
     assert (pkg / name).is_file(), f"{name} is not installed"
 so = pathlib.Path(native.__file__).name
-want = ".abi3.so" if kind == "abi3" else f".cpython-{sys.version_info[0]}{sys.version_info[1]}-"
+want = ".abi3.so" if kind == "abi3" else sysconfig.get_config_var("EXT_SUFFIX")
 assert want in so, f"native module {so}: expected {want!r}"
 assert bufferkit.Buffer.__module__ == "bufferkit"
 b = bufferkit.Buffer(8)
@@ -55,7 +59,23 @@ EOF
 "$vpy" -m bufferkit inspect 'bytearray(b"abc")' >/dev/null
 
 echo "install_check $tag ($mode): installed as expected"
-if [ "$mode" != --from-source ]; then
-  echo "==> $tag: python tests against the installed wheel"
-  "$vpy" -m pytest -q -p no:cacheprovider python_tests   # its summary line is the last line
+[ "$mode" = --from-source ] && exit 0
+gil=0
+if [[ "$kind" == cp3*t ]]; then
+  # Free-threaded for real: importing bufferkit must not switch the GIL back on (CPython does,
+  # with a RuntimeWarning, for a module that does not declare Py_mod_gil = Py_MOD_GIL_NOT_USED).
+  echo "==> $tag: importing bufferkit leaves the GIL disabled"
+  if (cd /tmp && env -u PYTHON_GIL "$vpy" -W error::RuntimeWarning -c '
+import sys, bufferkit, bufferkit._bufferkit
+assert not sys._is_gil_enabled(), "importing bufferkit enabled the GIL"
+print("GIL disabled after import bufferkit")'); then :; else
+    echo "install_check $tag: FAILED: importing bufferkit enables the GIL (Py_mod_gil)"; gil=1
+  fi
+  # The suite runs with the GIL forced off even so, to test the code without it.
+  export PYTHON_GIL=0
 fi
+echo "==> $tag: python tests against the installed wheel${PYTHON_GIL:+ (PYTHON_GIL=$PYTHON_GIL)}"
+rc=0
+"$vpy" -m pytest -q -p no:cacheprovider python_tests || rc=$?
+[ "$gil" = 0 ] || echo "install_check $tag: FAILED: importing bufferkit enables the GIL (see above)"
+[ "$rc" = 0 ] && [ "$gil" = 0 ]   # the last line: pytest's summary, or the GIL failure

@@ -32,35 +32,9 @@ in_env() {
   esac
 }
 
-# sid_run ROOT DIR CMD...: CMD in the chroot ROOT, working directory DIR. The mounts live in a
-# mount namespace of this command's own (unshare), so they vanish with it and parallel runs do
-# not share them: /proc, /dev, /sys; the repository at its own path; the Rust toolchain
-# (/root/.cargo, /root/.rustup: host binaries run on sid's newer C library); the host's CA
-# bundle (pip, behind this machine's TLS configuration), DNS configuration and local wheels.
-sid_run() {
-  local root=$1 dir=$2; shift 2
-  [ -x "$root/bin/sh" ] || { echo "sid_run: no chroot at $root (scripts/pythons.sh makes it)" >&2; return 1; }
-  local binds=(/dev /sys "$BK_ROOT")
-  local d
-  for d in "$HOME/.cargo" "$HOME/.rustup" /opt/wheels; do [ -d "$d" ] && binds+=("$d"); done
-  unshare --mount --propagation private -- bash -c '
-    set -e
-    root=$1 dir=$2; shift 2
-    n=$1; shift
-    for ((i = 0; i < n; i++)); do
-      mkdir -p "$root$1"; mount --rbind "$1" "$root$1"; shift
-    done
-    mount -t proc proc "$root/proc" 2>/dev/null || mount --rbind /proc "$root/proc"
-    # Beside, not over, the chroot'"'"'s own bundle (its ca-certificates package rewrites that one)
-    ca=/etc/ssl/certs/ca-certificates.crt host_ca=/usr/local/share/bufferkit/host-ca.crt
-    if [ -f $ca ]; then
-      mkdir -p "$root${host_ca%/*}"; touch "$root$host_ca"; mount --bind $ca "$root$host_ca"
-      export SSL_CERT_FILE=$host_ca PIP_CERT=$host_ca REQUESTS_CA_BUNDLE=$host_ca CURL_CA_BUNDLE=$host_ca
-    fi
-    cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-    exec chroot "$root" /bin/sh -c "cd \"\$0\" && exec \"\$@\"" "$dir" "$@"
-  ' bk-sid "$root" "$dir" "${#binds[@]}" "${binds[@]}" "$@"
-}
+# sid_run ROOT DIR CMD...: CMD in the chroot ROOT, working directory DIR (scripts/chroot-run.sh
+# says what is mounted there and why)
+sid_run() { "$BK_ROOT/scripts/chroot-run.sh" "$@"; }
 
 # pyx SPEC ARGS...: run SPEC's interpreter with ARGS, in its environment
 pyx() { local spec=$1; shift; in_env "$spec" "$(spec_exe "$spec")" "$@"; }
@@ -97,6 +71,14 @@ print(sys.version_info[0], sys.version_info[1], sys.implementation.name, int(boo
   else echo "cp3$minor"; fi
 }
 
+# pyo3_gate PYTHON: export what pyo3-ffi needs to accept PYTHON. pyo3-ffi 0.30.1 refuses
+# free-threaded builds before 3.14 (its MIN_FREE_THREADED_VERSION) unless
+# UNSAFE_PYO3_SKIP_VERSION_CHECK=1; bufferkit skips that gate for 3.13t only, with
+# `make abicheck` on the 3.13t headers as the evidence that pyo3-ffi's layouts are right there.
+pyo3_gate() {
+  if [ "$(build_kind "$1")" = cp313t ]; then export UNSAFE_PYO3_SKIP_VERSION_CHECK=1; fi
+}
+
 # find_pythons -> the newest installed patch release of each CPython 3.9 ... 3.13 (pyenv),
 # one path a line, oldest minor first. Never hard-codes a patch version.
 find_pythons() {
@@ -106,6 +88,26 @@ find_pythons() {
     best=$(ls -d "$root"/versions/3."$minor".*/ 2>/dev/null | grep -E "/3\.$minor\.[0-9]+/$" | sort -V | tail -n 1)
     [ -n "$best" ] && [ -x "$best/bin/python3" ] && echo "${best%/}/bin/python3"
   done
+}
+
+# pip_install_wheels VENV_PYTHON REQUIREMENTS_FILE: install the requirements from wheels only,
+# each at the newest version that has a wheel for this interpreter (numpy 2.5 has none for
+# 3.13t, 2.4 has). A requirement with no wheel at any version (numpy on PyPy) is left out:
+# said on stderr and named in the venv's .no-wheel file; the tests that need it skip, saying
+# so. Building numpy from source would take longer than the whole test run.
+pip_install_wheels() {
+  local vpy=$1 req=$2 line name missing=()
+  "$vpy" -m pip install -q --only-binary :all: -r "$req" >&2 && { rm -f "${vpy%/bin/*}/.no-wheel"; return 0; }
+  while read -r line; do
+    line=${line%%#*}; line=$(echo "$line" | xargs)
+    [ -n "$line" ] || continue
+    name=$(echo "$line" | sed -E 's/[ <>=!~;\[].*//')
+    if ! "$vpy" -m pip install -q --only-binary :all: "$line" >&2; then
+      echo "pip_install_wheels: no wheel of $name for $("$vpy" -V 2>&1): left out, the tests that need it skip" >&2
+      missing+=("$name")
+    fi
+  done <"$req"
+  printf '%s\n' "${missing[@]}" >"${vpy%/bin/*}/.no-wheel"
 }
 
 # ensure_venv PYTHON -> prints the venv's python; creates/refreshes it when requirements change
@@ -120,7 +122,7 @@ ensure_venv() {
     rm -rf "$venv"
     "$py" -m venv "$venv" >&2 || return 1
     "$venv/bin/python" -m pip install -q --upgrade pip >&2 || return 1
-    "$venv/bin/python" -m pip install -q -r "$BK_ROOT/python_tests/requirements.txt" >&2 || return 1
+    pip_install_wheels "$venv/bin/python" "$BK_ROOT/python_tests/requirements.txt" || return 1
     printf '%s' "$want" > "$stamp"
   fi
   echo "$venv/bin/python"

@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# matrix.sh [PYTHON...]: the whole test run, on every interpreter given (default: every
-# CPython 3.9-3.13 that pyenv has). Prints one summary table and exits non-zero if any cell
-# failed. Each build kind is built once: the abi3 module built on the oldest 3.11+ interpreter
-# is the very file 3.12 and 3.13 load.
+# matrix.sh [SPEC...]: the whole test run, on every interpreter given (default: every one
+# scripts/pythons.sh finds or makes: pyenv's CPython 3.9-3.13, a free-threaded 3.13t, and in
+# a Debian sid chroot CPython 3.14, 3.15, their debug builds and PyPy 3.11). A SPEC is an
+# interpreter path or ENV:PATH (lib.sh: "sid:/usr/bin/python3.14"); every column of that
+# interpreter runs in its environment. Prints one summary table, one row per interpreter, and
+# exits non-zero if any cell failed. An interpreter that cannot be had here is a row that says
+# why; a column that cannot run on an interpreter says "skip" and, under the table, why.
+#
+# Each build kind is built once, on the first interpreter of that kind: the abi3 module built
+# on the oldest 3.11+ (pyenv's 3.11) is the very file 3.12, 3.13, 3.14, 3.15 and the debug
+# builds load (build/wheels/abi3/, installed into each one's fresh venv).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$BK_ROOT"
 
-pythons=("$@")
-[ ${#pythons[@]} -gt 0 ] || mapfile -t pythons < <(find_pythons)
-[ ${#pythons[@]} -gt 0 ] || { echo "no CPython 3.9-3.13 found (pyenv root: $(pyenv root 2>/dev/null))" >&2; exit 1; }
-
 log=build/logs; mkdir -p "$log"
-rows=(); fail=0
+t_start=$SECONDS
+echo "==> interpreters (scripts/pythons.sh)"
+specs=() skipped=()
+if [ $# -gt 0 ]; then
+  specs=("$@")
+else
+  while IFS= read -r line; do
+    case $line in
+      "# skipped "*) skipped+=("${line#\# skipped }") ;;
+      ?*) specs+=("$line") ;;
+    esac
+  done < <(scripts/pythons.sh 2> >(tee "$log/pythons.txt" >&2))
+fi
+t_provision=$((SECONDS - t_start))
+[ ${#specs[@]} -gt 0 ] || { echo "no interpreter found or made (see $log/pythons.txt)" >&2; exit 1; }
+printf '    %s\n' "${specs[@]}"
+
+rows=() notes=() fail=0
 # run LOG CMD...: runs CMD with its output in LOG; prints pass or FAIL, then LOG's last line
 # on stderr (the runner's own summary line).
 run() {
@@ -20,59 +40,93 @@ run() {
   if "$@" >"$log" 2>&1; then echo pass; else echo FAIL; fi
   tail -n 1 "$log" >&2
 }
+# skip TAG COLUMN WHY: note why a cell cannot run here (the cell itself says skip)
+skip() { notes+=("$1 $2: $3"); }
 
 echo "==> Rust: unit and doc tests, formatting, clippy"
-rust=$(run "$log/rust.txt" scripts/lint.sh "${pythons[0]}")
+t0=$SECONDS
+rust=$(run "$log/rust.txt" scripts/lint.sh "$(find_pythons | head -n 1)")
+t_rust=$((SECONDS - t0))
 grep -E "^test result|passed|warning|error" "$log/rust.txt" | tail -n 4
 
 declare -A built=()
-for py in "${pythons[@]}"; do
-  tag=$(py_tag "$py"); kind=$(build_kind "$py") || { rows+=("$tag|?|FAIL|-|-|-|-|-|FAIL"); fail=1; continue; }
-  echo "==> $tag ($kind)"
+for spec in "${specs[@]}"; do
+  t0=$SECONDS
+  py=$(spec_exe "$spec")
+  tag=$(py_tag "$spec") && kind=$(build_kind "$spec") || {
+    rows+=("${tag:-$spec}|?|FAIL|-|-|-|-|-|FAIL|0"); notes+=("$spec: cannot run it"); fail=1; continue; }
+  debug=0; [[ $tag == cp*d ]] && debug=1
+  echo "==> $tag ($kind): $spec"
+  # col SCRIPT ARGS...: a script of scripts/, run in the interpreter's environment
+  col() { local s=$1; shift; in_env "$spec" "scripts/$s" "$py" "$@"; }
   if [ -z "${built[$kind]:-}" ]; then
-    built[$kind]=$(run "$log/build-$kind.txt" scripts/build.sh "$py")
+    built[$kind]=$(run "$log/build-$kind.txt" col build.sh)
     [ "${built[$kind]}" = pass ] || tail -n 30 "$log/build-$kind.txt" >&2
   fi
   b=${built[$kind]}
-  a=$(run "$log/abicheck-$tag.txt" scripts/abicheck.sh "$py")
+  if [ "$debug" = 1 ]; then
+    # A debug build loads the release build's abi3 module; its layouts are the release
+    # build's (Py_DEBUG adds no field since 3.8; Py_TRACE_REFS is a separate option).
+    a=skip; skip "$tag" layout "the release build's headers are checked on ${tag%d}'s row (Py_DEBUG changes no layout)"
+  else
+    a=$(run "$log/abicheck-$tag.txt" col abicheck.sh)
+  fi
   if [ "$b" = pass ]; then
-    c=$(run "$log/ctest-$tag.txt" scripts/ctest.sh "$py")
+    if [[ $kind == pp* ]]; then
+      c=skip; skip "$tag" c-tests "PyPy cannot be embedded through the C API: libpypy exports no Py_Initialize (PyPy's own embedding API is rpython_startup_code/pypy_setup_home)"
+    else
+      c=$(run "$log/ctest-$tag.txt" col ctest.sh)
+    fi
     # The suite runs against the wheel pip-installed into a fresh venv (issue 8).
-    p=$(run "$log/pytest-$tag.txt" scripts/install_check.sh "$py")
-    t=$(run "$log/typecheck-$tag.txt" scripts/typecheck.sh "$py")
-    e=$(run "$log/example-$tag.txt" scripts/example.sh "$py")
-  else c=-; p=-; t=-; e=-; fi
-  r=pass; for x in "$b" "$a" "$c" "$p" "$t" "$e"; do [ "$x" = pass ] || r=FAIL; done
+    p=$(run "$log/pytest-$tag.txt" col install_check.sh)
+    if [ "$debug" = 1 ]; then
+      t=skip; skip "$tag" typecheck "the stub is checked against the same module on ${tag%d}'s row"
+      e=skip; skip "$tag" example "the example crate is a release-build extension, built and tested on ${tag%d}'s row"
+    else
+      t=$(run "$log/typecheck-$tag.txt" col typecheck.sh)
+      e=$(run "$log/example-$tag.txt" col example.sh)
+    fi
+  else c=-; p=-; t=-; e=-; notes+=("$tag: build failed, nothing else ran (log: $log/build-$kind.txt)"); fi
+  r=pass; for x in "$b" "$a" "$c" "$p" "$t" "$e"; do [ "$x" = pass ] || [ "$x" = skip ] || r=FAIL; done
   [ "$r" = pass ] || fail=1
-  rows+=("$tag|$kind|$b|$a|$c|$p|$t|$e|$r")
+  rows+=("$tag|$kind|$b|$a|$c|$p|$t|$e|$r|$((SECONDS - t0))")
 done
 [ "$rust" = pass ] || fail=1
 abi3=-
 if [ "${built[abi3]:-}" = pass ]; then
-  abi3=$(run "$log/abi3check.txt" scripts/abi3check.sh "${pythons[@]}")
+  t0=$SECONDS
+  abi3=$(run "$log/abi3check.txt" scripts/abi3check.sh "${specs[@]}")
   [ "$abi3" = pass ] || fail=1
+  t_abi3=$((SECONDS - t0))
 fi
 
 # `pip install .` as a user runs it (build isolation, maturin from the registry), on the
-# oldest interpreter (a version-specific module) and the newest (abi3).
+# oldest interpreter (a version-specific module) and the newest host one (abi3).
+t0=$SECONDS
+mapfile -t host < <(find_pythons)
 src=pass
-for py in "${pythons[0]}" "${pythons[${#pythons[@]}-1]}"; do
+for py in "${host[0]}" "${host[${#host[@]}-1]}"; do
   tag=$(py_tag "$py")
   echo "==> $tag: pip install . into a fresh venv"
   [ "$(run "$log/install-src-$tag.txt" scripts/install_check.sh "$py" --from-source)" = pass ] || src=FAIL
 done
 [ "$src" = pass ] || fail=1
+t_src=$((SECONDS - t0))
 
 echo
-fmt='%-8s %-6s %-6s %-7s %-8s %-13s %-10s %-8s %s\n'
-printf "$fmt" interp kind build layout c-tests python-tests typecheck example result
+fmt='%-8s %-7s %-6s %-7s %-8s %-13s %-10s %-8s %-7s %s\n'
+printf "$fmt" interp kind build layout c-tests python-tests typecheck example result seconds
 for row in "${rows[@]}"; do
-  IFS='|' read -r tg k b a c p t e r <<<"$row"
-  printf "$fmt" "$tg" "$k" "$b" "$a" "$c" "$p" "$t" "$e" "$r"
+  IFS='|' read -r tg k b a c p t e r s <<<"$row"
+  printf "$fmt" "$tg" "$k" "$b" "$a" "$c" "$p" "$t" "$e" "$r" "$s"
 done
-printf '%-8s %-6s %s\n' rust - "$rust (unit + doc tests, fmt, clippy)"
-printf '%-8s %-6s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI)"
-printf '%-8s %-6s %s\n' install src "$src (pip install . into fresh venvs: $(py_tag "${pythons[0]}"), $(py_tag "${pythons[${#pythons[@]}-1]}"))"
-echo "(logs: $log/)"
+for s in "${skipped[@]}"; do
+  printf '%-8s %-7s %s\n' "${s%%:*}" - "skipped:${s#*:}"
+done
+printf '%-8s %-7s %s\n' rust - "$rust (unit + doc tests, fmt, clippy; ${t_rust} s)"
+printf '%-8s %-7s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI of each 3.11+; ${t_abi3:-0} s)"
+printf '%-8s %-7s %s\n' install src "$src (pip install . into fresh venvs: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_src} s)"
+for n in "${notes[@]}"; do echo "  skip/note: $n"; done
+echo "(logs: $log/; provisioning ${t_provision} s; total $((SECONDS - t_start)) s)"
 if [ $fail = 0 ]; then echo "matrix: ${#rows[@]} interpreters passed"; else echo "matrix: FAILED"; fi
 exit $fail

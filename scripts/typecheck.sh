@@ -13,7 +13,7 @@ py=${1:?usage: typecheck.sh PYTHON}
 kind=$(build_kind "$py")
 tag=$(py_tag "$py")
 vpy=$(ensure_venv "$py")
-"$vpy" -m pip install -q -r python_tests/typing/requirements.txt >&2
+pip_install_wheels "$vpy" python_tests/typing/requirements.txt
 if ! diff -rq -x '*.so' -x __pycache__ python/bufferkit "build/$kind/bufferkit" >/dev/null 2>&1; then
   scripts/build.sh "$py" >/dev/null
 fi
