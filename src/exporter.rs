@@ -159,15 +159,6 @@ impl Snapshot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exported(pub usize);
 
-impl Exported {
-    /// The `BufferError` for an owner's operation `what` (`"resize"`) refused by this:
-    /// `"cannot resize: 2 exported buffers"`, as CPython's `bytearray` says it.
-    pub fn to_error(self, what: &str) -> crate::ffi::Error {
-        let s = if self.0 == 1 { "" } else { "s" };
-        crate::ffi::Error::buffer_error(format!("cannot {what}: {} exported buffer{s}", self.0))
-    }
-}
-
 /// Why [`ExportCounter::lock`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Busy {
@@ -176,19 +167,6 @@ pub enum Busy {
     /// Another [`Locked`] guard is alive (the owner's change is not finished: typically a
     /// call into Python code made while holding the guard came back here).
     Locked,
-}
-
-impl Busy {
-    /// The `BufferError` for an owner's operation `what` (`"resize"`) refused by this:
-    /// `"cannot resize: 1 exported buffer"` or `"cannot resize: already being modified"`.
-    pub fn to_error(self, what: &str) -> crate::ffi::Error {
-        match self {
-            Self::Exported(n) => Exported(n).to_error(what),
-            Self::Locked => {
-                crate::ffi::Error::buffer_error(format!("cannot {what}: already being modified"))
-            }
-        }
-    }
 }
 
 /// Proof that an [`ExportCounter`] counts no export and refuses every new one, for as long

@@ -19,7 +19,7 @@
 //! | [`module`] | multi-phase init of `bufferkit._bufferkit`, module state holding the types |
 //!
 //! Dependencies point one way: `ffi` -> `fill` -> {`request`, `layout`, `exporter`}; `element`
-//! on `exporter` and `layout`; `pyo3` on `ffi`; `types` on top; `module` on top of `types`.
+//! on `exporter`, `layout` and `ffi::error`; `pyo3` on `ffi`; `types` on top; `module` on top of `types`.
 //!
 //! Where to start: with raw pyo3-ffi, [`ffi::spec::ExportingType`] and `docs/rust.md`; with
 //! PyO3, the `pyo3` module (feature `pyo3`) and `docs/pyo3.md`.

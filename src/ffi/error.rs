@@ -11,7 +11,7 @@ use std::ffi::CString;
 
 use pyo3_ffi as ffi;
 
-use crate::exporter::Gil;
+use crate::exporter::{Busy, Exported, Gil};
 
 /// The exception classes bufferkit raises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +116,29 @@ impl Error {
         // SAFETY: the GIL is held; `class` is an exception class and `msg` a valid C string,
         // which PyErr_SetString copies.
         unsafe { ffi::PyErr_SetString(class, msg.as_ptr()) };
+    }
+}
+
+// The owner's refusals as the exceptions Python sees. Here rather than in `exporter.rs`, which
+// stays free of the FFI layer (dependencies point from `ffi` to `exporter`).
+
+impl Exported {
+    /// The `BufferError` for an owner's operation `what` (`"resize"`) refused by this:
+    /// `"cannot resize: 2 exported buffers"`, as bufferkit's own types word it.
+    pub fn to_error(self, what: &str) -> Error {
+        let s = if self.0 == 1 { "" } else { "s" };
+        Error::buffer_error(format!("cannot {what}: {} exported buffer{s}", self.0))
+    }
+}
+
+impl Busy {
+    /// The `BufferError` for an owner's operation `what` (`"resize"`) refused by this:
+    /// `"cannot resize: 1 exported buffer"` or `"cannot resize: already being modified"`.
+    pub fn to_error(self, what: &str) -> Error {
+        match self {
+            Self::Exported(n) => Exported(n).to_error(what),
+            Self::Locked => Error::buffer_error(format!("cannot {what}: already being modified")),
+        }
     }
 }
 
