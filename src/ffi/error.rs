@@ -124,7 +124,7 @@ impl Error {
 
 impl Exported {
     /// The `BufferError` for an owner's operation `what` (`"resize"`) refused by this:
-    /// `"cannot resize: 2 exported buffers"`, as bufferkit's own types word it.
+    /// `"cannot resize: 2 exported buffers"`.
     pub fn to_error(self, what: &str) -> Error {
         let s = if self.0 == 1 { "" } else { "s" };
         Error::buffer_error(format!("cannot {what}: {} exported buffer{s}", self.0))
