@@ -131,3 +131,25 @@ def test_the_consumer_side_asks_a_typed_request():
         samples.nbytes(strided)  # CONTIG_RO on a non-contiguous exporter
     with pytest.raises(TypeError):
         samples.nbytes(1)
+
+
+def test_a_class_that_is_not_frozen_refuses_exports_while_mutably_borrowed():
+    s = samples.Scratch(4)
+    with pytest.raises(BufferError, match=r"^Scratch is being modified$"):
+        s.while_borrowed(lambda: memoryview(s))
+    with memoryview(s) as m:
+        assert m.nbytes == 4  # served again once the borrow ended
+    s.resize(2)
+
+
+def test_a_release_while_mutably_borrowed_keeps_the_export_counted(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    s = samples.Scratch(4)
+    m = memoryview(s)
+    s.while_borrowed(m.release)  # bf_releasebuffer cannot read the class now
+    assert len(seen) == 1 and isinstance(seen[0].exc_value, BufferError)
+    assert "stays counted" in str(seen[0].exc_value)
+    # the count stayed up: the memory is never changed under a consumer that might remain
+    with pytest.raises(BufferError, match=r"^cannot resize: 1 exported buffer$"):
+        s.resize(1)

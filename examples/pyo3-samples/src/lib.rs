@@ -63,6 +63,48 @@ impl Samples {
     }
 }
 
+/// `Scratch(n)`: n zero bytes in a class that is not frozen (see docs/pyo3.md: prefer frozen).
+#[pyclass]
+struct Scratch(SharedVec<u8>);
+
+// SAFETY: as for `Samples`; no `&mut self` method replaces the `SharedVec`.
+unsafe impl BufferExporter for Scratch {
+    fn counter(&self) -> &ExportCounter {
+        self.0.counter()
+    }
+    fn memory(&self) -> Option<Memory<'_>> {
+        self.0.memory()
+    }
+}
+
+#[pymethods]
+impl Scratch {
+    #[new]
+    fn new(n: usize) -> PyResult<Self> {
+        Ok(Scratch(SharedVec::try_filled(n, 0, false)?))
+    }
+    /// Calls `f()` while `self` is mutably borrowed.
+    fn while_borrowed(&mut self, f: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        f.call0().map(Bound::unbind)
+    }
+    fn resize(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        let mut data = self.0.lock_for(bufferkit::pyo3::gil(py), "resize")?;
+        Ok(data.resize(n, 0)?)
+    }
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        // SAFETY: PyO3 passes the consumer's view (bf_getbuffer).
+        unsafe { bufferkit::pyo3::getbuffer(&slf, view, flags) }
+    }
+    unsafe fn __releasebuffer__(slf: Bound<'_, Self>, view: *mut Py_buffer) {
+        // SAFETY: PyO3 calls it once per export __getbuffer__ made (bf_releasebuffer).
+        unsafe { bufferkit::pyo3::releasebuffer(&slf, view) }
+    }
+}
+
 /// `nbytes(obj)`: the bytes of any exporter's C-contiguous buffer (the consumer side).
 #[pyfunction]
 fn nbytes(obj: &Bound<'_, PyAny>) -> PyResult<isize> {
@@ -74,5 +116,6 @@ fn nbytes(obj: &Bound<'_, PyAny>) -> PyResult<isize> {
 fn samples(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Signal>()?;
     m.add_class::<Samples>()?;
+    m.add_class::<Scratch>()?;
     m.add_function(wrap_pyfunction!(nbytes, m)?)
 }
