@@ -35,7 +35,8 @@ use crate::ffi::convert;
 use crate::ffi::error::Pending;
 use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
 
-const MODULE_CLEARED: &str = "bufferkit module has been cleared";
+const MODULE_CLEARED: &str =
+    "bufferkit module has been cleared, or the object's class is being torn down";
 
 /// The interned names `"__buffer__"` and `"__release_buffer__"`, from module state.
 ///
@@ -48,14 +49,18 @@ struct Names {
     own_release: Owned,
 }
 
-/// The names from the module state of `obj`'s type, or `None` once the module has been cleared
-/// (interpreter exit: `m_clear` empties the state while the last exports may still be given
-/// back).
+/// The names from the module state of `obj`'s type, or `None` once they cannot be reached:
+/// the module has been cleared (interpreter exit: `m_clear` empties the state while the last
+/// exports may still be given back), or the class is being torn down (the collector cleared
+/// its MRO in a garbage cycle with its instances, and a mixin listed before Exporter hides
+/// Exporter from the `tp_base` chain). Either way nothing is left to look methods up in.
 fn names(obj: Borrowed<'_>) -> PyResult<Option<Names>> {
-    // SAFETY: `obj` is live and the GIL is held; its type (a subclass of Exporter) leads to
-    // the module, which outlives the instance (instance -> type -> Exporter -> module). The
-    // walk is a few slot reads and sets no exception.
-    let state = unsafe { crate::module::state_of_type(obj.type_ptr()) }?;
+    // SAFETY: `obj` is live and the GIL is held; its type is a subclass of Exporter (the slot
+    // was reached through it). The walk is a few slot reads and sets no exception: failing to
+    // find the module is the teardown case above, not an error to report.
+    let Ok(state) = (unsafe { crate::module::state_of_type(obj.type_ptr()) }) else {
+        return Ok(None);
+    };
     // SAFETY: module state holds strong references (NULL only after m_clear); each is taken
     // as a reference of our own before anything else runs.
     let get = |p: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(p) }.map(Owned::from_borrowed);
@@ -214,15 +219,41 @@ pub unsafe fn export(
         unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
         return Err(Error::Raised);
     }
+    // The `__release_buffer__` this export will call, found now (see `Held`). An error here
+    // gives the memoryview's export back and calls nothing: the export never happened.
+    let release = match lookup(obj, names.release.borrow()) {
+        Ok(found) => found,
+        Err(e) => {
+            // SAFETY: `view` was filled by the memoryview and is given back once, here.
+            unsafe { unwind::release_buffer(view) };
+            // SAFETY: `view` is writable; a failed export leaves no object.
+            unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+            return Err(e);
+        }
+    };
+    let held = match Held::store(mv.borrow(), release, names.own_release.borrow()) {
+        Ok(held) => held,
+        Err(e) => {
+            // SAFETY: as above.
+            unsafe { unwind::release_buffer(view) };
+            // SAFETY: as above.
+            unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+            return Err(e);
+        }
+    };
     // The memoryview filled `view` and holds `view->obj`, a reference to itself. Re-point the
-    // view at the instance and keep the memoryview in `internal`, which the exporter owns.
+    // view at the instance; `internal`, which the exporter owns, keeps the memoryview (and the
+    // release method) instead.
     // SAFETY: `view` was just filled; its `obj` is that new reference to `mv`.
     let mv_ref = unsafe { (*view).obj };
+    // `internal` holds its own reference (`held`); the memoryview's to itself goes.
+    // SAFETY: `mv_ref` is a strong reference we own (the view's); `mv` keeps the object alive.
+    unsafe { unwind::decref(mv_ref) };
     // SAFETY: `obj` is live; the consumer's reference to the instance.
     unsafe { ffi::Py_INCREF(obj.as_ptr()) };
-    // SAFETY: `view` is writable; `internal` takes over the reference that `obj` held.
+    // SAFETY: `view` is writable; `internal` takes over `held`'s reference.
     unsafe {
-        ptr::addr_of_mut!((*view).internal).write(mv_ref.cast());
+        ptr::addr_of_mut!((*view).internal).write(held.into_raw().cast());
     }
     // SAFETY: as above.
     unsafe { ptr::addr_of_mut!((*view).obj).write(obj.as_ptr()) };
@@ -261,20 +292,17 @@ pub unsafe fn release(gil: Gil<'_>, obj: Borrowed<'_>, view: *mut ffi::Py_buffer
 unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
     // SAFETY: `view` is readable (caller).
     let (view_obj, internal) = unsafe { ((*view).obj, (*view).internal.cast::<ffi::PyObject>()) };
-    // Only views this slot filled carry the memoryview; anything else (CPython 3.12's
+    // Only views this slot filled carry what `export` stored; anything else (CPython 3.12's
     // `releasebuffer_maybe_call_super` passes other views to a base's C slot) is not ours.
     if view_obj != obj.as_ptr() || internal.is_null() {
         return;
     }
     // SAFETY: `internal` is not NULL; a view whose `obj` is this instance was filled by
-    // `export`, which stores a live memoryview there. PyMemoryView_Check reads its type.
-    if unsafe { ffi::PyMemoryView_Check(internal) } == 0 {
+    // `export`, which stores a live memoryview or `Held` tuple there.
+    let Some((mv, release)) = (unsafe { Held::take(internal) }) else {
         return;
-    }
-    // SAFETY: `internal` is the reference to the memoryview that `export` stored; we take it
-    // back and clear the field so it cannot be taken twice.
-    let mv = unsafe { Owned::from_new(internal) }.expect("checked non-NULL");
-    // SAFETY: `view` is writable.
+    };
+    // SAFETY: `view` is writable; cleared so that what `internal` held cannot be taken twice.
     unsafe { ptr::addr_of_mut!((*view).internal).write(ptr::null_mut()) };
     // Give the memoryview's export back: a copy of the view pointing at the memoryview, with
     // a reference for PyBuffer_Release to drop.
@@ -283,16 +311,82 @@ unsafe fn release_view(obj: Borrowed<'_>, view: *mut ffi::Py_buffer) {
     theirs.obj = Owned::from_borrowed(mv.borrow()).into_raw();
     // SAFETY: `theirs` is the export the memoryview made, released once, here.
     unsafe { unwind::release_buffer(&mut theirs) };
-    match names(obj) {
-        Ok(Some(names)) => release_call(obj, &names, mv.borrow()),
-        // The module was cleared (interpreter exit): the export is already given back and
-        // there is nothing to look up.
-        Ok(None) => {}
-        Err(e) => {
-            e.restore(obj.gil());
-            // SAFETY: an exception is set and `obj` is live.
-            unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
+    let Some(release) = release else { return };
+    // Errors of the call itself, whatever their type, go to sys.unraisablehook.
+    if let Err(e) = call_found(obj, release, mv.borrow(), None) {
+        e.restore(obj.gil());
+        // SAFETY: an exception is set and `obj` is live.
+        unsafe { ffi::PyErr_WriteUnraisable(obj.as_ptr()) };
+    }
+}
+
+/// What an export keeps in `view->internal`: the memoryview `__buffer__` returned and, when
+/// the class has a `__release_buffer__` of its own, that method, as found at export time.
+///
+/// Found at export time, not at release, because a release may come while the collector
+/// tears the classes down: when a class and its base are garbage together (a class made per
+/// instance, or any class at interpreter exit), the base's `tp_clear` frees its methods but
+/// cannot invalidate the subclass's entries in CPython's method cache (the subclass's weak
+/// reference in `__subclasses__` is already cleared), and a lookup then returns a freed
+/// function (3.11, found by `test_safety.py`). A reference taken at export time keeps the
+/// method alive for as long as the export. (CPython 3.12+ looks it up at release; on those
+/// versions CPython, not this slot, dispatches.)
+///
+/// Stored as the memoryview alone (no method: Exporter's own no-op was found) or as a tuple
+/// `(memoryview, method, unbound)`, so that a release can tell its own views from others.
+struct Held;
+
+impl Held {
+    /// The object for `internal`.
+    fn store(mv: Borrowed<'_>, release: Found, own: Borrowed<'_>) -> PyResult<Owned> {
+        if release.method.as_ptr() == own.as_ptr() {
+            return Ok(Owned::from_borrowed(mv));
         }
+        let unbound = convert::new_bool(release.unbound)?;
+        convert::new_tuple(&[mv, release.method.borrow(), unbound.borrow()])
+    }
+
+    /// Takes back what [`store`](Self::store) stored: the memoryview, and the method to call.
+    /// `None` if `internal` is not such an object.
+    ///
+    /// # Safety
+    ///
+    /// `internal` is a live object whose reference the caller hands over when this returns
+    /// `Some` (the reference `export` stored), and the GIL is held.
+    unsafe fn take(internal: *mut ffi::PyObject) -> Option<(Owned, Option<Found>)> {
+        // SAFETY: `internal` is live (caller); these only read its type.
+        if unsafe { ffi::PyMemoryView_Check(internal) } != 0 {
+            // SAFETY: the reference the caller hands over.
+            return Some((unsafe { Owned::from_new(internal) }.ok()?, None));
+        }
+        // SAFETY: as above.
+        if unsafe { ffi::PyTuple_Check(internal) } == 0 {
+            return None;
+        }
+        // SAFETY: a tuple.
+        if unsafe { ffi::PyTuple_Size(internal) } != 3 {
+            return None;
+        }
+        // SAFETY: a 3-tuple; its items are borrowed from it, and taken as references of our own
+        // before the tuple's reference is dropped.
+        let item = |i| unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(internal, i)) };
+        let (mv, method, unbound) = (item(0)?, item(1)?, item(2)?);
+        // SAFETY: `mv` is live.
+        if unsafe { ffi::PyMemoryView_Check(mv.as_ptr()) } == 0 {
+            return None;
+        }
+        // SAFETY: `unbound` is live; Py_True is a static object.
+        let unbound = unbound.as_ptr() == unsafe { ffi::Py_True() };
+        let taken = (
+            Owned::from_borrowed(mv),
+            Some(Found {
+                method: Owned::from_borrowed(method),
+                unbound,
+            }),
+        );
+        // SAFETY: the reference the caller hands over, dropped now that its items are ours.
+        drop(unsafe { Owned::from_new(internal) });
+        Some(taken)
     }
 }
 
