@@ -14,7 +14,7 @@ use bufferkit::exporter::Busy;
 use bufferkit::ffi::error::Pending;
 use bufferkit::ffi::spec::ExportingType;
 use bufferkit::ffi::{
-    dealloc, getbuffer, releasebuffer, Error, Kind, Object, Owned, PyResult, This,
+    dealloc, getbuffer, releasebuffer, Collectable, Error, Kind, Object, Owned, PyResult, This,
 };
 use bufferkit::pyo3_ffi as ffi;
 use bufferkit::{bufferkit_slot, BufferExporter, ExportCounter};
@@ -93,6 +93,7 @@ fn embedded() {
         a_missing_memory_and_a_panic_refuse_with_system_error(gil);
         a_locked_shared_vec_refuses_exports_and_says_why(gil);
         a_slot_given_twice_is_refused_at_type_creation(gil);
+        a_collectable_value_in_a_cycle_is_collected(gil);
     }
 }
 
@@ -297,4 +298,121 @@ unsafe fn a_slot_given_twice_is_refused_at_type_creation(gil: Gil<'_>) {
     }
     // SAFETY: the GIL is held (caller).
     assert!(unsafe { take_error(gil) }.is_none(), "nothing was raised");
+}
+
+/// How many `Holder`s were dropped.
+static HOLDER_DROPS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// An exporter that holds a Python reference, so its type takes part in garbage collection.
+struct Holder {
+    data: SharedVec<u8>,
+    // NULL or a strong reference this value owns.
+    held: Cell<*mut ffi::PyObject>,
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let held = self.held.replace(ptr::null_mut());
+        if !held.is_null() {
+            // SAFETY: our strong reference; values are dropped in tp_dealloc, with the GIL.
+            unsafe { ffi::Py_DecRef(held) };
+        }
+        HOLDER_DROPS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// SAFETY: `SharedVec` changes its memory only under its lock, which refuses while exports live.
+unsafe impl BufferExporter for Holder {
+    fn counter(&self) -> &ExportCounter {
+        self.data.counter()
+    }
+    fn memory(&self) -> Option<Memory<'_>> {
+        self.data.memory()
+    }
+}
+
+impl Collectable for Holder {
+    fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+        let held = self.held.get();
+        if held.is_null() {
+            return 0;
+        }
+        // SAFETY: a strong reference this value owns; `visit` is the collector's callback.
+        unsafe { visit(held, arg) }
+    }
+
+    fn clear(&self, _gil: Gil<'_>) {
+        let held = self.held.replace(ptr::null_mut());
+        if !held.is_null() {
+            // SAFETY: our strong reference; tp_clear runs with the GIL held.
+            unsafe { ffi::Py_DecRef(held) };
+        }
+    }
+}
+
+static HOLDER: ExportingType<Holder> = ExportingType::new(c"slots_test.Holder").collectable();
+
+/// # Safety
+///
+/// The GIL is held (`gil`).
+unsafe fn a_collectable_value_in_a_cycle_is_collected(gil: Gil<'_>) {
+    let handle = match HOLDER.create(gil, None) {
+        Ok(handle) => handle,
+        Err(e) => panic!("no type: {e:?}"),
+    };
+    // SAFETY: the GIL is held (caller); the type is live.
+    let flags = unsafe { ffi::PyType_GetFlags(handle.as_type_ptr()) };
+    assert_ne!(flags & ffi::Py_TPFLAGS_HAVE_GC, 0);
+    let value = Holder {
+        data: SharedVec::new(vec![1, 2, 3], false).unwrap(),
+        held: Cell::new(ptr::null_mut()),
+    };
+    let obj = match handle.create(gil, value) {
+        Ok(obj) => obj,
+        Err(e) => panic!("no instance: {e:?}"),
+    };
+    // SAFETY: the GIL is held (caller); a new list (or NULL), then `obj` appended to it (the
+    // list takes its own reference); the list's reference moves into the value: a cycle.
+    unsafe {
+        let list = ffi::PyList_New(0);
+        assert!(!list.is_null());
+        assert_eq!(ffi::PyList_Append(list, obj.as_ptr()), 0);
+        Object::<Holder>::value_of(obj.as_ptr()).held.set(list);
+    }
+    // The collector sees the instance's type and its value's reference (tp_traverse).
+    // SAFETY: the GIL is held (caller); new references or NULL, each checked.
+    unsafe {
+        let gc = ffi::PyImport_ImportModule(c"gc".as_ptr());
+        assert!(!gc.is_null());
+        let seen =
+            ffi::PyObject_CallMethod(gc, c"get_referents".as_ptr(), c"O".as_ptr(), obj.as_ptr());
+        assert!(!seen.is_null(), "{:?}", take_error(gil));
+        let tp = handle.as_type_ptr().cast::<ffi::PyObject>();
+        assert_eq!(ffi::PySequence_Contains(seen, tp), 1, "the type is visited");
+        let list = Object::<Holder>::value_of(obj.as_ptr()).held.get();
+        assert_eq!(
+            ffi::PySequence_Contains(seen, list),
+            1,
+            "the value's reference is visited"
+        );
+        ffi::Py_DecRef(seen);
+        ffi::Py_DecRef(gc);
+    }
+    let before = HOLDER_DROPS.load(core::sync::atomic::Ordering::Relaxed);
+    drop(obj);
+    assert_eq!(
+        HOLDER_DROPS.load(core::sync::atomic::Ordering::Relaxed),
+        before,
+        "in a cycle"
+    );
+    // SAFETY: the GIL is held (caller).
+    unsafe { ffi::PyGC_Collect() };
+    assert_eq!(
+        HOLDER_DROPS.load(core::sync::atomic::Ordering::Relaxed),
+        before + 1,
+        "collected"
+    );
+    drop(handle);
+    // SAFETY: the GIL is held (caller).
+    assert!(unsafe { take_error(gil) }.is_none());
 }

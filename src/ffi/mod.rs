@@ -21,7 +21,9 @@ pub mod trampoline;
 pub mod unwind;
 
 pub use error::{Error, Kind, PyResult};
-pub use object::{dealloc, tp_clear, tp_traverse, Borrowed, Collectable, Object, Owned};
+pub use object::{
+    dealloc, tp_clear, tp_traverse, tp_traverse_with_type, Borrowed, Collectable, Object, Owned,
+};
 pub use slots::{export_value, getbuffer, release, releasebuffer};
 pub use trampoline::This;
 

@@ -264,6 +264,32 @@ pub unsafe extern "C" fn tp_traverse<T: Collectable>(
     unsafe { Object::<T>::value_of(obj) }.traverse(visit, arg)
 }
 
+/// `tp_traverse` of a type whose instances are `Object<T>` that also visits the instance's
+/// type, as "heap-allocated types are expected to" (3.9+, `Doc/c-api/typeobj.rst`,
+/// tp_traverse): each instance holds a reference to its type, which the collector must see to
+/// collect a cycle through the type. [`ExportingType`](super::spec::ExportingType) registers
+/// this one. (The shipped types still register [`tp_traverse`], which does not: visiting the
+/// type changes the order of the interpreter's last collection, see the report of issue 17.)
+///
+/// # Safety
+///
+/// The collector calls it on live, initialised instances of such a type.
+pub unsafe extern "C" fn tp_traverse_with_type<T: Collectable>(
+    obj: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> core::ffi::c_int {
+    // SAFETY: `obj` is a live instance (caller); its type is a live heap type it references.
+    let tp = unsafe { ffi::Py_TYPE(obj) };
+    // SAFETY: `visit` is the collector's callback, called with a live object it may visit.
+    let status = unsafe { visit(tp.cast(), arg) };
+    if status != 0 {
+        return status;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { tp_traverse::<T>(obj, visit, arg) }
+}
+
 /// `tp_clear` of a type whose instances are `Object<T>`.
 ///
 /// # Safety

@@ -52,7 +52,9 @@ use core::ptr;
 use pyo3_ffi as ffi;
 
 use super::error::{Error, PyResult};
-use super::object::{dealloc, tp_clear, tp_traverse, Borrowed, Collectable, Object, Owned};
+use super::object::{
+    dealloc, tp_clear, tp_traverse_with_type, Borrowed, Collectable, Object, Owned,
+};
 use super::slots::{getbuffer, releasebuffer};
 use super::trampoline::This;
 use crate::exporter::{BufferExporter, Gil};
@@ -520,9 +522,10 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
 
 impl<T: BufferExporter + Collectable + 'static> ExportingType<T> {
     /// Instances take part in garbage collection (`Py_TPFLAGS_HAVE_GC`, with bufferkit's
-    /// `tp_traverse` and `tp_clear` calling `T`'s [`Collectable`] methods).
+    /// `tp_traverse`, which visits the instance's type and then calls `T`'s [`Collectable`]
+    /// method, and `tp_clear`).
     pub const fn collectable(mut self) -> Self {
-        self.gc = Some((tp_traverse::<T>, tp_clear::<T>));
+        self.gc = Some((tp_traverse_with_type::<T>, tp_clear::<T>));
         self
     }
 }
