@@ -1260,3 +1260,24 @@ def test_subclass_slots_cannot_add_a_second_weakref():
     once = type('Once', (Buffer,), {'__slots__': ('x',)})(2)
     import weakref
     assert weakref.ref(once)() is once
+
+
+@pytest.mark.parametrize('prefix', ['', '@', '=', '<', '>', '!'])
+def test_single_item_formats_have_structs_itemsize(prefix):
+    """Formats of one fixed-size item are sized without asking struct (a fast path in
+    common.rs): every code, with every byte-order prefix, must still get exactly struct's
+    answer, and a format struct refuses (or pad bytes only) must still be refused."""
+    for code in 'xcbB?hHiIlLqQnNefdPspgwOTZ':
+        fmt = prefix + code
+        try:
+            size = struct.calcsize(fmt)
+        except struct.error:
+            with pytest.raises(ValueError, match='bad format'):
+                Buffer((1,), fmt)
+            continue
+        if code == 'x':
+            with pytest.raises(ValueError, match='pad bytes'):
+                Buffer((1,), fmt)
+            continue
+        b = Buffer((1,), fmt)
+        assert (b.itemsize, b.format, b.nbytes) == (size, fmt, size), fmt

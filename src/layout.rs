@@ -108,7 +108,7 @@ impl Format {
 /// character, where the `struct` module fixes it (`Doc/library/struct.rst`, "Format
 /// Characters": native sizes of a 64-bit or 32-bit platform CPython supports, standard sizes
 /// with `<`, `>`, `=`, `!`); `None` for anything else, whose size only the interpreter knows.
-fn fixed_itemsize(text: &[u8]) -> Option<usize> {
+pub(crate) fn fixed_itemsize(text: &[u8]) -> Option<usize> {
     let (standard, code) = match text {
         [code] | [b'@', code] => (false, *code),
         [b'<' | b'>' | b'=' | b'!', code] => (true, *code),
