@@ -220,7 +220,7 @@ static TWICE: ExportingType<Locky> = ExportingType::new(c"slots_test.Twice").slo
 ///
 /// The GIL is held (`gil`).
 unsafe fn a_locked_shared_vec_refuses_exports_and_says_why(gil: Gil<'_>) {
-    let handle = match LOCKY.create(gil, None) {
+    let handle = match LOCKY.make_type(gil, None) {
         Ok(handle) => handle,
         Err(e) => panic!("no type: {e:?}"),
     };
@@ -279,6 +279,33 @@ unsafe fn a_locked_shared_vec_refuses_exports_and_says_why(gil: Gil<'_>) {
         assert_eq!(*(*view.as_ptr()).buf.cast::<u8>().add(5), 55);
         ffi::PyBuffer_Release(view.as_mut_ptr());
     }
+
+    // The description remembers its type: it makes instances and recognises them.
+    let data = SharedVec::new(vec![9; 3], false).unwrap();
+    let other = match LOCKY.create(gil, Locky { data }) {
+        Ok(obj) => obj,
+        Err(e) => panic!("no instance: {e:?}"),
+    };
+    // SAFETY: both are live instances (made above), borrowed while `obj`/`other` live.
+    let (mine, theirs) = unsafe { (Object::<Locky>::value_of(other.as_ptr()), this) };
+    let found = LOCKY
+        .downcast(other.borrow())
+        .expect("an instance of the type it made");
+    assert!(core::ptr::eq(found, mine) && found.data.len() == 3);
+    assert!(core::ptr::eq(LOCKY.downcast(obj.borrow()).unwrap(), theirs));
+    assert!(
+        HOLDER.downcast(obj.borrow()).is_none(),
+        "another description's instance"
+    );
+    assert!(TWICE
+        .create(
+            gil,
+            Locky {
+                data: SharedVec::new(vec![], false).unwrap()
+            }
+        )
+        .is_err());
+    drop(other);
     drop(obj);
     drop(handle);
     // SAFETY: the GIL is held (caller).
@@ -289,7 +316,7 @@ unsafe fn a_locked_shared_vec_refuses_exports_and_says_why(gil: Gil<'_>) {
 ///
 /// The GIL is held (`gil`).
 unsafe fn a_slot_given_twice_is_refused_at_type_creation(gil: Gil<'_>) {
-    match TWICE.create(gil, None) {
+    match TWICE.make_type(gil, None) {
         Err(Error::New(Kind::System, message)) => {
             assert_eq!(message, "slots_test.Twice: slot 'len' is given twice")
         }
@@ -356,7 +383,7 @@ static HOLDER: ExportingType<Holder> = ExportingType::new(c"slots_test.Holder").
 ///
 /// The GIL is held (`gil`).
 unsafe fn a_collectable_value_in_a_cycle_is_collected(gil: Gil<'_>) {
-    let handle = match HOLDER.create(gil, None) {
+    let handle = match HOLDER.make_type(gil, None) {
         Ok(handle) => handle,
         Err(e) => panic!("no type: {e:?}"),
     };

@@ -48,6 +48,7 @@
 use core::ffi::{c_int, c_void, CStr};
 use core::marker::PhantomData;
 use core::ptr;
+use std::sync::Mutex;
 
 use pyo3_ffi as ffi;
 
@@ -382,8 +383,10 @@ impl<'py> Args<'py> {
 /// builder, so it lives in a `static`.
 ///
 /// The buffer slots, `tp_dealloc` and `basicsize` are always bufferkit's (there is no way to
-/// leave one out or give another); [`create`](Self::create) refuses, with a `SystemError`
-/// naming the slot, a table that sets one slot twice.
+/// leave one out or give another); [`make_type`](Self::make_type) refuses, with a
+/// `SystemError` naming the slot, a table that sets one slot twice. It remembers the types it
+/// made, so it also makes instances ([`create`](Self::create)) and recognises them
+/// ([`downcast`](Self::downcast)).
 pub struct ExportingType<T: 'static> {
     name: &'static CStr,
     doc: Option<&'static CStr>,
@@ -391,6 +394,9 @@ pub struct ExportingType<T: 'static> {
     slots: &'static [Slot<T>],
     subclassable: bool,
     gc: Option<(ffi::traverseproc, ffi::inquiry)>,
+    // INVARIANTS: every entry is `(interpreter, type)`: a type this description made in that
+    // interpreter, whose instances are `Object<T>`, kept alive by a reference never given back.
+    made: Mutex<Vec<(usize, usize)>>,
     _for: PhantomData<fn(T) -> T>,
 }
 
@@ -404,6 +410,7 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
             slots: &[],
             subclassable: false,
             gc: None,
+            made: Mutex::new(Vec::new()),
             _for: PhantomData,
         }
     }
@@ -435,8 +442,10 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
     /// Makes the type (`PyType_FromModuleAndSpec`), associated with `module` if given.
     ///
     /// The method table lives as long as the type and CPython keeps a pointer to it, so it
-    /// is allocated once per call and never freed (one small block per module execution).
-    pub fn create(&self, _gil: Gil<'_>, module: Option<Borrowed<'_>>) -> PyResult<TypeHandle<T>> {
+    /// is allocated once per call and never freed; so is one reference to the type, by which
+    /// this description remembers it ([`create`](Self::create), [`downcast`](Self::downcast)):
+    /// a small block and a type per module execution.
+    pub fn make_type(&self, gil: Gil<'_>, module: Option<Borrowed<'_>>) -> PyResult<TypeHandle<T>> {
         let mut slots = vec![
             slot(
                 ffi::Py_bf_getbuffer,
@@ -502,16 +511,64 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
                 ptr::null_mut(),
             ))
         }?;
+        // The reference the registry keeps, never given back: the entry stays valid.
+        core::mem::forget(Owned::from_borrowed(tp.borrow()));
+        self.registry()
+            .push((interpreter(gil), tp.as_ptr() as usize));
         Ok(TypeHandle {
             tp,
             _for: PhantomData,
         })
     }
 
-    /// [`create`](Self::create) with `module`, then adds the type to it under its short name
+    fn registry(&self) -> std::sync::MutexGuard<'_, Vec<(usize, usize)>> {
+        // A panic while the lock was held left the list as valid as before (pushes only).
+        self.made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new instance holding `value`, of the type this description made last in the
+    /// current interpreter (by [`add_to`](Self::add_to) or [`make_type`](Self::make_type));
+    /// a `SystemError` if it made none here.
+    pub fn create(&self, gil: Gil<'_>, value: T) -> PyResult<Owned> {
+        let here = interpreter(gil);
+        let made = self
+            .registry()
+            .iter()
+            .rev()
+            .find(|e| e.0 == here)
+            .map(|e| e.1);
+        let Some(tp) = made else {
+            return Err(Error::system_error(format!(
+                "{}: the type was not made in this interpreter (its module was not executed)",
+                self.name.to_string_lossy()
+            )));
+        };
+        // SAFETY: a type this description made, kept alive by the registry, whose instances
+        // are `Object<T>` (invariant); the GIL is held.
+        unsafe { Object::create(gil, tp as *mut ffi::PyTypeObject, value) }
+    }
+
+    /// The `T` inside `obj`, if `obj` is an instance of a type this description made (or of
+    /// a subclass of one): the typed way to take an argument of this type.
+    pub fn downcast<'py>(&self, obj: Borrowed<'py>) -> Option<&'py T> {
+        let tp = obj.type_ptr();
+        // SAFETY: `tp` is `obj`'s live type and each entry a live type (invariant); the GIL
+        // is held (`Borrowed`); PyType_IsSubtype only reads the types' MROs.
+        let ours = self
+            .registry()
+            .iter()
+            .any(|e| unsafe { ffi::PyType_IsSubtype(tp, e.1 as *mut ffi::PyTypeObject) } != 0);
+        // SAFETY: an instance of a type made here, or of a subclass: its layout is
+        // `Object<T>` (invariant), initialised by `Object::create`, alive for 'py.
+        ours.then(|| unsafe { Object::<T>::value_of(obj.as_ptr()) })
+    }
+
+    /// [`make_type`](Self::make_type) with `module`, then adds the type to it under its short name
     /// (`PyModule_AddType`).
     pub fn add_to(&self, gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<TypeHandle<T>> {
-        let handle = self.create(gil, Some(module))?;
+        let handle = self.make_type(gil, Some(module))?;
         // SAFETY: the GIL is held; `module` is a live module and the type a live type, of
         // which PyModule_AddType takes its own reference.
         let status = unsafe { ffi::PyModule_AddType(module.as_ptr(), handle.as_type_ptr()) };
@@ -527,6 +584,19 @@ impl<T: BufferExporter + Collectable + 'static> ExportingType<T> {
     pub const fn collectable(mut self) -> Self {
         self.gc = Some((tp_traverse_with_type::<T>, tp_clear::<T>));
         self
+    }
+}
+
+/// The current interpreter, as a number that tells interpreters apart.
+fn interpreter(_gil: Gil<'_>) -> usize {
+    #[cfg(not(PyPy))]
+    {
+        // SAFETY: the GIL is held (`_gil`): the thread has a current interpreter.
+        unsafe { ffi::PyInterpreterState_Get() as usize }
+    }
+    #[cfg(PyPy)]
+    {
+        0
     }
 }
 
