@@ -280,6 +280,16 @@ unsafe fn a_locked_shared_vec_refuses_exports_and_says_why(gil: Gil<'_>) {
         ffi::PyBuffer_Release(view.as_mut_ptr());
     }
 
+    // No `new` slot: Python cannot make an instance whose value Rust never wrote.
+    // SAFETY: the GIL is held (caller); a new reference or NULL with an exception.
+    unsafe {
+        let made = ffi::PyObject_CallNoArgs(handle.as_type_ptr().cast());
+        assert!(made.is_null(), "Locky() made an instance");
+        let (type_error, message) = take_error_of(gil, ffi::PyExc_TypeError).expect("an exception");
+        assert!(type_error, "not a TypeError: {message}");
+        assert_eq!(message, "cannot create 'Locky' instances");
+    }
+
     // The description remembers its type: it makes instances and recognises them.
     let data = SharedVec::new(vec![9; 3], false).unwrap();
     let other = match LOCKY.create(gil, Locky { data }) {

@@ -427,7 +427,9 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
         self
     }
 
-    /// The other slots (`tp_new`, `mp_length`, `tp_repr`).
+    /// The other slots (`tp_new`, `mp_length`, `tp_repr`). Without a `new` slot, instances
+    /// come from Rust only ([`create`](Self::create)) and `Type()` raises
+    /// `TypeError("cannot create 'Type' instances")`.
     pub const fn slots(mut self, slots: &'static [Slot<T>]) -> Self {
         self.slots = slots;
         self
@@ -471,6 +473,11 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
             }
             seen.push(what);
             slots.push(slot(id, pointer));
+        }
+        if !seen.contains(&"new") {
+            // Without one, `tp_new` would be object's, and `Type()` from Python would make an
+            // instance whose `T` was never written (zeroed memory read as a `T`).
+            slots.push(slot(ffi::Py_tp_new, no_new as ffi::newfunc as *mut c_void));
         }
         if let Some(doc) = self.doc {
             // CPython copies the docstring into the type.
@@ -584,6 +591,30 @@ impl<T: BufferExporter + Collectable + 'static> ExportingType<T> {
     pub const fn collectable(mut self) -> Self {
         self.gc = Some((tp_traverse_with_type::<T>, tp_clear::<T>));
         self
+    }
+}
+
+/// `tp_new` of a type given no `new` slot: instances come from Rust only
+/// ([`ExportingType::create`]); `Type()` raises `TypeError`, as for CPython's types that
+/// disallow instantiation.
+///
+/// # Safety
+///
+/// CPython calls it as `tp_new`, with the GIL held and `subtype` a live type.
+unsafe extern "C" fn no_new(
+    subtype: *mut ffi::PyTypeObject,
+    _args: *mut ffi::PyObject,
+    _kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the GIL is held (caller).
+    unsafe {
+        super::trampoline::object_result(|_gil| {
+            // SAFETY: `subtype` is a live type and the GIL is held (caller).
+            let name = super::object::type_name(subtype);
+            Err(Error::type_error(format!(
+                "cannot create '{name}' instances"
+            )))
+        })
     }
 }
 
