@@ -637,7 +637,7 @@ fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
 
 /// A type made by [`ExportingType<T>`]: makes instances holding a `T`.
 pub struct TypeHandle<T> {
-    // INVARIANTS: a type made by `ExportingType<T>::create`: its instances are `Object<T>`.
+    // INVARIANTS: a type made by `ExportingType<T>::make_type`: its instances are `Object<T>`.
     tp: Owned,
     _for: PhantomData<fn(T) -> T>,
 }
