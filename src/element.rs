@@ -10,6 +10,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::exporter::{Busy, ExportCounter, Gil, Locked, Memory};
 use crate::ffi::{Error, PyResult};
@@ -97,22 +98,61 @@ impl Format {
 /// ```
 pub struct SharedVec<T: Element> {
     // INVARIANTS: `inner` is written only through a `Writer`, whose `Locked` guard of
-    // `counter` proves that no export is live and none starts; every other access reads it.
-    // `inner.layout` is 1-D, C order, format `T`, shape `[inner.data.len()]`.
+    // `counter` proves that no export is live and none starts, and read only with the GIL
+    // held. `inner.layout` is 1-D, C order, format `T`, shape `[inner.data.len()]`. `shown`
+    // mirrors `inner` (`Shown::of`), updated by the writer after each change.
     inner: UnsafeCell<Inner<T>>,
+    shown: Shown,
     counter: ExportCounter,
 }
 
 struct Inner<T> {
     // `UnsafeCell`: consumers write the elements through the exported pointer.
     data: Box<[UnsafeCell<T>]>,
-    layout: Layout,
+    // Boxed: `shown` points to it, and a `SharedVec` may move.
+    layout: Box<Layout>,
 }
 
-// SAFETY: the elements are plain numbers (`Element: Send`). Rust reaches them only with a
-// `Gil` (reads in `get`/`to_vec`, writes in `Writer`), so with the GIL those accesses are
-// serialised by it, and a write needs the `Locked` guard, which excludes exports and other
-// writers; what consumers do through an export is outside Rust's view, as for every buffer.
+/// What `memory()` and `len()` read: the block and the layout of `inner`, as atomics, so that
+/// those two (which `BufferExporter` lets anyone call, with or without the GIL) never race a
+/// writer that replaces `inner`. A `Memory` is only read by bufferkit's export path, with the
+/// GIL held, when no writer runs; without the GIL a reader may see a mix of old and new
+/// values, which it cannot dereference.
+struct Shown {
+    base: AtomicPtr<u8>,
+    nbytes: AtomicUsize,
+    layout: AtomicPtr<Layout>,
+}
+
+impl Shown {
+    fn of<T>(inner: &Inner<T>) -> Self {
+        let (base, nbytes, layout) = Self::parts(inner);
+        Self {
+            base: AtomicPtr::new(base),
+            nbytes: AtomicUsize::new(nbytes),
+            layout: AtomicPtr::new(layout),
+        }
+    }
+
+    fn parts<T>(inner: &Inner<T>) -> (*mut u8, usize, *mut Layout) {
+        let base = UnsafeCell::raw_get(inner.data.as_ptr()).cast::<u8>();
+        let layout = core::ptr::from_ref::<Layout>(&inner.layout).cast_mut();
+        (base, size_of_val(&*inner.data), layout)
+    }
+
+    fn set<T>(&self, inner: &Inner<T>) {
+        let (base, nbytes, layout) = Self::parts(inner);
+        self.base.store(base, Ordering::Release);
+        self.nbytes.store(nbytes, Ordering::Release);
+        self.layout.store(layout, Ordering::Release);
+    }
+}
+
+// SAFETY: the elements are plain numbers (`Element: Send`). Rust reaches them and `inner`
+// only with a `Gil` (reads in `get`/`to_vec`, writes in `Writer`), so with the GIL those
+// accesses are serialised by it, and a write needs the `Locked` guard, which excludes
+// exports and other writers; `memory()` and `len()`, callable without the GIL, read atomics
+// (`Shown`); what consumers do through an export is outside Rust's view, as for every buffer.
 // Not on free-threaded builds: there a `Gil` serialises nothing, and a read on one thread
 // could meet a writer on another (readers would have to be counted like exports).
 #[cfg(not(Py_GIL_DISABLED))]
@@ -142,13 +182,19 @@ impl<T: Element> SharedVec<T> {
     /// do not fit `Py_ssize_t` (an `OverflowError` in Python: [`LayoutError::is_overflow`]).
     pub fn new(values: Vec<T>, readonly: bool) -> Result<Self, LayoutError> {
         let layout = layout_of::<T>(values.len())?;
-        Ok(Self {
-            inner: UnsafeCell::new(Inner {
-                data: cells(values.into_iter()),
-                layout,
-            }),
+        Ok(Self::of(cells(values.into_iter()), layout, readonly))
+    }
+
+    fn of(data: Box<[UnsafeCell<T>]>, layout: Layout, readonly: bool) -> Self {
+        let inner = Inner {
+            data,
+            layout: Box::new(layout),
+        };
+        Self {
+            shown: Shown::of(&inner),
+            inner: UnsafeCell::new(inner),
             counter: ExportCounter::new(readonly),
-        })
+        }
     }
 
     /// `len` copies of `value`, without aborting when the memory cannot be had: a
@@ -160,19 +206,13 @@ impl<T: Element> SharedVec<T> {
         data.try_reserve_exact(len)
             .map_err(|_| no_memory::<T>(len))?;
         data.resize_with(len, || UnsafeCell::new(value));
-        Ok(Self {
-            inner: UnsafeCell::new(Inner {
-                data: data.into_boxed_slice(),
-                layout,
-            }),
-            counter: ExportCounter::new(readonly),
-        })
+        Ok(Self::of(data.into_boxed_slice(), layout, readonly))
     }
 
-    fn inner(&self) -> &Inner<T> {
-        // SAFETY: `inner` is replaced only through a `Writer` (invariant), and every caller
-        // holds the GIL and does not keep the reference past a call that could make one
-        // (no Python code runs while it is held).
+    fn inner(&self, _gil: Gil<'_>) -> &Inner<T> {
+        // SAFETY: `inner` is replaced only through a `Writer` (invariant), which holds the GIL
+        // as this caller does (`_gil`), and no caller keeps the reference past a call that
+        // could run a writer (no Python code runs while it is held).
         unsafe { &*self.inner.get() }
     }
 
@@ -184,14 +224,16 @@ impl<T: Element> SharedVec<T> {
     /// The memory to export ([`BufferExporter::memory`](crate::BufferExporter::memory)).
     #[inline]
     pub fn memory(&self) -> Option<Memory<'_>> {
-        let inner = self.inner();
-        let base = NonNull::from(&*inner.data).cast::<u8>();
-        Memory::new(base, size_of_val(&*inner.data), &inner.layout)
+        let base = NonNull::new(self.shown.base.load(Ordering::Acquire))?;
+        let layout = NonNull::new(self.shown.layout.load(Ordering::Acquire))?;
+        let nbytes = self.shown.nbytes.load(Ordering::Acquire);
+        // The layout fits the block: `inner`'s invariant, which `shown` mirrors.
+        Some(Memory::from_parts(base, nbytes, layout))
     }
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        self.inner().data.len()
+        self.shown.nbytes.load(Ordering::Acquire) / size_of::<T>()
     }
 
     /// Whether there are no elements.
@@ -200,16 +242,16 @@ impl<T: Element> SharedVec<T> {
     }
 
     /// A copy of element `i` (consumers may change it at any time).
-    pub fn get(&self, _gil: Gil<'_>, i: usize) -> Option<T> {
-        let cell = self.inner().data.get(i)?;
+    pub fn get(&self, gil: Gil<'_>, i: usize) -> Option<T> {
+        let cell = self.inner(gil).data.get(i)?;
         // SAFETY: the cell is a live element; with the GIL held no Rust writer runs now
         // (writers hold the GIL too), and a copy keeps no reference.
         Some(unsafe { cell.get().read() })
     }
 
     /// A copy of every element.
-    pub fn to_vec(&self, _gil: Gil<'_>) -> Vec<T> {
-        self.inner()
+    pub fn to_vec(&self, gil: Gil<'_>) -> Vec<T> {
+        self.inner(gil)
             .data
             .iter()
             // SAFETY: as in `get`.
@@ -327,7 +369,8 @@ impl<T: Element> Writer<'_, T> {
             (0..len).map(|i| UnsafeCell::new(old.get_mut(i).map_or(value, |c| *c.get_mut()))),
         );
         inner.data = data.into_boxed_slice();
-        inner.layout = layout;
+        *inner.layout = layout;
+        self.vec.shown.set(self.inner_mut());
         Ok(())
     }
 }

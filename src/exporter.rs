@@ -368,6 +368,18 @@ impl<'a> Memory<'a> {
         })
     }
 
+    /// A block and a layout known to fit it, unchecked: the caller's invariant says that
+    /// `layout` (while it is alive) addresses no byte past `len`. Nothing is read here.
+    #[inline(always)]
+    pub(crate) fn from_parts(base: NonNull<u8>, len: usize, layout: NonNull<Layout>) -> Self {
+        Self {
+            base,
+            len,
+            layout,
+            _layout: PhantomData,
+        }
+    }
+
     /// The start of the block.
     pub fn base(&self) -> NonNull<u8> {
         self.base
