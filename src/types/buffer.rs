@@ -114,29 +114,46 @@ fn buffer_new(
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
-    let mut names = kwlist([c"shape", c"format", c"order", c"readonly"]);
-    let mut shape: *mut ffi::PyObject = ptr::null_mut();
-    let mut format: *mut ffi::PyObject = ptr::null_mut();
-    let mut order: *mut ffi::PyObject = ptr::null_mut();
-    let mut readonly: c_int = 0;
-    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict (borrowed for the call); the
-    // format string's converters match the out-pointers: O -> PyObject**, p -> int*.
-    let parsed = unsafe {
-        ffi::PyArg_ParseTupleAndKeywords(
-            args.as_ptr(),
-            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-            c"O|O$Op:Buffer".as_ptr(),
-            names.as_mut_ptr() as KwList,
-            &mut shape,
-            &mut format,
-            &mut order,
-            &mut readonly,
-        )
+    const NAMES: [&core::ffi::CStr; 4] = [c"shape", c"format", c"order", c"readonly"];
+    let (shape, format, order, readonly) = match common::simple_args(args, kwargs, 2, 1, NAMES) {
+        Some([shape, format, order, readonly]) => {
+            // SAFETY: NULL or a borrowed reference valid for this call; PyObject_IsTrue may
+            // run Python code (`__bool__`), as the `p` converter does.
+            let readonly = !readonly.is_null()
+                && match unsafe { ffi::PyObject_IsTrue(readonly) } {
+                    -1 => return Err(Error::Raised),
+                    v => v != 0,
+                };
+            (shape, format, order, readonly)
+        }
+        None => {
+            let mut names = kwlist(NAMES);
+            let mut shape: *mut ffi::PyObject = ptr::null_mut();
+            let mut format: *mut ffi::PyObject = ptr::null_mut();
+            let mut order: *mut ffi::PyObject = ptr::null_mut();
+            let mut readonly: c_int = 0;
+            // SAFETY: `args` is a tuple and `kwargs` NULL or a dict (borrowed for the call);
+            // the format string's converters match the out-pointers: O -> PyObject**,
+            // p -> int*.
+            let parsed = unsafe {
+                ffi::PyArg_ParseTupleAndKeywords(
+                    args.as_ptr(),
+                    kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+                    c"O|O$Op:Buffer".as_ptr(),
+                    names.as_mut_ptr() as KwList,
+                    &mut shape,
+                    &mut format,
+                    &mut order,
+                    &mut readonly,
+                )
+            };
+            if parsed == 0 {
+                return Err(Error::Raised);
+            }
+            (shape, format, order, readonly != 0)
+        }
     };
-    if parsed == 0 {
-        return Err(Error::Raised);
-    }
-    // SAFETY: PyArg_ParseTupleAndKeywords stores borrowed references valid for this call.
+    // SAFETY: (shape, format, order) NULL or borrowed references valid for this call.
     let shape = unsafe { Borrowed::from_ptr(shape) }.ok_or(Error::Raised)?;
     // SAFETY: `shape` is live and the GIL is held.
     if unsafe { ffi::PyList_Check(shape.as_ptr()) } != 0 {
@@ -151,7 +168,7 @@ fn buffer_new(
     // SAFETY: as above.
     let order = parse_order(unsafe { Borrowed::from_ptr(order) })?;
     let layout = Layout::contiguous(format, &shape, order).map_err(common::layout_error)?;
-    let value = Buffer::new(layout, order, readonly != 0)?;
+    let value = Buffer::new(layout, order, readonly)?;
     // SAFETY: `subtype` is Buffer or a subclass (tp_new is only reached through them), whose
     // instances are `Object<Buffer>`; the GIL is held.
     unsafe { Object::create(gil, subtype, value) }

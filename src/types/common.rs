@@ -21,6 +21,55 @@ pub type KwList = *const *const c_char;
 #[cfg(not(Py_3_13))]
 pub type KwList = *mut *mut c_char;
 
+/// The arguments of a call `f(*args, **kwargs)` to a function whose parameters are `names`,
+/// the first `max_positional` of which may be passed by position, the first `required` of
+/// which must be given: each a borrowed reference valid for the call, or NULL where not given.
+///
+/// The common case only, without the argument parser's string format and keyword-list
+/// scanning (about 1.8 µs of instructions per `View(obj, format='i')`). `None` for anything
+/// else: more positional arguments than allowed, a keyword that is not a name, given twice
+/// or not a str, a required argument missing; the caller then runs
+/// `PyArg_ParseTupleAndKeywords` with the same signature, which raises CPython's own error.
+pub fn simple_args<const N: usize>(
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+    max_positional: usize,
+    required: usize,
+    names: [&CStr; N],
+) -> Option<[*mut ffi::PyObject; N]> {
+    let mut found = [core::ptr::null_mut(); N];
+    // SAFETY: `args` is the call's tuple (tp_new and METH_VARARGS|METH_KEYWORDS receive one).
+    let n = unsafe { ffi::PyTuple_Size(args.as_ptr()) };
+    if n < 0 || n as usize > max_positional.min(N) {
+        return None;
+    }
+    for (i, slot) in found.iter_mut().take(n as usize).enumerate() {
+        // SAFETY: 0 <= i < n; borrowed from the tuple, which the caller keeps alive.
+        *slot = unsafe { ffi::PyTuple_GetItem(args.as_ptr(), i as isize) };
+    }
+    if let Some(kwargs) = kwargs {
+        let (mut pos, mut key, mut value) = (0, core::ptr::null_mut(), core::ptr::null_mut());
+        // SAFETY: `kwargs` is the call's dict; PyDict_Next hands out borrowed references and
+        // runs no Python code. The dict is the call's own (built by the call machinery).
+        while unsafe { ffi::PyDict_Next(kwargs.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
+            // SAFETY: `key` is live (borrowed from the dict).
+            if unsafe { ffi::PyUnicode_Check(key) } == 0 {
+                return None;
+            }
+            let at = names.iter().position(|name| {
+                // SAFETY: `key` is a str, `name` a NUL-terminated ASCII string; the
+                // comparison sets no error for a str.
+                unsafe { ffi::PyUnicode_CompareWithASCIIString(key, name.as_ptr()) == 0 }
+            })?;
+            if !found[at].is_null() {
+                return None;
+            }
+            found[at] = value;
+        }
+    }
+    found[..required].iter().all(|p| !p.is_null()).then_some(found)
+}
+
 /// A NULL-terminated keyword list for `PyArg_ParseTupleAndKeywords`.
 pub fn kwlist<const N: usize>(names: [&'static CStr; N]) -> Vec<*mut c_char> {
     names
@@ -502,11 +551,11 @@ pub fn in_use_error(action: &str, count: usize) -> Error {
 pub fn parse_format(arg: Borrowed<'_>) -> PyResult<Format> {
     if convert::is_str(arg) {
         let text = convert::str_of(arg)?;
-        let shown = escaped(&text);
         let why = match struct_format(arg.gil(), &text)? {
             Ok(format) => return Ok(format),
             Err(why) => why,
         };
+        let shown = escaped(&text);
         return match numpy_typestr(&text) {
             Some(Ok(mapped)) => match struct_format(arg.gil(), &mapped)? {
                 Ok(format) => Ok(format),
