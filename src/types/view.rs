@@ -100,13 +100,17 @@ pub struct HeldExport {
     // INVARIANTS: `export` is all zero (`obj` NULL) until `acquire` fills it, once, while the
     // new object is referenced by `acquire` alone; it is then a filled export, given back on
     // drop. It lives in the object's memory and never moves (some exporters point `shape` into
-    // the Py_buffer itself). `gc` and `guard` are written once, by `acquire`, after the export
-    // is filled; `guard` is NULL or a strong reference the collector is not shown. The
+    // the Py_buffer itself). `gc`, `guard` and `class_guard` are written once, by `acquire`,
+    // after the export is filled; the guards are NULL or strong references the collector is
+    // not shown, dropped after the export is given back. The
     // all-zero value is valid (nothing held), which is what a `HeldExport` made any other way
     // holds.
     export: UnsafeCell<ffi::Py_buffer>,
     gc: Cell<GcRefs>,
     guard: Cell<*mut ffi::PyObject>,
+    // The root's class, where CPython's release of the export looks a method up on it: see
+    // `class_guard`.
+    class_guard: Cell<*mut ffi::PyObject>,
     // Whether the root (the object asked for the export) is shown to the collector by the
     // Views holding it; decided with `gc`.
     root_shown: Cell<bool>,
@@ -126,13 +130,42 @@ impl Drop for HeldExport {
             // SAFETY: a filled export (invariants), given back once: on drop.
             unsafe { unwind::release_buffer(export) };
         }
-        let guard = self.guard.replace(ptr::null_mut());
-        if !guard.is_null() {
-            // SAFETY: our strong reference, dropped after the export it protected; drop runs
-            // in tp_dealloc with the GIL held.
-            unsafe { unwind::decref(guard) };
+        for guard in [
+            self.guard.replace(ptr::null_mut()),
+            self.class_guard.replace(ptr::null_mut()),
+        ] {
+            if !guard.is_null() {
+                // SAFETY: our strong reference, dropped after the export it protected; drop
+                // runs in tp_dealloc with the GIL held.
+                unsafe { unwind::decref(guard) };
+            }
         }
     }
+}
+
+/// A reference to `root`'s class, kept from the collector for as long as the export, when
+/// CPython's own release of the export will look `__release_buffer__` up on that class
+/// (3.12+: the export's object is CPython's `_buffer_wrapper`, not the root).
+///
+/// Such a release may come while the collector tears the class and its base down together (a
+/// class made per instance, any class at interpreter exit): the base's `tp_clear` frees its
+/// methods but cannot invalidate the class's entries in CPython's method cache (the class's
+/// weak reference in `__subclasses__` is already cleared), and the lookup returns a freed
+/// function (valgrind: `lookup_maybe_method` after `type_clear`, found by `test_safety.py`).
+/// A class referenced from outside the garbage is not torn down, and neither are its bases:
+/// the class is freed once the export is given back, by the next collection. Bufferkit's own
+/// slot (3.9–3.11) keeps the method itself instead (`types/exporter.rs`, `Held`).
+fn class_guard(root: Borrowed<'_>, export: &ffi::Py_buffer) -> Option<Owned> {
+    if export.obj.is_null() || export.obj == root.as_ptr() {
+        return None;
+    }
+    let tp = root.type_ptr();
+    // SAFETY: `tp` is the live type of a live object; PyType_GetFlags reads its flags.
+    if unsafe { ffi::PyType_GetFlags(tp) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+        return None; // a static type is never torn down by the collector
+    }
+    // SAFETY: as above.
+    unsafe { Borrowed::from_ptr(tp.cast()) }.map(Owned::from_borrowed)
 }
 
 impl HeldExport {
@@ -150,6 +183,7 @@ impl HeldExport {
             export: UnsafeCell::new(ffi::Py_buffer::new()),
             gc: Cell::new(GcRefs::default()),
             guard: Cell::new(ptr::null_mut()),
+            class_guard: Cell::new(ptr::null_mut()),
             root_shown: Cell::new(false),
         };
         // SAFETY: `tp` is the module's HeldExport type (caller), whose instances are
@@ -192,6 +226,9 @@ impl HeldExport {
         value
             .guard
             .set(guard.map_or(ptr::null_mut(), Owned::into_raw));
+        value
+            .class_guard
+            .set(class_guard(base, export).map_or(ptr::null_mut(), Owned::into_raw));
         Ok(held)
     }
 
@@ -520,39 +557,43 @@ fn view_new(
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
 ) -> PyResult<Owned> {
-    let mut names = kwlist([
+    const NAMES: [&core::ffi::CStr; 6] = [
         c"base",
         c"offset",
         c"format",
         c"shape",
         c"strides",
         c"readonly",
-    ]);
-    let mut base: *mut ffi::PyObject = ptr::null_mut();
-    let mut offset: *mut ffi::PyObject = ptr::null_mut();
-    let mut format: *mut ffi::PyObject = ptr::null_mut();
-    let mut shape: *mut ffi::PyObject = ptr::null_mut();
-    let mut strides: *mut ffi::PyObject = ptr::null_mut();
-    let mut readonly: *mut ffi::PyObject = ptr::null_mut();
-    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call; every
-    // converter is O, storing a borrowed PyObject*.
-    let parsed = unsafe {
-        ffi::PyArg_ParseTupleAndKeywords(
-            args.as_ptr(),
-            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-            c"O|$OOOOO:View".as_ptr(),
-            names.as_mut_ptr() as KwList,
-            &mut base,
-            &mut offset,
-            &mut format,
-            &mut shape,
-            &mut strides,
-            &mut readonly,
-        )
-    };
-    if parsed == 0 {
-        return Err(Error::Raised);
-    }
+    ];
+    let [base, offset, format, shape, strides, readonly] =
+        match common::simple_args(args, kwargs, 1, 1, NAMES) {
+            Some(found) => found,
+            None => {
+                let mut names = kwlist(NAMES);
+                let mut found = [ptr::null_mut(); 6];
+                let [base, offset, format, shape, strides, readonly] = &mut found;
+                // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call;
+                // every converter is O, storing a borrowed PyObject*.
+                let parsed = unsafe {
+                    ffi::PyArg_ParseTupleAndKeywords(
+                        args.as_ptr(),
+                        kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+                        c"O|$OOOOO:View".as_ptr(),
+                        names.as_mut_ptr() as KwList,
+                        base,
+                        offset,
+                        format,
+                        shape,
+                        strides,
+                        readonly,
+                    )
+                };
+                if parsed == 0 {
+                    return Err(Error::Raised);
+                }
+                found
+            }
+        };
     // SAFETY: (all six) NULL or borrowed references valid for this call.
     let base = unsafe { Borrowed::from_ptr(base) }.ok_or(Error::Raised)?;
     let arg = |p: *mut ffi::PyObject| -> Option<Borrowed<'_>> {
