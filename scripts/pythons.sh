@@ -75,7 +75,7 @@ debian_mirror() {
 # ensure_sid: the chroot with sid_packages installed; prints nothing, returns non-zero with the
 # reason on stderr when it cannot be made.
 ensure_sid() {
-  local dir=$BK_CACHE/sid want mirror tmp
+  local dir=$BK_CACHE/sid want mirror tmp t0
   want=$(sid_packages)
   [ "$(cat "$dir/.bufferkit-packages" 2>/dev/null)" = "$want" ] && return 0
   [ "$list_only" = 1 ] && { echo "no chroot at $dir and BK_OFFLINE is set" >&2; return 1; }
@@ -89,19 +89,24 @@ ensure_sid() {
     fi
     tmp=$BK_CACHE/sid.tmp
     rm -rf "$tmp"
-    step "debootstrap --variant=minbase sid $tmp $mirror"
+    step "debootstrap --variant=minbase sid $tmp $mirror (log: $BK_CACHE/debootstrap.log)"
+    t0=$SECONDS
     debootstrap --variant=minbase sid "$tmp" "$mirror" >"$BK_CACHE/debootstrap.log" 2>&1 ||
       { tail -n 5 "$BK_CACHE/debootstrap.log" >&2; echo "debootstrap failed (log: $BK_CACHE/debootstrap.log)" >&2; return 1; }
     rm -rf "$dir" && mv "$tmp" "$dir"
+    step "debootstrap: $((SECONDS - t0)) s"
   fi
   # The configured mirror may serve a frozen copy of sid whose Release file is past its
   # Valid-Until date (this machine's is): accept it, in this chroot only.
   echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99bufferkit"
-  step "installing into the sid chroot: $(echo $want)"
+  step "installing into the sid chroot: $(echo $want) (log: $BK_CACHE/sid-apt.log)"
+  t0=$SECONDS
   # shellcheck disable=SC2086
   sid_run "$dir" / env DEBIAN_FRONTEND=noninteractive sh -c \
-    "apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends $(echo $want)" >&2 ||
-    { echo "apt-get install in the sid chroot failed" >&2; return 1; }
+    "apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends $(echo $want)" \
+    >"$BK_CACHE/sid-apt.log" 2>&1 ||
+    { tail -n 20 "$BK_CACHE/sid-apt.log" >&2; echo "apt-get install in the sid chroot failed (log: $BK_CACHE/sid-apt.log)" >&2; return 1; }
+  step "sid packages: $((SECONDS - t0)) s"
   printf '%s' "$want" >"$dir/.bufferkit-packages"
 }
 
