@@ -8,6 +8,10 @@ them:
                                          long-format CSV, and RUNDIR/misses.tsv
   report.py profile RUNDIR SEQ DUMPDIR OUT N SRCROOT
                                          callgrind_annotate excerpts of the missed rows
+  report.py objreport RUNDIR CSV TXT PROFILE
+                                         appends the object-operations tables (issue 15) and
+                                         the threaded exports (issue 14) to TXT and CSV;
+                                         excerpts of the rows above 1.0 to PROFILE
 
 # How instructions per pair are computed (cgparse)
 
@@ -710,6 +714,152 @@ def annotated_src_lines(text, src_root):
                 out.append(f"    {m.group(1):>8}  {code[:110]}")
     return out
 
+# ------------------------------------------------------------------------------------------
+# object operations (issue 15) and threaded exports (issue 14)
+
+OBJ_KEEP = re.compile(r"bufferkit|_bufferkit|PyObject_GetBuffer|PyBuffer_Release|PyArg_|_PyArg_|vectorcall|"
+                      r"PyType_GetModule|PyType_GetModuleByDef|_PyType_Lookup|PyObject_GetAttr|PyUnicode_|"
+                      r"PyObject_Malloc|PyObject_Calloc|PyObject_Free|malloc|calloc|free|memset|memcpy|"
+                      r"PyLong_|PyTuple_|PyDict_|PyImport_|PyErr_|PyMemoryView|memory_|bytearray_|PyBytes_")
+
+
+def obj_counts(rundir, tag):
+    """{(op, side): (Ir per op, allocs per op, eval entries per op, dump of N)} from callgrind."""
+    seq_path, dump_dir = f"{rundir}/obj-{tag}-seq.tsv", f"{rundir}/cg-obj-{tag}"
+    runs = {}
+    for rec in records(seq_path, "dump"):
+        seq, op, side, size = rec
+        if size != "warm":
+            runs.setdefault((op, side), []).append((int(size), seq))
+    out = {}
+    for key, lst in runs.items():
+        (n1, s1), (n3, s3) = sorted(lst)
+        i1, a1, f1, _ = parse_dump(os.path.join(dump_dir, f"cg.out.{s1}"))
+        i3, a3, f3, _ = parse_dump(os.path.join(dump_dir, f"cg.out.{s3}"))
+        d = n3 - n1
+        out[key] = ((i3 - i1) / d, (a3 - a1) / d, (f3 - f1) / d, os.path.join(dump_dir, f"cg.out.{s1}"), n1)
+    return out
+
+
+def cmd_objreport(rundir, csv_path, txt_path, profile_path):
+    """Appends the object-operations table of every interpreter measured (obj-<tag>-*.tsv) and
+    the threaded-exports table (threads-*.tsv) to TXT and CSV; profile excerpts of the
+    bufferkit side of every operation whose instruction ratio is above 1.0 go to PROFILE."""
+    meta = {k: v for k, v in records(f"{rundir}/meta.tsv", "meta")}
+    stamp = meta.get("date", "")
+    tags = meta.get("obj_tags", "").split()
+    out, csv_rows, prof = [], [], []
+
+    def emit_csv(interp, row, side, metric, value, unit, status="ok"):
+        csv_rows.append([stamp, interp, "objects", row, side, metric, "",
+                         "" if value is None else f"{value:.4g}", unit, status])
+
+    above = []
+    for tag in tags:
+        ops = records(f"{rundir}/obj-{tag}-list.tsv", "op")
+        version = dict(records(f"{rundir}/obj-{tag}-list.tsv", "meta")).get("python", "?")
+        notes = records(f"{rundir}/obj-{tag}-list.tsv", "note")
+        times = {(op, side): float(ns) for op, side, ns, *_ in records(f"{rundir}/obj-{tag}-time.tsv", "time")}
+        reps = next((r[4] for r in records(f"{rundir}/obj-{tag}-time.tsv", "time")), "?")
+        counts = obj_counts(rundir, tag)
+        loop_ir = counts.get(("loop", "builtin"), (0,))[0]
+        loop_ns = times.get(("loop", "builtin"), 0.0)
+        out.append(f"== Object operations (issue 15), {tag} ({version}): built-in vs bufferkit in one run")
+        out.append(f"   callgrind Ir per operation = (Ir(3N) - Ir(N)) / 2N of timeit's loop (bench/objloop.c window), minus"
+                   f" the empty loop's {loop_ir:.0f} Ir; ns: min of {reps} interleaved timeit repeats of"
+                   f" {'process CPU time' if meta.get('clock', 'cpu') == 'cpu' else 'wall time'}, minus the empty loop's"
+                   f" {loop_ns:.1f} ns")
+        t = Table(["operation", "built-in", "bufferkit", "Ir", "Ir", "Ir ratio", "allocs", "ns", "ns", "ns ratio"])
+        for key, label, bl, kl, n in ops:
+            if key == "loop":
+                continue
+            cb, ck = counts.get((key, "builtin")), counts.get((key, "bufferkit"))
+            tb, tk = times.get((key, "builtin")), times.get((key, "bufferkit"))
+            ib = cb[0] - loop_ir if cb else None
+            ik = ck[0] - loop_ir if ck else None
+            nb = tb - loop_ns if tb is not None else None
+            nk = tk - loop_ns if tk is not None else None
+            ri, rn = ratio(ik, ib), ratio(nk, nb)
+            allocs = f"{cb[1]:.3g}|{ck[1]:.3g}" if cb and ck else "-"
+            t.row([label, bl, kl, fmt_num(ib), fmt_num(ik), fmt_ratio(ri), allocs,
+                   fmt_num(nb, 1), fmt_num(nk, 1), fmt_ratio(rn)])
+            for side, c, ns in (("builtin", cb, nb), ("bufferkit", ck, nk)):
+                if c:
+                    emit_csv(tag, key, side, "ir_per_op", c[0] - loop_ir, "Ir")
+                    emit_csv(tag, key, side, "allocs_per_op", c[1], "calls")
+                if ns is not None:
+                    emit_csv(tag, key, side, "ns_per_op", ns, "ns")
+            emit_csv(tag, key, "bufferkit/builtin", "ir_ratio", ri, "ratio")
+            emit_csv(tag, key, "bufferkit/builtin", "ns_ratio", rn, "ratio")
+            if (ri is not None and ri > 1.0) or (rn is not None and rn > 1.0):
+                above.append((tag, key, label, ri, rn, ck))
+        out.append(t.render())
+        out.append("   (Ir, ns: built-in then bufferkit; allocs: allocator entries per operation, built-in|bufferkit;"
+                   " ratios bufferkit / built-in, > 1 = bufferkit slower)")
+        for key, why in notes:
+            out.append(f"   {key}: {why}")
+        out.append("")
+    if above:
+        out.append("== Object operations above 1.0 (bufferkit slower than the built-in), by instructions or time")
+        for tag, key, label, ri, rn, ck in above:
+            out.append(f"ABOVE {tag} {label}: Ir {fmt_ratio(ri)}, ns {fmt_ratio(rn)}"
+                       + (f" (profile: {os.path.basename(profile_path)})" if ck and ri and ri > 1.0 else ""))
+            if ck and ri and ri > 1.0:
+                path, n = ck[3], ck[4]
+                ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99", "--auto=no", path],
+                                     capture_output=True, text=True).stdout
+                body = ann.split("file:function", 1)[-1].splitlines()
+                listed = [line.rstrip() for line in body if OBJ_KEEP.search(line) and not line.startswith("--")]
+                prof.append(f"=== {tag} {key} ({label}), bufferkit side: inclusive Ir per {n} operations"
+                            f" (divide by {n} for Ir per operation; the ratio is {ri:.2f}x)")
+                prof.extend("  " + line for line in listed[:25])
+                if len(listed) > 25:
+                    prof.append(f"  ... {len(listed) - 25} more lines")
+                prof.append("")
+        out.append("")
+    # threaded exports
+    th = records(f"{rundir}/threads.tsv", "threads")
+    if th:
+        info = dict(records(f"{rundir}/threads.tsv", "meta"))
+        out.append(f"== Threaded exports (issue 14), {info.get('python', '?')}, PYTHON_GIL={info.get('gil', '?')}:"
+                   f" `memoryview(o).release()` in a loop, every thread on the SAME object")
+        out.append(f"   ({info.get('method', '')})")
+        acc = dict(records(f"{rundir}/threads.tsv", "accounting"))
+        t = Table(["object", "1 thread Mexp/s", "2 threads Mexp/s", "2 vs 1", "CPU ns/export 1", "2",
+                   "cores used 1", "2", "accounting after"])
+        for obj, one, two, ns1, ns2, u1, u2 in th:
+            r = ratio(float(two), float(one))
+            t.row([obj, f"{float(one) / 1e6:.2f}", f"{float(two) / 1e6:.2f}", fmt_ratio(r), ns1, ns2, u1, u2,
+                   acc.get(obj, "?")])
+            csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cores_used_2", "", u2, "cores", "ok"])
+            csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cpu_ns_per_export_1", "", ns1, "ns", "ok"])
+            csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cpu_ns_per_export_2", "", ns2, "ns", "ok"])
+            csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "exports_per_s_1", "", one, "1/s", "ok"])
+            csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "exports_per_s_2", "", two, "1/s", "ok"])
+        for obj, why in records(f"{rundir}/threads.tsv", "failed"):
+            t.row([obj, "failed", "", "", "", "", "", "", why])
+            csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "failed", "", "", "", why])
+        out.append(t.render())
+        out.append("   (2 vs 1: total exports per second of 2 threads / of 1 thread; 2.00x = perfect scaling,"
+                   " < 1.00x = two threads together do fewer exports than one alone; CPU ns/export: the threads'"
+                   f" CPU time per export, higher with 2 = contention; cores used: the threads' CPU time / wall time, 2.00 = both ran"
+                   f" throughout; load: {info.get('load', '?')})")
+        out.append("")
+    for skip in records(f"{rundir}/meta.tsv", "skip"):
+        out.append(f"SKIPPED {skip[0]}: {skip[1]}")
+    text = "\n".join(out) + "\n"
+    sys.stdout.write(text)
+    with open(txt_path, "a") as f:
+        f.write(text)
+    with open(csv_path, "a", newline="") as f:
+        csv.writer(f).writerows(csv_rows)
+    if prof:
+        with open(profile_path, "a") as f:
+            f.write("Object operations above 1.0 by instructions (issue 15): callgrind_annotate --inclusive=yes of the\n"
+                    "shipped build's N-iteration dump, filtered to bufferkit and the CPython calls it makes\n\n")
+            f.write("\n".join(prof) + "\n")
+
+
 
 def main():
     if len(sys.argv) < 2:
@@ -721,6 +871,8 @@ def main():
         cmd_report(*args)
     elif cmd == "profile" and len(args) == 6:
         cmd_profile(*args)
+    elif cmd == "objreport" and len(args) == 4:
+        cmd_objreport(*args)
     else:
         raise SystemExit(__doc__)
 

@@ -15,6 +15,12 @@
 #                     missed; --profile: always; --no-profile: neither the build nor the profile)
 #   --keep            keep the callgrind dumps under build/bench/runs/<stamp>/
 #   --wall            time with wall clocks (CLOCK_MONOTONIC, perf_counter) instead of CPU time
+#   --newest SPEC     the second interpreter of the object-operations table (issue 15), an
+#                     interpreter spec of scripts/lib.sh (e.g. sid:/usr/bin/python3.15). Default:
+#                     the newest python3.N of the sid chroot $BK_CACHE/sid, else the newest pyenv
+#                     CPython (said in the table); "" for none
+#   --ft PY           the free-threaded interpreter of the threaded-exports table (issue 14),
+#                     run with PYTHON_GIL=0. Default: the newest $BK_CACHE/cpython-3.*t; "" for none
 #
 # What runs, per interpreter (bench/README.md explains each figure):
 #   1. scripts/build.sh PY (the shipped build), snapshot into build/bench/pkg/<kind>/;
@@ -22,9 +28,15 @@
 #      (the embedding harness) into build/bench/<cpXY>/
 #   2. cbench list; cbench time (taskset -c 0); cbench count under callgrind -> report.py cgparse
 #   3. main interpreter only: cbench mem; bench/pybench.py (taskset -c 0); bench/pymem.py
-#   4. report.py report -> the table, PASS/MISS lines, bench/results/<stamp>-<cpXY>.{txt,csv}
-#   5. if an instruction target missed: a profiling build (CARGO_PROFILE_RELEASE_DEBUG=true,
+#   4. object operations (issue 15) on the main and the newest interpreter: bench/objbench.py
+#      time (taskset -c 0) and count under callgrind (window: bench/objloop.c, compiled in the
+#      interpreter's environment; in the sid chroot with a copy of this machine's valgrind);
+#      threaded exports (issue 14) on the free-threaded interpreter: bench/threadbench.py
+#   5. report.py report -> the table, PASS/MISS lines, bench/results/<stamp>-<cpXY>.{txt,csv}
+#   6. if an instruction target missed: a profiling build (CARGO_PROFILE_RELEASE_DEBUG=true,
 #      build/target/bench) and callgrind_annotate excerpts -> bench/results/<stamp>-<cpXY>-profile.txt
+#   7. report.py objreport appends the object-operations and threads tables to the table and
+#      the CSV, and excerpts of the operations above 1.0 to the profile file
 # Exits non-zero only when something could not be built or run; a MISS is a result, not a failure.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -38,6 +50,8 @@ quick=0
 profile=auto
 keep=0
 clock=cpu
+newest=auto
+ft=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) main_py=$2; shift 2 ;;
@@ -47,6 +61,8 @@ while [ $# -gt 0 ]; do
     --no-profile) profile=no; shift ;;
     --keep) keep=1; shift ;;
     --wall) clock=wall; shift ;;
+    --newest) newest=$2; shift 2 ;;
+    --ft) ft=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -66,8 +82,10 @@ fi
 
 if [ "$quick" = 1 ]; then
   ROUNDS=21 TARGET_US=100 CG_N=500 PY_ARGS=(--repeats 9 --big-repeats 3 --target 0.001)
+  OBJ_TIME=(--repeats 7 --target 0.0005) OBJ_COUNT=(--scale 0.3) THREAD_ARGS=(--seconds 0.2 --rounds 2)
 else
   ROUNDS=101 TARGET_US=200 CG_N=1000 PY_ARGS=(--repeats 101 --big-repeats 15 --target 0.001)
+  OBJ_TIME=(--repeats 51 --target 0.002) OBJ_COUNT=(--scale 1) THREAD_ARGS=(--seconds 0.5 --rounds 7)
 fi
 COMPARE_ROWS=floor,bytearray,mv_1d,bk_buffer_1d,bk_exporter
 PIN=(); pin_desc="not pinned (no taskset)"
@@ -223,6 +241,84 @@ env PYTHONPATH="$BK_ROOT/bench:$BK_ROOT/build/bench/$main_tag:$BK_ROOT/build/ben
   || fail "bench/pybench.py"
 echo -e "meta\tload_end\t$(cut -d' ' -f1-3 /proc/loadavg)" >>"$run/meta.tsv"
 
+# ---- object operations (issue 15) and threaded exports (issue 14)
+if [ "$newest" = auto ]; then
+  newest=$(ls "$BK_CACHE"/sid/usr/bin/ 2>/dev/null | grep -E '^python3\.[0-9]+$' | sort -V | tail -n 1)
+  if [ -n "$newest" ]; then newest="sid:/usr/bin/$newest"
+  else
+    newest=$(find_pythons | tail -n 1)
+    echo -e "skip\tnewest\tno sid chroot with a python3.N at $BK_CACHE/sid (scripts/pythons.sh makes it): the second object-operations table is the newest pyenv CPython, $newest" >>"$run/meta.tsv"
+  fi
+fi
+if [ "$ft" = auto ]; then
+  ft=$(ls -d "$BK_CACHE"/cpython-3.*t 2>/dev/null | grep -E 't$' | sort -V | tail -n 1)
+  [ -n "$ft" ] && ft=$(ls "$ft"/bin/python3.*t 2>/dev/null | head -n 1)
+  [ -n "$ft" ] || echo -e "skip\tthreads\tno free-threaded CPython at $BK_CACHE/cpython-3.*t (scripts/pythons.sh makes one)" >>"$run/meta.tsv"
+fi
+
+# valgrind_for SPEC: the valgrind command line start for SPEC's environment. In the sid chroot,
+# a copy of this machine's valgrind under build/bench/vg (its launcher runs on sid's newer C
+# library; the tool itself is a static executable), found through VALGRIND_LIB.
+valgrind_for() {
+  if [ "$(spec_env "$1")" = host ]; then echo valgrind; return; fi
+  local real lib d vg="$BK_ROOT/build/bench/vg"
+  real=$(command -v valgrind.bin || command -v valgrind)
+  for d in /usr/libexec/valgrind /usr/lib/x86_64-linux-gnu/valgrind /usr/lib/valgrind /usr/local/libexec/valgrind; do
+    [ -x "$d/callgrind-amd64-linux" ] && { lib=$d; break; }
+  done
+  [ -n "${lib:-}" ] || fail "no callgrind-amd64-linux found to copy into the chroot"
+  mkdir -p "$vg/lib"
+  cp -u "$real" "$vg/valgrind.bin"
+  cp -u "$lib/callgrind-amd64-linux" "$lib/vgpreload_core-amd64-linux.so" "$lib/default.supp" "$vg/lib/"
+  echo "env VALGRIND_LIB=$vg/lib $vg/valgrind.bin"
+}
+
+obj_tags=()
+obj_level() { # obj_level SPEC: bench/objbench.py time and count on SPEC
+  local spec=$1 exe tag kind vpy out pkg inc suffix vg
+  exe=$(spec_exe "$spec")
+  tag=$(py_tag "$spec") || fail "cannot run $spec"
+  kind=$(build_kind "$spec") || fail "cannot use $spec"
+  pkg="$BK_ROOT/build/bench/pkg/$kind"
+  if [ ! -d "$pkg/bufferkit" ]; then
+    say "building bufferkit ($kind) for $spec"
+    in_env "$spec" scripts/build.sh "$exe" >>"$log" 2>&1 || fail "scripts/build.sh $spec failed"
+    mkdir -p "$pkg" && cp -r "build/$kind/bufferkit" "$pkg/"
+  fi
+  vpy=$(in_env "$spec" bash -c '. scripts/lib.sh; ensure_venv "$1"' _ "$exe" 2>>"$log") || fail "cannot make the venv of $spec"
+  out="$BK_ROOT/build/bench/obj-$tag"; mkdir -p "$out"
+  read -r inc suffix < <(pyx "$spec" -c 'import sysconfig; print(sysconfig.get_paths()["include"], sysconfig.get_config_var("EXT_SUFFIX"))')
+  in_env "$spec" gcc -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -I"$inc" bench/objloop.c \
+    -o "$out/_bench_objloop$suffix" >>"$log" 2>&1 || fail "compiling bench/objloop.c for $tag"
+  local -a envv=(env PYTHONPATH="$BK_ROOT/bench:$out:$pkg" OPENBLAS_NUM_THREADS=1 PYTHONHASHSEED=0)
+  say "$tag: object operations (bench/objbench.py time ${OBJ_TIME[*]})"
+  in_env "$spec" "${envv[@]}" "$vpy" bench/objbench.py list >"$run/obj-$tag-list.tsv" 2>>"$log" || fail "objbench list ($tag)"
+  "${PIN[@]}" bash -c '. scripts/lib.sh; in_env "$@"' _ "$spec" "${envv[@]}" "$vpy" bench/objbench.py time "${OBJ_TIME[@]}" \
+    $( [ "$clock" = wall ] && echo --wall ) >"$run/obj-$tag-time.tsv" 2>>"$log" || fail "objbench time ($tag)"
+  say "$tag: object operations under callgrind (bench/objbench.py count ${OBJ_COUNT[*]})"
+  vg=$(valgrind_for "$spec")
+  mkdir -p "$run/cg-obj-$tag"
+  in_env "$spec" "${envv[@]}" $vg --tool=callgrind --collect-atstart=no --toggle-collect=bk_obj_run \
+    --dump-after=bk_obj_run --dump-instr=no --compress-strings=no --compress-pos=no \
+    --callgrind-out-file="$run/cg-obj-$tag/cg.out" "$vpy" bench/objbench.py count "${OBJ_COUNT[@]}" \
+    >"$run/obj-$tag-seq.tsv" 2>"$run/cg-obj-$tag/valgrind.txt" || { cat "$run/cg-obj-$tag/valgrind.txt" >>"$log"; fail "objbench count ($tag)"; }
+  obj_tags+=("$tag")
+}
+obj_level "$main_py"
+if [ -n "$newest" ] && [ "$(py_tag "$newest")" != "$main_tag" ]; then obj_level "$newest"; fi
+echo -e "meta\tobj_tags\t${obj_tags[*]}" >>"$run/meta.tsv"
+
+if [ -n "$ft" ]; then
+  ft_kind=$(build_kind "$ft") || fail "cannot use $ft"
+  say "building bufferkit ($ft_kind) for the threaded exports: scripts/build.sh $ft"
+  scripts/build.sh "$ft" >>"$log" 2>&1 || fail "scripts/build.sh $ft failed"
+  rm -rf "build/bench/pkg/$ft_kind" && mkdir -p "build/bench/pkg/$ft_kind" && cp -r "build/$ft_kind/bufferkit" "build/bench/pkg/$ft_kind/"
+  say "$ft_kind: threaded exports, PYTHON_GIL=0 (bench/threadbench.py ${THREAD_ARGS[*]})"
+  { PYTHON_GIL=0 PYTHONPATH="$BK_ROOT/build/bench/pkg/$ft_kind" "$ft" bench/threadbench.py "${THREAD_ARGS[@]}" 2>>"$log"; } \
+    >"$run/threads.tsv" || fail "bench/threadbench.py ($ft)"
+  echo -e "meta\ttag\t$ft_kind" >>"$run/threads.tsv"
+fi
+
 say "report"
 base="bench/results/$stamp-$main_tag"
 echo >&2
@@ -250,6 +346,9 @@ if [ "$profile" = yes ] || { [ "$profile" = auto ] && [ -s "$run/misses.tsv" ]; 
   cat "$run/profile-excerpt.txt" >>"$base-profile.txt"
   echo "profiles of the missed targets: $base-profile.txt"
 fi
+
+"$RPY" bench/report.py objreport "$run" "$base.csv" "$base.txt" "$base-profile.txt" || fail "report.py objreport"
+[ -s "$base-profile.txt" ] && echo "profiles: $base-profile.txt"
 
 [ "$keep" = 1 ] || rm -rf "$run"/cg-*
 echo "table: $base.txt  csv: $base.csv  raw records: $run/  ($(( $(date +%s) - t_start ))s)"

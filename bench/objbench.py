@@ -1,0 +1,221 @@
+"""Object operations (issue 15): what making, slicing, re-laying-out, reading, comparing,
+releasing and pickling bufferkit's objects costs next to the built-in a user would otherwise
+reach for, both measured in the same run of the same interpreter.
+
+Every operation is one statement per side (the built-in, then bufferkit), run by timeit's own
+compiled loop (`timeit.Timer(stmt, globals=NS).inner`), so both sides pay the same loop and the
+same global-name lookups. Objects the statements use are made once in NS (a 4 KiB `ba`, its
+`mv = memoryview(ba)` and `v = View(ba)`, 64 KiB and 1 MiB variants). Operations that consume
+their object (`release`, `close`) take it from `_pool`, an iterator over objects made before
+the measured window: `next(_pool).release()` on both sides.
+
+  python objbench.py time [--repeats R] [--target S]
+      interleaved timeit: each repeat times every (operation, side) once, about S seconds each
+      (the side order alternates per repeat); the minimum over R repeats, ns per operation.
+      Records: `time <op> <side> <ns> <number> <repeats>`
+  python objbench.py count [--scale K]
+      for valgrind --tool=callgrind --collect-atstart=no --toggle-collect=bk_obj_run
+      --dump-after=bk_obj_run (bench/objloop.c): for every (operation, side) calls the loop with
+      N iterations (a warm-up), then N and 3N, printing the number of the dump each call writes.
+      bench/report.py objreport computes (Ir(3N) - Ir(N)) / 2N per operation. The loop row
+      `pass` gives the cost of one turn of the loop itself, subtracted from every figure.
+      Records: `dump <seq> <op> <side> <n|warm>`
+  python objbench.py list
+      the operations: `op <key> <label> <builtin stmt> <bufferkit stmt> <N>`
+
+The clock is the process's CPU time (time.process_time) unless --wall (perf_counter).
+"""
+
+import argparse
+import collections
+import gc
+import itertools
+import pickle
+import sys
+import time
+import timeit
+
+import bufferkit
+from bufferkit import Buffer, View
+
+try:
+    import numpy
+except ImportError:  # the make-2-D row is then left out (said in the list)
+    numpy = None
+
+KIB4 = 4096
+KIB64 = 65536
+MIB1 = 1 << 20
+
+# key, label, built-in side (label, stmt, pool), bufferkit side (label, stmt, pool), N for count
+Side = collections.namedtuple("Side", "label stmt pool")
+Op = collections.namedtuple("Op", "key label builtin bk n")
+
+
+def _ops():
+    def s(label, stmt, pool=None):
+        return Side(label, stmt, pool)
+
+    ops = [
+        Op("loop", "empty loop (subtracted)", s("pass", "pass"), s("pass", "pass"), 1000),
+        # issue 15's table
+        Op("make16", "make 16 B zeroed", s("bytearray(16)", "bytearray(16)"), s("Buffer(16)", "Buffer(16)"), 300),
+        Op("make64k", "make 64 KiB zeroed", s("bytearray(65536)", "bytearray(65536)"),
+           s("Buffer(65536)", "Buffer(65536)"), 100),
+        numpy is not None and Op("make2d", "make 64x64 float64", s("numpy.zeros((64, 64))", "zeros((64, 64))"),
+                                 s("Buffer((64, 64), 'd')", "Buffer((64, 64), 'd')"), 100),
+        Op("view", "view of an object", s("memoryview(ba)", "memoryview(ba)"), s("View(ba)", "View(ba)"), 300),
+        Op("slice", "slice [8:4000:4]", s("mv[8:4000:4]", "mv[8:4000:4]"), s("v[8:4000:4]", "v[8:4000:4]"), 300),
+        Op("cast", "re-layout as 'i'", s("mv.cast('i')", "mv.cast('i')"),
+           s("View(ba, format='i')", "View(ba, format='i')"), 300),
+        Op("make_release", "make + release", s("memoryview(ba).release()", "memoryview(ba).release()"),
+           s("View(ba).release()", "View(ba).release()"), 300),
+        Op("tobytes", "tobytes() 64 KiB", s("mv64.tobytes()", "mv64.tobytes()"), s("v64.tobytes()", "v64.tobytes()"), 100),
+        Op("tolist", "tolist() 64 KiB", s("mv64.tolist()", "mv64.tolist()"), s("v64.tolist()", "v64.tolist()"), 5),
+        # what users do in loops that the table misses
+        Op("shape", ".shape", s("mv.shape", "mv.shape"), s("v.shape", "v.shape"), 300),
+        Op("nbytes", ".nbytes", s("mv.nbytes", "mv.nbytes"), s("v.nbytes", "v.nbytes"), 300),
+        Op("readonly", ".readonly", s("mv.readonly", "mv.readonly"), s("v.readonly", "v.readonly"), 300),
+        Op("len_view", "len() of a view", s("len(mv)", "len(mv)"), s("len(v)", "len(v)"), 300),
+        Op("len_buffer", "len() of a buffer", s("len(ba)", "len(ba)"), s("len(buf)", "len(buf)"), 300),
+        Op("eq_buffer", "== 4 KiB, equal", s("ba == ba2", "ba == ba2"), s("buf == ba2", "buf == ba2"), 300),
+        Op("eq_view", "== 4 KiB view, equal", s("mv == mv2", "mv == mv2"), s("v == mv2", "v == mv2"), 300),
+        Op("release", "release() alone", s("memoryview.release()", "next(_pool).release()", "mv_of_ba"),
+           s("View.release()", "next(_pool).release()", "view_of_ba"), 300),
+        Op("close", "Buffer.close() alone", s("memoryview.release()", "next(_pool).release()", "mv_of_ba"),
+           s("Buffer.close()", "next(_pool).close()", "buffer4k"), 300),
+        Op("pickle5", "pickle 1 MiB, protocol 5", s("dumps(bytearray, 5)", "dumps(ba1m, 5)"),
+           s("dumps(Buffer, 5)", "dumps(buf1m, 5)"), 20),
+        Op("pickle4", "pickle 1 MiB, protocol 4", s("dumps(bytearray, 4)", "dumps(ba1m, 4)"),
+           s("dumps(Buffer, 4)", "dumps(buf1m, 4)"), 20),
+    ]
+    return [o for o in ops if o]
+
+
+OPS = _ops()
+
+
+def namespace():
+    """The objects every statement reads (made once; the statements do not change them)."""
+    ba = bytearray(range(256)) * (KIB4 // 256)
+    ba64 = bytearray(range(256)) * (KIB64 // 256)
+    ns = {
+        "bytearray": bytearray, "memoryview": memoryview, "Buffer": Buffer, "View": View,
+        "dumps": pickle.dumps,
+        "ba": ba, "mv": memoryview(ba), "v": View(ba), "buf": Buffer(KIB4),
+        "ba2": bytearray(KIB4), "mv2": memoryview(bytearray(ba)),
+        "mv64": memoryview(ba64), "v64": View(ba64),
+        "ba1m": bytearray(MIB1), "buf1m": Buffer(MIB1),
+    }
+    memoryview(ns["buf"])[:] = ba  # equal content for ==: buf == ba2 compares against a copy of ba
+    ns["ba2"][:] = ba
+    if numpy is not None:
+        ns["zeros"] = numpy.zeros
+    assert ns["buf"] == ns["ba2"] and ns["v"] == ns["mv2"] and ns["mv"] == ns["mv2"]
+    return ns
+
+
+POOLS = {
+    "mv_of_ba": lambda ns: memoryview(ns["ba"]),
+    "view_of_ba": lambda ns: View(ns["ba"]),
+    "buffer4k": lambda ns: Buffer(KIB4),
+}
+
+
+def emit(*fields):
+    print("\t".join(str(f) for f in fields), flush=True)
+
+
+def make_timer(side, ns, clock):
+    return timeit.Timer(side.stmt, globals=ns, timer=clock)
+
+
+def fill_pool(side, ns, n):
+    if side.pool:
+        ns["_pool"] = iter([POOLS[side.pool](ns) for _ in range(n)])
+
+
+def drop_pool(ns):
+    ns.pop("_pool", None)
+
+
+def run_inner(t, side, ns, n, clock):
+    fill_pool(side, ns, n)
+    try:
+        return t.inner(itertools.repeat(None, n), clock)
+    finally:
+        drop_pool(ns)
+
+
+def cmd_time(repeats, target, clock):
+    ns = namespace()
+    cases = []  # [op, which, side, timer, number, samples]
+    for op in OPS:
+        for which, side in (("builtin", op.builtin), ("bufferkit", op.bk)):
+            t = make_timer(side, ns, clock)
+            number = 1
+            while True:  # about target / 5 seconds, then scaled to target (as timeit.autorange)
+                took = run_inner(t, side, ns, number, clock)
+                if took >= target / 5 or number >= 1 << 22:
+                    break
+                number *= 2
+            number = max(1, int(number * target / max(took, 1e-9)))
+            cases.append([op, which, side, t, number, []])
+    for r in range(repeats):
+        # both sides of one operation back to back, their order alternating per repeat
+        for i in range(0, len(cases), 2):
+            pair = cases[i:i + 2] if r % 2 == 0 else cases[i:i + 2][::-1]
+            for op, which, side, t, number, samples in pair:
+                samples.append(run_inner(t, side, ns, number, clock) / number)
+    for op, which, side, t, number, samples in cases:
+        emit("time", op.key, which, f"{min(samples) * 1e9:.2f}", number, repeats)
+
+
+def cmd_count(scale):
+    import _bench_objloop
+
+    ns = namespace()
+    clock = time.perf_counter
+    seq = 0
+    for op in OPS:
+        n = max(1, int(op.n * scale))
+        for which, side in (("builtin", op.builtin), ("bufferkit", op.bk)):
+            t = make_timer(side, ns, clock)
+            for size, label in ((n, "warm"), (n, str(n)), (3 * n, str(3 * n))):
+                fill_pool(side, ns, size)  # outside the window: made before run() is entered
+                inner = t.inner
+                it = itertools.repeat(None, size)
+                _bench_objloop.run(lambda: inner(it, clock))
+                drop_pool(ns)
+                seq += 1
+                emit("dump", seq, op.key, which, label)
+
+
+def cmd_list():
+    for op in OPS:
+        emit("op", op.key, op.label, op.builtin.label, op.bk.label, op.n)
+    if numpy is None:
+        emit("note", "make2d", "left out: numpy cannot be imported")
+    emit("meta", "python", sys.version.split()[0])
+    emit("meta", "bufferkit", getattr(bufferkit, "__file__", "?"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cmd", choices=["time", "count", "list"])
+    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--target", type=float, default=0.001, help="seconds per timed repeat")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies every operation's N (count)")
+    ap.add_argument("--wall", action="store_true")
+    args = ap.parse_args()
+    gc.disable()  # no collection inside a measurement; every statement frees what it makes
+    if args.cmd == "time":
+        cmd_time(args.repeats, args.target, time.perf_counter if args.wall else time.process_time)
+    elif args.cmd == "count":
+        cmd_count(args.scale)
+    else:
+        cmd_list()
+
+
+if __name__ == "__main__":
+    main()
