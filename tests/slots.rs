@@ -11,13 +11,15 @@ use core::ffi::{c_int, c_void};
 use core::ptr::{self, NonNull};
 
 use bufferkit::exporter::Busy;
+use bufferkit::ffi::convert::{new_int, new_str};
 use bufferkit::ffi::error::Pending;
 use bufferkit::ffi::spec::ExportingType;
 use bufferkit::ffi::{
-    dealloc, getbuffer, releasebuffer, Collectable, Error, Kind, Object, Owned, PyResult, This,
+    dealloc, getbuffer, releasebuffer, Borrowed, Collectable, Error, Kind, Object, Owned, PyResult,
+    This,
 };
 use bufferkit::pyo3_ffi as ffi;
-use bufferkit::{bufferkit_slot, BufferExporter, ExportCounter};
+use bufferkit::{bufferkit_method, bufferkit_slot, BufferExporter, ExportCounter};
 use bufferkit::{Format, Gil, Layout, Memory, Order, SharedVec};
 
 /// What `memory()` does next.
@@ -209,7 +211,34 @@ fn locky_len(this: This<'_, Locky>) -> PyResult<isize> {
     Ok(this.value.data.len() as isize)
 }
 
-static LOCKY: ExportingType<Locky> = ExportingType::new(c"slots_test.Locky");
+/// `repr(obj)`: `Locky(<len>)`.
+fn locky_repr(this: This<'_, Locky>) -> PyResult<Owned> {
+    new_str(&format!("Locky({})", this.value.data.len()))
+}
+
+/// `obj.count(*args, **kwargs)`: how many positional and keyword arguments it was given.
+fn locky_count(
+    _this: This<'_, Locky>,
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+) -> PyResult<Owned> {
+    // SAFETY: `args` is a live tuple and `kwargs` NULL or a live dict (the varkw shim), and
+    // the GIL is held for the call.
+    let (n, k) = unsafe {
+        let k = kwargs.map_or(0, |kw| ffi::PyDict_Size(kw.as_ptr()));
+        (ffi::PyTuple_Size(args.as_ptr()), k)
+    };
+    new_int(n * 10 + k)
+}
+
+static LOCKY: ExportingType<Locky> = ExportingType::new(c"slots_test.Locky")
+    .slots(&[bufferkit_slot!(repr, locky_repr)])
+    .methods(&[bufferkit_method!(
+        varkw,
+        c"count",
+        locky_count,
+        c"Counts its arguments."
+    )]);
 
 static TWICE: ExportingType<Locky> = ExportingType::new(c"slots_test.Twice").slots(&[
     bufferkit_slot!(len, locky_len),
@@ -278,6 +307,28 @@ unsafe fn a_locked_shared_vec_refuses_exports_and_says_why(gil: Gil<'_>) {
         );
         assert_eq!(*(*view.as_ptr()).buf.cast::<u8>().add(5), 55);
         ffi::PyBuffer_Release(view.as_mut_ptr());
+    }
+
+    // The `repr` slot and a `varkw` method, through bufferkit's shims.
+    // SAFETY: the GIL is held (caller); new references or NULL, each checked and released.
+    unsafe {
+        let repr = ffi::PyObject_Repr(obj.as_ptr());
+        assert!(!repr.is_null(), "{:?}", take_error(gil));
+        assert_eq!(
+            bufferkit::ffi::convert::str_of(Borrowed::from_ptr(repr).unwrap()).unwrap(),
+            "Locky(8)"
+        );
+        ffi::Py_DecRef(repr);
+        let method = ffi::PyObject_GetAttrString(obj.as_ptr(), c"count".as_ptr());
+        assert!(!method.is_null(), "{:?}", take_error(gil));
+        let args = ffi::Py_BuildValue(c"(iii)".as_ptr(), 1, 2, 3);
+        let kwargs = ffi::Py_BuildValue(c"{s:i}".as_ptr(), c"x".as_ptr(), 4);
+        let counted = ffi::PyObject_Call(method, args, kwargs);
+        assert!(!counted.is_null(), "{:?}", take_error(gil));
+        assert_eq!(ffi::PyLong_AsLong(counted), 31);
+        for o in [counted, kwargs, args, method] {
+            ffi::Py_DecRef(o);
+        }
     }
 
     // No `new` slot: Python cannot make an instance whose value Rust never wrote.
