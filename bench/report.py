@@ -822,9 +822,12 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
     if th:
         info = dict(records(f"{rundir}/threads.tsv", "meta"))
         out.append(f"== Threaded exports (issue 14), {info.get('python', '?')}, PYTHON_GIL={info.get('gil', '?')}:"
-                   f" `memoryview(o).release()` in a loop, every thread on the SAME object")
+                   f" exports in a loop, every thread on the SAME object; [python]: memoryview(o).release(),"
+                   f" [c]: PyObject_GetBuffer + PyBuffer_Release (bench/objloop.c)")
         out.append(f"   ({info.get('method', '')})")
         acc = dict(records(f"{rundir}/threads.tsv", "accounting"))
+        if info.get("note"):
+            out.append(f"   {info['note']}")
         t = Table(["object", "1 thread Mexp/s", "2 threads Mexp/s", "2 vs 1", "CPU ns/export 1", "2",
                    "cores used 1", "2", "accounting after"])
         for obj, one, two, ns1, ns2, u1, u2 in th:
@@ -836,10 +839,13 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cpu_ns_per_export_2", "", ns2, "ns", "ok"])
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "exports_per_s_1", "", one, "1/s", "ok"])
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "exports_per_s_2", "", two, "1/s", "ok"])
-        for obj, why in records(f"{rundir}/threads.tsv", "failed"):
-            t.row([obj, "failed", "", "", "", "", "", "", why])
+        failed = records(f"{rundir}/threads.tsv", "failed")
+        for obj, why in failed:
+            t.row([obj, "failed", "-", "-", "-", "-", "-", "-", "see below"])
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "failed", "", "", "", why])
         out.append(t.render())
+        for obj, why in failed:
+            out.append(f"   {obj} failed with {why}")
         out.append("   (2 vs 1: total exports per second of 2 threads / of 1 thread; 2.00x = perfect scaling,"
                    " < 1.00x = two threads together do fewer exports than one alone; CPU ns/export: the threads'"
                    f" CPU time per export, higher with 2 = contention; cores used: the threads' CPU time / wall time, 2.00 = both ran"

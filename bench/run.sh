@@ -313,8 +313,12 @@ if [ -n "$ft" ]; then
   say "building bufferkit ($ft_kind) for the threaded exports: scripts/build.sh $ft"
   scripts/build.sh "$ft" >>"$log" 2>&1 || fail "scripts/build.sh $ft failed"
   rm -rf "build/bench/pkg/$ft_kind" && mkdir -p "build/bench/pkg/$ft_kind" && cp -r "build/$ft_kind/bufferkit" "build/bench/pkg/$ft_kind/"
+  ft_out="$BK_ROOT/build/bench/obj-$ft_kind"; mkdir -p "$ft_out"
+  read -r inc suffix < <("$ft" -c 'import sysconfig; print(sysconfig.get_paths()["include"], sysconfig.get_config_var("EXT_SUFFIX"))')
+  gcc -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -I"$inc" bench/objloop.c -o "$ft_out/_bench_objloop$suffix" \
+    >>"$log" 2>&1 || fail "compiling bench/objloop.c for $ft_kind"
   say "$ft_kind: threaded exports, PYTHON_GIL=0 (bench/threadbench.py ${THREAD_ARGS[*]})"
-  { PYTHON_GIL=0 PYTHONPATH="$BK_ROOT/build/bench/pkg/$ft_kind" "$ft" bench/threadbench.py "${THREAD_ARGS[@]}" 2>>"$log"; } \
+  { PYTHON_GIL=0 PYTHONPATH="$BK_ROOT/build/bench/pkg/$ft_kind:$ft_out" "$ft" bench/threadbench.py "${THREAD_ARGS[@]}" 2>>"$log"; } \
     >"$run/threads.tsv" || fail "bench/threadbench.py ($ft)"
   echo -e "meta\ttag\t$ft_kind" >>"$run/threads.tsv"
 fi

@@ -3,8 +3,13 @@
 Meant for a free-threaded interpreter with the GIL off (PYTHON_GIL=0, e.g. the 3.13t that
 scripts/pythons.sh makes); it runs anywhere, and says whether the GIL was on.
 
-Each thread runs `memoryview(o).release()` in a loop (one export and one release of `o` per
-turn) until the main thread sets a stop flag; every thread starts at a barrier, so the threads
+Each thread runs, per turn, one export and one release of `o`, at one of two levels:
+  python   `memoryview(o).release()` (what a Python consumer pays: a memoryview is made and
+           freed per export)
+  c        `PyObject_GetBuffer(o, PyBUF_SIMPLE)` + `PyBuffer_Release` in C, 1000 pairs per call
+           of `_bench_objloop.exports` (bench/objloop.c): the exporter's own cost, the part that
+           contends on its export counter
+in a loop until the main thread sets a stop flag; every thread starts at a barrier, so the threads
 overlap for the whole of the measured interval. Exports per second = all threads' turns /
 wall time of the interval; CPU ns per export = all threads' CPU time (time.thread_time) / all
 turns, which shows contention (a cache line bouncing between cores costs CPU time) even when
@@ -37,6 +42,11 @@ import time
 
 from bufferkit import Buffer, View
 
+try:
+    import _bench_objloop
+except ImportError:  # the C level is then left out, and said so
+    _bench_objloop = None
+
 
 KEEP = []  # the bases, referenced here too: a racing exporter must not free them under a thread
 
@@ -67,7 +77,7 @@ def check(name, o):
     return None
 
 
-def run_case(o, nthreads, seconds):
+def run_case(o, nthreads, seconds, level):
     stop = False
     counts = [0] * nthreads
     cpu = [0.0] * nthreads
@@ -77,10 +87,15 @@ def run_case(o, nthreads, seconds):
     def work(i):
         n = 0
         mv = memoryview
+        exports = _bench_objloop.exports if level == "c" else None
         barrier.wait()
         c0 = time.thread_time()
         try:
             while not stop:
+                if exports is not None:
+                    exports(o, 1000)
+                    n += 1000
+                    continue
                 for _ in range(100):
                     mv(o).release()
                 n += 100
@@ -115,30 +130,36 @@ def main():
     print(f"meta\tgil\t{'1 (on)' if gil else '0 (off)'}")
     print(f"meta\tmethod\tbench/threadbench.py --seconds {args.seconds} --rounds {args.rounds}: best of"
           f" {args.rounds} interleaved rounds of {args.seconds} s wall time each")
-    objs = objects()
+    levels = ["python"] + (["c"] if _bench_objloop is not None else [])
+    if _bench_objloop is None:
+        print("meta\tnote\tC level left out: _bench_objloop (bench/objloop.c) cannot be imported")
+    # fresh objects per level: a race in one level's reference row must not carry into the next
+    cases = [(f"{name} [{level}]", o, level) for level in levels for name, o in objects()]
     best = {}
     failed = {}
     for _ in range(args.rounds):
-        for name, o in objs:
+        for name, o, level in cases:
             for k in (1, 2):
                 if name in failed:
                     continue
                 try:
-                    rate, ns, used = run_case(o, k, args.seconds)
+                    rate, ns, used = run_case(o, k, args.seconds, level)
                 except RuntimeError as e:
                     failed[name] = f"{k} thread{'s' if k > 1 else ''}: {e}"
                     continue
                 if rate > best.get((name, k), (0.0,))[0]:
                     best[(name, k)] = (rate, ns, used)
-    for name, o in objs:
+    for name, o, level in cases:
         if name in failed:
             print(f"failed\t{name}\t{failed[name]}")
             continue
         (r1, n1, u1), (r2, n2, u2) = best[(name, 1)], best[(name, 2)]
         print(f"threads\t{name}\t{r1:.0f}\t{r2:.0f}\t{n1:.1f}\t{n2:.1f}\t{u1:.2f}\t{u2:.2f}")
     print(f"meta\tload\t{open('/proc/loadavg').read().split()[0]} (1-minute load average at the end)")
-    for name, o in objs:
-        why = check(name, o)
+    for name, o, level in cases:
+        if name in failed:
+            continue
+        why = check(name.split(" [")[0], o)
         print(f"accounting\t{name}\t{'ok' if why is None else 'broken: ' + why}")
 
 
