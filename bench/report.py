@@ -12,6 +12,8 @@ them:
                                          appends the object-operations tables (issue 15) and
                                          the threaded exports (issue 14) to TXT and CSV;
                                          excerpts of the rows above 1.0 to PROFILE
+  report.py objmarkdown CSV              README's object-operations table from a results CSV
+                                         (bufferkit and bench/ importable for the labels)
 
 # How instructions per pair are computed (cgparse)
 
@@ -752,7 +754,7 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
 
     def emit_csv(interp, row, side, metric, value, unit, status="ok"):
         csv_rows.append([stamp, interp, "objects", row, side, metric, "",
-                         "" if value is None else f"{value:.4g}", unit, status])
+                         "" if value is None else f"{value:.10g}", unit, status])
 
     above = []
     for tag in tags:
@@ -867,6 +869,43 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
 
 
 
+def cmd_objmarkdown(csv_path):
+    """The README's object-operations table (markdown) from a results CSV: 3.11's Ir and ns
+    per side, and the ratios of every interpreter measured."""
+    val = {}
+    tags = []
+    for row in csv.reader(open(csv_path)):
+        if len(row) < 10 or row[2] != "objects":
+            continue
+        _, tag, _, op, side, metric, _, value, _, _ = row
+        if tag not in tags:
+            tags.append(tag)
+        val[(tag, op, side, metric)] = float(value) if value else None
+    labels = {}
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import objbench  # noqa: PLC0415 - only for the labels; needs bufferkit importable
+        labels = {o.key: (o.label, o.builtin.label, o.bk.label) for o in objbench.OPS}
+    except ImportError:
+        pass
+    main = tags[0]
+    head = ["operation", "built-in", "bufferkit", f"{main} Ir", f"{main} ns"] + [f"{t} ratio Ir / ns" for t in tags]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    ops = list(dict.fromkeys(op for (t, op, side, m) in val if t == main))
+    for op in ops:
+        label, bl, kl = labels.get(op, (op, "", ""))
+        g = lambda t, side, m: val.get((t, op, side, m))  # noqa: E731
+        ir = f"{fmt_num(g(main, 'builtin', 'ir_per_op'))} / {fmt_num(g(main, 'bufferkit', 'ir_per_op'))}"
+        ns = f"{fmt_num(g(main, 'builtin', 'ns_per_op'), 1)} / {fmt_num(g(main, 'bufferkit', 'ns_per_op'), 1)}"
+        cells = [label, f"`{bl}`", f"`{kl}`", ir, ns]
+        for t in tags:
+            ri, rn = g(t, "bufferkit/builtin", "ir_ratio"), g(t, "bufferkit/builtin", "ns_ratio")
+            txt = f"{fmt_ratio(ri)} / {fmt_ratio(rn)}"
+            cells.append(f"**{txt}**" if (ri or 0) <= 1.0 and (rn or 0) <= 1.0 else txt)
+        print("| " + " | ".join(cells) + " |")
+
+
 def main():
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
@@ -879,6 +918,8 @@ def main():
         cmd_profile(*args)
     elif cmd == "objreport" and len(args) == 4:
         cmd_objreport(*args)
+    elif cmd == "objmarkdown" and len(args) == 1:
+        cmd_objmarkdown(*args)
     else:
         raise SystemExit(__doc__)
 
