@@ -267,9 +267,8 @@ pub unsafe extern "C" fn tp_traverse<T: Collectable>(
 /// `tp_traverse` of a type whose instances are `Object<T>` that also visits the instance's
 /// type, as "heap-allocated types are expected to" (3.9+, `Doc/c-api/typeobj.rst`,
 /// tp_traverse): each instance holds a reference to its type, which the collector must see to
-/// collect a cycle through the type. [`ExportingType`](super::spec::ExportingType) registers
-/// this one. (The shipped types still register [`tp_traverse`], which does not: visiting the
-/// type changes the order of the interpreter's last collection, see the report of issue 17.)
+/// collect a cycle through the type. [`ExportingType`](super::spec::ExportingType) and the
+/// shipped GC types (View, HeldExport) register this one.
 ///
 /// # Safety
 ///

@@ -1052,7 +1052,7 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 15] = [
     ),
     slot(
         ffi::Py_tp_traverse,
-        crate::ffi::tp_traverse::<View> as *mut c_void,
+        crate::ffi::tp_traverse_with_type::<View> as *mut c_void,
     ),
     slot(
         ffi::Py_tp_clear,
@@ -1122,7 +1122,7 @@ pub static mut VIEW_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
 const _: ffi::getbufferproc = crate::ffi::getbuffer::<View>;
 const _: ffi::releasebufferproc = crate::ffi::releasebuffer::<View>;
 const _: ffi::destructor = crate::ffi::dealloc::<View>;
-const _: ffi::traverseproc = crate::ffi::tp_traverse::<View>;
+const _: ffi::traverseproc = crate::ffi::tp_traverse_with_type::<View>;
 const _: ffi::inquiry = crate::ffi::tp_clear::<View>;
 
 static mut HELD_SLOTS: [ffi::PyType_Slot; 4] = [
@@ -1132,7 +1132,7 @@ static mut HELD_SLOTS: [ffi::PyType_Slot; 4] = [
     ),
     slot(
         ffi::Py_tp_traverse,
-        crate::ffi::tp_traverse::<HeldExport> as *mut c_void,
+        crate::ffi::tp_traverse_with_type::<HeldExport> as *mut c_void,
     ),
     slot(
         ffi::Py_tp_doc,
@@ -1163,4 +1163,4 @@ pub static mut HELD_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
 };
 
 const _: ffi::destructor = crate::ffi::dealloc::<HeldExport>;
-const _: ffi::traverseproc = crate::ffi::tp_traverse::<HeldExport>;
+const _: ffi::traverseproc = crate::ffi::tp_traverse_with_type::<HeldExport>;
