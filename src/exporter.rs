@@ -360,7 +360,11 @@ impl<'a> Memory<'a> {
     /// [`BufferExporter`] that returns it.
     #[inline]
     pub fn new(base: NonNull<u8>, len: usize, layout: &'a Layout) -> Option<Self> {
-        (layout.required_len() <= len).then_some(Self {
+        if layout.required_len() > len {
+            short_block(layout.required_len(), len);
+            return None;
+        }
+        Some(Self {
             base,
             len,
             layout: NonNull::from(layout),
@@ -417,6 +421,25 @@ impl<'a> Memory<'a> {
         // past its end for an empty layout) by the invariant of `Layout`, so it does not wrap.
         self.base.as_ptr().wrapping_add(offset as usize)
     }
+}
+
+std::thread_local! {
+    /// The sizes of the last block [`Memory::new`] refused on this thread: what the layout
+    /// needs and what was given, for the `SystemError` of an export whose `memory()` returned
+    /// `None` (read and cleared around that one call, off the export path).
+    static SHORT_BLOCK: core::cell::Cell<Option<(usize, usize)>> =
+        const { core::cell::Cell::new(None) };
+}
+
+#[cold]
+#[inline(never)]
+fn short_block(needed: usize, given: usize) {
+    SHORT_BLOCK.with(|s| s.set(Some((needed, given))));
+}
+
+/// Takes (and clears) the sizes of the last block [`Memory::new`] refused on this thread.
+pub(crate) fn take_short_block() -> Option<(usize, usize)> {
+    SHORT_BLOCK.with(|s| s.take())
 }
 
 /// A Rust type whose memory bufferkit exports through the buffer protocol.

@@ -27,6 +27,7 @@ use bufferkit::{Format, Gil, Layout, Memory, Order, SharedVec};
 enum Mode {
     Serve,
     NoMemory,
+    ShortBlock,
     Panic,
 }
 
@@ -52,6 +53,12 @@ unsafe impl BufferExporter for Faulty {
                 &self.layout,
             ),
             Mode::NoMemory => None,
+            // A block one byte too short for the layout: Memory::new refuses it.
+            Mode::ShortBlock => Memory::new(
+                NonNull::from(&*self.data).cast(),
+                self.data.len() - 1,
+                &self.layout,
+            ),
             Mode::Panic => panic!("memory() was told to panic"),
         }
     }
@@ -162,7 +169,15 @@ unsafe fn a_missing_memory_and_a_panic_refuse_with_system_error(gil: Gil<'_>) {
         assert_eq!(this.counter.count(), 0);
 
         for (mode, want) in [
-            (Mode::NoMemory, "Faulty has no memory to export"),
+            (
+                Mode::NoMemory,
+                "Faulty has no memory to export (its BufferExporter::memory() returned None)",
+            ),
+            (
+                Mode::ShortBlock,
+                "Faulty has no memory to export: its BufferExporter::memory() returned None \
+                 because its layout needs 16 bytes and the block it gave Memory::new has 15",
+            ),
             (Mode::Panic, "memory() was told to panic"),
         ] {
             this.mode.set(mode);

@@ -226,8 +226,9 @@ unsafe fn export<T: BufferExporter + ?Sized>(
         if seen.locked() {
             return Err(being_modified(obj));
         }
+        crate::exporter::take_short_block();
         let Some(memory) = this.memory() else {
-            return Err(no_memory(obj));
+            return Err(no_memory(obj, crate::exporter::take_short_block()));
         };
         // SAFETY: `memory()` just returned it, and nothing ran since.
         let layout = unsafe { memory.layout() };
@@ -299,11 +300,17 @@ fn refuse(obj: *mut ffi::PyObject, refusal: Refusal, format: &str) -> Error {
 }
 
 #[cold]
-fn no_memory(obj: *mut ffi::PyObject) -> Error {
+fn no_memory(obj: *mut ffi::PyObject, short: Option<(usize, usize)>) -> Error {
     let name = type_name(obj);
-    Error::system_error(format!(
-        "{name} has no memory to export (its BufferExporter::memory() returned None)"
-    ))
+    match short {
+        Some((needed, given)) => Error::system_error(format!(
+            "{name} has no memory to export: its BufferExporter::memory() returned None because \
+             its layout needs {needed} bytes and the block it gave Memory::new has {given}"
+        )),
+        None => Error::system_error(format!(
+            "{name} has no memory to export (its BufferExporter::memory() returned None)"
+        )),
+    }
 }
 
 #[cold]
