@@ -22,6 +22,7 @@ the measured window: `next(_pool).release()` on both sides.
       Records: `dump <seq> <op> <side> <n|warm>`
   python objbench.py list
       the operations: `op <key> <label> <builtin stmt> <bufferkit stmt> <N>`
+  --ops KEY,KEY  only these operations (and the empty loop), e.g. to look at one under callgrind
 
 The clock is the process's CPU time (time.process_time) unless --wall (perf_counter).
 """
@@ -95,6 +96,15 @@ def _ops():
 OPS = _ops()
 
 
+def select(keys):
+    """The operations named in KEYS (comma-separated; the empty loop always), or every one."""
+    want = [k for k in keys.split(",") if k]
+    unknown = [k for k in want if k not in {o.key for o in OPS}]
+    if unknown:
+        raise SystemExit(f"--ops: unknown operations {unknown}; known: {[o.key for o in OPS]}")
+    return [o for o in OPS if not want or o.key in want or o.key == "loop"]
+
+
 def namespace():
     """The objects every statement reads (made once; the statements do not change them)."""
     ba = bytearray(range(256)) * (KIB4 // 256)
@@ -147,10 +157,10 @@ def run_inner(t, side, ns, n, clock):
         drop_pool(ns)
 
 
-def cmd_time(repeats, target, clock):
+def cmd_time(ops, repeats, target, clock):
     ns = namespace()
     cases = []  # [op, which, side, timer, number, samples]
-    for op in OPS:
+    for op in ops:
         for which, side in (("builtin", op.builtin), ("bufferkit", op.bk)):
             t = make_timer(side, ns, clock)
             number = 1
@@ -171,13 +181,13 @@ def cmd_time(repeats, target, clock):
         emit("time", op.key, which, f"{min(samples) * 1e9:.2f}", number, repeats)
 
 
-def cmd_count(scale):
+def cmd_count(ops, scale):
     import _bench_objloop
 
     ns = namespace()
     clock = time.perf_counter
     seq = 0
-    for op in OPS:
+    for op in ops:
         n = max(1, int(op.n * scale))
         for which, side in (("builtin", op.builtin), ("bufferkit", op.bk)):
             t = make_timer(side, ns, clock)
@@ -191,8 +201,8 @@ def cmd_count(scale):
                 emit("dump", seq, op.key, which, label)
 
 
-def cmd_list():
-    for op in OPS:
+def cmd_list(ops):
+    for op in ops:
         emit("op", op.key, op.label, op.builtin.label, op.bk.label, op.n)
     if numpy is None:
         emit("note", "make2d", "left out: numpy cannot be imported")
@@ -207,14 +217,16 @@ def main():
     ap.add_argument("--target", type=float, default=0.001, help="seconds per timed repeat")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every operation's N (count)")
     ap.add_argument("--wall", action="store_true")
+    ap.add_argument("--ops", default="", help="comma-separated operation keys (default: every one)")
     args = ap.parse_args()
+    ops = select(args.ops)
     gc.disable()  # no collection inside a measurement; every statement frees what it makes
     if args.cmd == "time":
-        cmd_time(args.repeats, args.target, time.perf_counter if args.wall else time.process_time)
+        cmd_time(ops, args.repeats, args.target, time.perf_counter if args.wall else time.process_time)
     elif args.cmd == "count":
-        cmd_count(args.scale)
+        cmd_count(ops, args.scale)
     else:
-        cmd_list()
+        cmd_list(ops)
 
 
 if __name__ == "__main__":
