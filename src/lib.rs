@@ -57,10 +57,10 @@ pub mod exporter;
 pub mod ffi;
 mod fill;
 pub mod layout;
-#[cfg(feature = "pyo3")]
-pub mod pyo3;
 #[cfg(feature = "module")]
 pub mod module;
+#[cfg(feature = "pyo3")]
+pub mod pyo3;
 pub mod request;
 #[cfg(feature = "module")]
 pub mod types;

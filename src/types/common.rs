@@ -67,7 +67,10 @@ pub fn simple_args<const N: usize>(
             found[at] = value;
         }
     }
-    found[..required].iter().all(|p| !p.is_null()).then_some(found)
+    found[..required]
+        .iter()
+        .all(|p| !p.is_null())
+        .then_some(found)
 }
 
 /// A NULL-terminated keyword list for `PyArg_ParseTupleAndKeywords`.
