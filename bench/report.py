@@ -794,7 +794,10 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
             emit_csv(tag, key, "bufferkit/builtin", "ir_ratio", ri, "ratio")
             emit_csv(tag, key, "bufferkit/builtin", "ns_ratio", rn, "ratio")
             if (ri is not None and ri > 1.0) or (rn is not None and rn > 1.0):
-                above.append((tag, key, label, ri, rn, ck))
+                extra = ""
+                if cb and ck:
+                    extra = f" ({ik - ib:+.0f} Ir and {ck[1] - cb[1]:+.3g} allocations per operation)"
+                above.append((tag, key, label, ri, rn, ck, extra))
         out.append(t.render())
         out.append("   (Ir, ns: built-in then bufferkit; allocs: allocator entries per operation, built-in|bufferkit;"
                    " ratios bufferkit / built-in, > 1 = bufferkit slower)")
@@ -803,8 +806,8 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
         out.append("")
     if above:
         out.append("== Object operations above 1.0 (bufferkit slower than the built-in), by instructions or time")
-        for tag, key, label, ri, rn, ck in above:
-            out.append(f"ABOVE {tag} {label}: Ir {fmt_ratio(ri)}, ns {fmt_ratio(rn)}"
+        for tag, key, label, ri, rn, ck, extra in above:
+            out.append(f"ABOVE {tag} {label}: Ir {fmt_ratio(ri)}{extra}, ns {fmt_ratio(rn)}"
                        + (f" (profile: {os.path.basename(profile_path)})" if ck and ri and ri > 1.0 else ""))
             if ck and ri and ri > 1.0:
                 path, n = ck[3], ck[4]
