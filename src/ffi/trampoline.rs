@@ -246,6 +246,32 @@ macro_rules! bufferkit_with_first {
     }};
 }
 
+/// `extern "C" fn(self, other, op) -> PyObject*` (`richcmpfunc`, the `Py_tp_richcompare`
+/// slot), from `fn(This<T>, Borrowed, c_int) -> PyResult<Owned>`.
+#[macro_export]
+macro_rules! bufferkit_richcompare {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(
+            slf: *mut $crate::pyo3_ffi::PyObject,
+            other: *mut $crate::pyo3_ffi::PyObject,
+            op: core::ffi::c_int,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
+            // SAFETY: CPython calls tp_richcompare with the GIL held, `slf` an instance of the
+            // type whose slot it is (instances are `Object<$T>`; `do_richcompare` in
+            // Objects/object.c passes first the object whose type's slot it calls) and `other`
+            // a live borrowed object.
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    let other = $crate::ffi::trampoline::optional(other)
+                        .ok_or($crate::ffi::Error::Raised)?;
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, other, op)
+                })
+            }
+        }
+        shim
+    }};
+}
+
 /// `extern "C" fn(self) -> Py_ssize_t` (`lenfunc`), from `fn(This<T>) -> PyResult<isize>`.
 #[macro_export]
 macro_rules! bufferkit_length {
@@ -269,6 +295,6 @@ macro_rules! bufferkit_length {
 #[cfg(feature = "module")]
 pub(crate) use crate::{
     bufferkit_getter as getter, bufferkit_length as length, bufferkit_noargs as noargs,
-    bufferkit_onearg as onearg, bufferkit_unary as unary, bufferkit_varkw as varkw,
-    bufferkit_with_first as with_first,
+    bufferkit_onearg as onearg, bufferkit_richcompare as richcompare, bufferkit_unary as unary,
+    bufferkit_varkw as varkw, bufferkit_with_first as with_first,
 };

@@ -12,12 +12,14 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use pyo3_ffi as ffi;
 
 use super::common::{
-    self, getset_table, kwlist, method_table, open, richcompare, slot, spec_flags, KwList, Shipped,
-    WeakList, IMMUTABLE, SLOT_END,
+    self, getset_table, kwlist, method_table, open, slot, spec_flags, KwList, Shipped, WeakList,
+    IMMUTABLE, SLOT_END,
 };
 use crate::exporter::{BufferExporter, ExportCounter, Memory};
 use crate::ffi::convert::{self, new_bool, new_str};
-use crate::ffi::trampoline::{getter, length, noargs, onearg, unary, varkw, with_first};
+use crate::ffi::trampoline::{
+    getter, length, noargs, onearg, richcompare, unary, varkw, with_first,
+};
 use crate::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
 use crate::layout::{Format, Layout, Order};
 use crate::request::flags;

@@ -326,35 +326,6 @@ fn not_implemented() -> PyResult<Owned> {
     Ok(Owned::from_borrowed(obj))
 }
 
-/// `extern "C" fn(self, other, op) -> PyObject*` (`richcmpfunc`, the `Py_tp_richcompare`
-/// slot), from `fn(This<T>, Borrowed, c_int) -> PyResult<Owned>`.
-///
-/// Its place is with the other shims in `src/ffi/trampoline.rs` (owned elsewhere); it is here
-/// until it moves there.
-macro_rules! richcompare {
-    ($T:ty, $f:expr) => {{
-        unsafe extern "C" fn shim(
-            slf: *mut pyo3_ffi::PyObject,
-            other: *mut pyo3_ffi::PyObject,
-            op: core::ffi::c_int,
-        ) -> *mut pyo3_ffi::PyObject {
-            // SAFETY: CPython calls tp_richcompare with the GIL held, `slf` an instance of the
-            // type whose slot it is (instances are `Object<$T>`; `do_richcompare` in
-            // Objects/object.c passes the object first whose type's slot it calls) and
-            // `other` a live borrowed object.
-            unsafe {
-                $crate::ffi::trampoline::object_result(|gil| {
-                    let other = $crate::ffi::trampoline::optional(other)
-                        .ok_or($crate::ffi::Error::Raised)?;
-                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, other, op)
-                })
-            }
-        }
-        shim
-    }};
-}
-pub(crate) use richcompare;
-
 /// `len()`: `shape[0]`; TypeError for 0-d.
 pub fn len<T: Shipped>(this: This<'_, T>) -> PyResult<isize> {
     match open(this)?.layout().shape().first() {

@@ -40,7 +40,9 @@ use super::common::{
 };
 use crate::exporter::{BufferExporter, ExportCounter, Gil, Memory};
 use crate::ffi::convert::{self, new_bool, new_int, new_str};
-use crate::ffi::trampoline::{getter, length, noargs, onearg, unary, varkw, with_first};
+use crate::ffi::trampoline::{
+    getter, length, noargs, onearg, richcompare, unary, varkw, with_first,
+};
 use crate::ffi::{unwind, Borrowed, Error, Object, Owned, PyResult, This};
 use crate::layout::{Format, Layout, Order};
 use crate::request::flags;
@@ -1081,7 +1083,7 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 15] = [
     slot(ffi::Py_tp_members, (&raw mut VIEW_MEMBERS).cast()),
     slot(
         ffi::Py_tp_richcompare,
-        common::richcompare!(View, common::compare) as *mut c_void,
+        richcompare!(View, common::compare) as *mut c_void,
     ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
     SLOT_END,
