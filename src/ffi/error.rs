@@ -258,6 +258,19 @@ impl<'py> Pending<'py> {
         };
     }
 
+    /// Drops the exception (if any) without making it pending: for when another exception,
+    /// raised since, is the one to report.
+    pub fn discard(self) {
+        #[cfg(Py_3_12)]
+        // SAFETY: our reference or NULL; the GIL is held (for `'py`).
+        drop(unsafe { super::object::Owned::from_new(self.exc) });
+        #[cfg(not(Py_3_12))]
+        for p in self.triple {
+            // SAFETY: new references or NULL from PyErr_Fetch; the GIL is held (for `'py`).
+            drop(unsafe { super::object::Owned::from_new(p) });
+        }
+    }
+
     /// `str()` of the exception, consuming it; empty if there was none.
     pub fn message(self) -> String {
         #[cfg(Py_3_12)]

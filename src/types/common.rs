@@ -885,18 +885,21 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
     // SAFETY: `obj` is live and the GIL is held; a memoryview is a new reference.
     let mv = unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(obj.as_ptr())) }?;
     let listed = convert::call_method(mv.borrow(), c"tolist", &[]);
-    let released = convert::call_method(mv.borrow(), c"release", &[]);
+    // No call may be made with an exception pending (a debug CPython asserts it): tolist()'s
+    // is set aside while the memoryview is released, and comes back after.
+    let pending = crate::ffi::error::Pending::take(obj.gil());
+    if let Err(e) = convert::call_method(mv.borrow(), c"release", &[]) {
+        pending.discard();
+        return Err(e);
+    }
+    pending.restore();
     match listed {
-        Ok(list) => {
-            released?;
-            return Ok(list);
-        }
+        Ok(list) => return Ok(list),
         // SAFETY: the GIL is held; the exception class statics are initialised before any
         // module loads.
         Err(_) if unsafe { convert::error_matches(ffi::PyExc_NotImplementedError) } => {
             // SAFETY: the GIL is held; memoryview does not know this format: unpack it.
             unsafe { ffi::PyErr_Clear() };
-            released?;
         }
         Err(e) => return Err(e),
     }
