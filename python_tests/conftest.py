@@ -876,3 +876,16 @@ def non_memoryview_message(exporter, returned):
         return (f'{type_name(type(exporter))}.__buffer__() must return a memoryview, '
                 f'not {type_name(type(returned))}')
     return '__buffer__ returned non-memoryview object'
+
+
+def _struct_has_complex():
+    try:
+        struct.calcsize('Zd')
+    except struct.error:
+        return False
+    return True
+
+
+#: Whether this interpreter's ``struct`` knows the complex codes ``'Zf'``/``'Zd'`` (CPython
+#: 3.15+): numpy's complex dtypes and ``'c8'``/``'c16'`` then have a struct format.
+STRUCT_HAS_COMPLEX = _struct_has_complex()

@@ -28,7 +28,7 @@ from _testbuffer import ND_GETBUF_FAIL, ND_PIL, ND_VAREXPORT, ND_WRITABLE, PyBUF
 import bufferkit
 from bufferkit import Buffer, Exporter, View, inspect
 from bufferkit._bufferkit import _rebuild_buffer as _rebuild
-from conftest import INTERCEPTED_FLAGS
+from conftest import INTERCEPTED_FLAGS, STRUCT_HAS_COMPLEX, non_memoryview_message
 
 ALLOWED = (TypeError, ValueError, OverflowError, BufferError, MemoryError)
 
@@ -219,8 +219,11 @@ ROWS = [
     ('format bytes', lambda o: Buffer(1, b'B'), TypeError, FORMAT_TYPE + 'not bytes$'),
     ('format int', lambda o: Buffer(1, 3), TypeError, FORMAT_TYPE + 'not int$'),
     ('format type', lambda o: Buffer(1, float), TypeError, FORMAT_TYPE + 'not type$'),
+] + ([] if STRUCT_HAS_COMPLEX else [
     ("format 'c8'", lambda o: Buffer(1, 'c8'), ValueError,
-     r"^bad format 'c8': struct has no complex format; '2f' describes the \(real, imag\) pairs$"),
+     r"^bad format 'c8': struct has no complex format before Python 3.15; '2f' describes the "
+     r"\(real, imag\) pairs$"),
+]) + [
     ("format 'float128'", lambda o: Buffer(1, 'float128'), ValueError,
      r"^bad format 'float128': bad char in struct format" + PASS_INSTEAD),
     ("format 'f16'", lambda o: Buffer(1, 'f16'), ValueError,
@@ -430,9 +433,9 @@ ROWS = [
     ('Exporter.__buffer__(int)', lambda o: Exporter.__buffer__(1, 0), TypeError,
      r"doesn't apply to a 'int' object"),
     ('__buffer__ returns bytes', lambda o: memoryview(BadReturn()), TypeError,
-     r'^__buffer__ returned non-memoryview object$'),
+     '^' + re.escape(non_memoryview_message(BadReturn(), b'')) + '$'),
     ('View: __buffer__ returns bytes', lambda o: View(BadReturn()), TypeError,
-     r'non-memoryview'),
+     '^' + re.escape(non_memoryview_message(BadReturn(), b'')) + '$'),
     ('__buffer__ raises', lambda o: memoryview(RaisesInBuffer()), UserError,
      r'^from __buffer__$'),
     ('View: __buffer__ raises', lambda o: View(RaisesInBuffer()), UserError, r'__buffer__'),

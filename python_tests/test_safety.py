@@ -457,8 +457,15 @@ def test_pickle_and_copy_keep_subclass_state(cls, how):
 ], ids=['complex', 'structured', 'unicode'])
 def test_tolist_of_a_format_struct_does_not_know(array):
     m = memoryview(array)
-    with pytest.raises(NotImplementedError):
-        m.tolist()
+    try:
+        want = m.tolist()
+    except NotImplementedError:
+        want = None
+    if want is not None:
+        # memoryview knows this format here (complex, CPython 3.15+): so does View
+        assert View(array).tolist() == want
+        assert View(array)[::-1].tolist() == want[::-1]
+        return
     for v in (View(array), View(array)[::-1]):
         with pytest.raises(NotImplementedError) as info:
             v.tolist()

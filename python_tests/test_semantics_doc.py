@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bufferkit import Buffer, Exporter, View
+from conftest import STRUCT_HAS_COMPLEX
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, 'docs', 'semantics.md')
@@ -145,10 +146,10 @@ EXAMPLES = [
     (lambda: Buffer(1, '4x'), ValueError),
     (lambda: Buffer(1, 'é'), ValueError),
     (lambda: Buffer(1, 'B\0'), ValueError),
-    (lambda: Buffer(1, 'c8'), ValueError),
+    *([] if STRUCT_HAS_COMPLEX else [(lambda: Buffer(1, 'c8'), ValueError)]),
     (lambda: Buffer(1, 'f16'), ValueError),
     (lambda: Buffer(1, 'U3'), ValueError),
-    (lambda: Buffer(1, np.dtype('c8')), ValueError),
+    *([] if STRUCT_HAS_COMPLEX else [(lambda: Buffer(1, np.dtype('c8')), ValueError)]),
     (lambda: Buffer(1, np.dtype('M8[ns]')), ValueError),
     (lambda: Buffer(1, b'B'), TypeError),
     (lambda: Buffer(1, order='A'), ValueError),
@@ -201,6 +202,8 @@ def test_examples_are_raised_as_shown(call, kind):
     e = _raised(call)
     assert type(e) is kind, f'{type(e).__name__}: {e}'
     message = ' '.join(str(e).split())
+    # CPython 3.15 names the class in this TypeError (gh-130821); the page calls it C.
+    message = re.sub(r'^[\w.]+(?=\.__buffer__\(\) must return a memoryview)', 'C', message)
     spans = doc_spans()
     assert message in spans or any(
         s.endswith('...') and message.startswith(s[:-3]) for s in spans), message

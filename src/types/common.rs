@@ -533,6 +533,12 @@ pub fn parse_format(arg: Borrowed<'_>) -> PyResult<Format> {
         return match numpy_typestr(&text) {
             Some(Ok(mapped)) => match struct_format(arg.gil(), &mapped)? {
                 Ok(format) => Ok(format),
+                Err(_) if mapped.ends_with("Zf") || mapped.ends_with("Zd") => {
+                    Err(Error::value_error(format!(
+                        "bad format '{shown}': {}",
+                        no_complex(&mapped)
+                    )))
+                }
                 Err(why) => Err(Error::value_error(format!(
                     "bad format '{shown}': numpy's '{shown}' is struct's '{mapped}', and {}",
                     why.text()
@@ -565,6 +571,13 @@ pub fn parse_format(arg: Borrowed<'_>) -> PyResult<Format> {
         "format must be a str (a struct format such as 'd' or '<i') or a numpy dtype, not {}",
         arg.type_name()
     )))
+}
+
+/// Why a complex format (`'Zf'`, `'Zd'`) is refused by a `struct` older than CPython 3.15, and
+/// what to pass instead.
+fn no_complex(mapped: &str) -> String {
+    let half = if mapped.ends_with("Zf") { "f" } else { "d" };
+    format!("struct has no complex format before Python 3.15; '2{half}' describes the (real, imag) pairs")
 }
 
 /// Why `struct` (or bufferkit after it) refused a format string.
@@ -685,12 +698,10 @@ pub fn numpy_typestr(text: &str) -> Option<Result<String, String>> {
         ('f', 4) => "f",
         ('f', 8) => "d",
         ('S' | 'a', n) if n > 0 => return Some(Ok(format!("{order}{n}s"))),
-        ('c', 8 | 16) => {
-            let half = if size == 8 { "f" } else { "d" };
-            return Some(Err(format!(
-                "struct has no complex format; '2{half}' describes the (real, imag) pairs"
-            )));
-        }
+        // struct's complex codes (CPython 3.15+); where struct lacks them, parse_format says
+        // what to pass instead (`no_complex`).
+        ('c', 8) => return Some(Ok(format!("{order}Zf"))),
+        ('c', 16) => return Some(Ok(format!("{order}Zd"))),
         ('b' | 'i' | 'u' | 'f' | 'c', _) => {
             return Some(Err(format!(
                 "numpy's '{kind}{size}' has no struct format of that size"
