@@ -13,7 +13,8 @@
 #   make typecheck            mypy --strict on a typed example, and stubtest, for $(PYTHON)
 #   make example              build examples/waveform (a Rust crate using bufferkit) and test it
 #   make bench                the benchmark: one table + bench/results/ (not a test)
-#   make sanitize             C tests and a Python suite subset under valgrind; -X dev with PYTHONMALLOC=debug
+#   make sanitize             C tests and a Python suite subset under valgrind; -X dev with PYTHONMALLOC=debug;
+#                             ThreadSanitizer on a 3.13t (C tests, thread stress, GIL off)
 #   make fuzz                 libFuzzer on layout/request for a fixed number of iterations
 #   make stress               10^6-cycle leak tests and 4-thread export/slice stress
 #   make clean                remove build/ and target/

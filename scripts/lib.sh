@@ -103,7 +103,7 @@ pip_install_wheels() {
     [ -n "$line" ] || continue
     name=$(echo "$line" | sed -E 's/[ <>=!~;\[].*//')
     if ! "$vpy" -m pip install -q --only-binary :all: "$line" >&2; then
-      echo "pip_install_wheels: no wheel of $name for $("$vpy" -V 2>&1): left out, the tests that need it skip" >&2
+      echo "pip_install_wheels: no wheel of $name (or of a dependency) for $("$vpy" -V 2>&1 | head -n 1): left out" >&2
       missing+=("$name")
     fi
   done <"$req"

@@ -33,13 +33,17 @@ t_provision=$((SECONDS - t_start))
 printf '    %s\n' "${specs[@]}"
 
 rows=() notes=() fail=0
-# run LOG CMD...: runs CMD with its output in LOG; prints pass or FAIL, then LOG's last line
-# on stderr (the runner's own summary line).
+# run LOG CMD...: runs CMD with its output in LOG; prints pass, FAIL, or skip when CMD exits
+# with 3 (it cannot run on this interpreter; its last line says why), then LOG's last line on
+# stderr (the runner's own summary line).
 run() {
-  local log=$1; shift
-  if "$@" >"$log" 2>&1; then echo pass; else echo FAIL; fi
+  local log=$1 rc=0; shift
+  "$@" >"$log" 2>&1 || rc=$?
+  case $rc in 0) echo pass ;; 3) echo skip ;; *) echo FAIL ;; esac
   tail -n 1 "$log" >&2
 }
+# why LOG: the reason a skipped script gave (its last line, after "skipped: ")
+why() { tail -n 1 "$1" | sed 's/.*skipped: //'; }
 # skip TAG COLUMN WHY: note why a cell cannot run here (the cell itself says skip)
 skip() { notes+=("$1 $2: $3"); }
 
@@ -84,6 +88,7 @@ for spec in "${specs[@]}"; do
       e=skip; skip "$tag" example "the example crate is a release-build extension, built and tested on ${tag%d}'s row"
     else
       t=$(run "$log/typecheck-$tag.txt" col typecheck.sh)
+      [ "$t" = skip ] && skip "$tag" typecheck "$(why "$log/typecheck-$tag.txt")"
       e=$(run "$log/example-$tag.txt" col example.sh)
     fi
   else c=-; p=-; t=-; e=-; notes+=("$tag: build failed, nothing else ran (log: $log/build-$kind.txt)"); fi

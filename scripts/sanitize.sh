@@ -22,6 +22,9 @@
 #      the C tests make through an exported Py_buffer is bounds-checked against the
 #      allocation. bufferkit's own Rust code is not instrumented (that needs a nightly
 #      toolchain); valgrind covers it.
+#   4. ThreadSanitizer, on a free-threaded 3.13t configured --with-thread-sanitizer (built
+#      once by scripts/pythons.sh --tsan, about 5 minutes cold; skipped, saying why, where it
+#      cannot be made): the C tests and stress/test_threads.py with PYTHON_GIL=0, zero reports.
 #
 # Prints one line per step and "N passed, M failed" last; logs in build/logs/sanitize/.
 # Bounded: about 9-10 minutes on 2 cores, the debug-info builds included.
@@ -198,6 +201,71 @@ EOF
   echo "     $tag: $((total - fails))/$total C tests clean under ASan+UBSan"
   result "$fails" "asan+ubsan $tag: C tests"
 done
+
+# --- 4. ThreadSanitizer on a free-threaded 3.13t --------------------------------------------
+# A 3.13t configured --with-thread-sanitizer (scripts/pythons.sh --tsan builds it once into
+# $BK_CACHE), the GIL off: the C tests (embed.c built with -fsanitize=thread against its
+# libpython) and python_tests/stress/test_threads.py. Passes on zero reports. Suppressions:
+# scripts/tsan-cpython.supp, only reports inside CPython, each citing its CPython issue.
+# bufferkit's module is the stable toolchain's build (build/cp313t): TSan sees its memory
+# through CPython's instrumented side (critical sections, refcounts, the consumers' reads and
+# writes of exported memory), not its own Rust code (that needs nightly and -Zbuild-std).
+# pytest runs with -s: its capture of file descriptor 2 would swallow the reports.
+echo "==> ThreadSanitizer: C tests and the thread stress on 3.13t, GIL off"
+tsan_out=$(scripts/pythons.sh --tsan 2>"$log/tsan-pythons.txt")
+tsan_py=$(printf '%s\n' "$tsan_out" | grep -v '^#' | head -n 1)
+if [ -z "$tsan_py" ]; then
+  echo "     skipped: no ThreadSanitizer 3.13t: $(printf '%s\n' "$tsan_out" | sed -n 's/^# skipped [^:]*: //p')"
+else
+  tsan_supp="$BK_ROOT/scripts/tsan-cpython.supp"
+  tsan_opts="halt_on_error=0 exitcode=66 second_deadlock_stack=1 print_suppressions=1 suppressions=$tsan_supp"
+  # The module: the cp313t build (built with the ordinary 3.13t when missing or stale): the
+  # same ABI, the same file
+  ft_py=$(find "$BK_CACHE"/cpython-3.13t/bin -name python3.13t 2>/dev/null | head -n 1)
+  if [ -n "$ft_py" ] && scripts/build.sh "$ft_py" >"$log/tsan-build.txt" 2>&1; then
+    mapfile -t cfg < <("$tsan_py" - <<'EOF'
+import sys, sysconfig
+v = sysconfig.get_config_var
+print(sysconfig.get_paths()["include"]); print(v("LIBDIR")); print(v("LDVERSION")); print(sys.base_prefix)
+EOF
+)
+    exe="$BK_ROOT/build/sanitize/tsan-cp313t/embed"; mkdir -p "$(dirname "$exe")"
+    if gcc -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=thread -I"${cfg[0]}" c_tests/embed.c \
+        -o "$exe" -L"${cfg[1]}" -lpython"${cfg[2]}" -Wl,-rpath,"${cfg[1]}" -lm >"$log/tsan-embed-build.txt" 2>&1; then
+      fails=0; total=0; : >"$log/tsan-ctest.txt"
+      for t in $("$exe" --list); do
+        total=$((total + 1))
+        TSAN_OPTIONS=$tsan_opts PYTHON_GIL=0 PYTHONPATH="build/cp313t" PYTHONHOME="${cfg[3]}" \
+          PYTHONDONTWRITEBYTECODE=1 "$exe" "$t" >>"$log/tsan-ctest.txt" 2>&1
+        rc=$?
+        [ $rc -eq 0 ] || { echo "     tsan $t: exit $rc"; fails=$((fails + 1)); }
+      done
+      reports=$(grep -c '^WARNING: ThreadSanitizer' "$log/tsan-ctest.txt")
+      grep -m 2 -A 25 '^WARNING: ThreadSanitizer' "$log/tsan-ctest.txt"
+      echo "     cp313t-tsan: $((total - fails))/$total C tests passed, $reports ThreadSanitizer reports (log: ${log#$BK_ROOT/}/tsan-ctest.txt)"
+      result $(( fails > 0 || reports > 0 )) "tsan cp313t: C tests"
+    else
+      tail -n 20 "$log/tsan-embed-build.txt"; result 1 "tsan cp313t: building embed.c"
+    fi
+    # The TSan interpreter's own venv (wheels only: pytest, numpy, hypothesis); pip's own
+    # threads are not what is checked here
+    tvenv="$BK_ROOT/build/venv/tsan-cp313t"
+    if [ ! -x "$tvenv/bin/python" ]; then
+      TSAN_OPTIONS=report_bugs=0 "$tsan_py" -m venv "$tvenv" >"$log/tsan-venv.txt" 2>&1 &&
+        TSAN_OPTIONS=report_bugs=0 pip_install_wheels "$tvenv/bin/python" python_tests/requirements.txt 2>>"$log/tsan-venv.txt"
+    fi
+    TSAN_OPTIONS=$tsan_opts PYTHON_GIL=0 PYTHONPATH="build/cp313t" BUFFERKIT_THREAD_ITERATIONS=${BUFFERKIT_THREAD_ITERATIONS:-300} \
+      "$tvenv/bin/python" -m pytest -q -s -p no:cacheprovider python_tests/stress/test_threads.py \
+      >"$log/tsan-threads.txt" 2>&1
+    rc=$?
+    reports=$(grep -c '^WARNING: ThreadSanitizer' "$log/tsan-threads.txt")
+    grep -m 2 -A 25 '^WARNING: ThreadSanitizer' "$log/tsan-threads.txt"
+    echo "     cp313t-tsan: test_threads.py: $(tail -n 1 "$log/tsan-threads.txt"); $reports ThreadSanitizer reports (log: ${log#$BK_ROOT/}/tsan-threads.txt)"
+    result $(( rc != 0 || reports > 0 )) "tsan cp313t: python_tests/stress/test_threads.py"
+  else
+    tail -n 20 "$log/tsan-build.txt"; result 1 "tsan cp313t: building bufferkit for 3.13t"
+  fi
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

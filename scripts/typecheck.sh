@@ -14,6 +14,17 @@ kind=$(build_kind "$py")
 tag=$(py_tag "$py")
 vpy=$(ensure_venv "$py")
 pip_install_wheels "$vpy" python_tests/typing/requirements.txt
+# Where mypy cannot be had or cannot run, the column is skipped (exit 3), saying why: mypy
+# 1.19+ depends on compiled packages with no 3.13t wheel, and on PyPy it needs the _symtable
+# module PyPy does not have. The stub is the same file every other row checks.
+if ! why=$("$vpy" -c 'import mypy.api, mypy.stubtest' 2>&1); then
+  why=$(echo "$why" | tail -n 1)
+  if grep -qx mypy "${vpy%/bin/*}/.no-wheel" 2>/dev/null; then
+    why="pip finds no mypy>=1.19 whose compiled dependencies all have a wheel for it"
+  fi
+  echo "typecheck $tag: skipped: mypy cannot run on $("$vpy" -V 2>&1 | head -n 1): $why"
+  exit 3
+fi
 if ! diff -rq -x '*.so' -x __pycache__ python/bufferkit "build/$kind/bufferkit" >/dev/null 2>&1; then
   scripts/build.sh "$py" >/dev/null
 fi
