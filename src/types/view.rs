@@ -22,8 +22,9 @@
 //! What changes in a View after construction is the counter and the two references (`held`,
 //! `root`): `held` is given up by `release()` once the counter closed with no export, and both
 //! by `tp_clear` (under the same condition) or on deallocation. A method that reads `held`
-//! holds an export of the View's own counter meanwhile (`View::pinned`), so that `release()`
-//! on another thread refuses rather than frees it; every other field is fixed at construction.
+//! does so where `release()` cannot interleave (`View::pinned`: a critical section on the
+//! View on free-threaded builds, which `release()` takes too; the GIL otherwise, the read
+//! running no Python code); every other field is fixed at construction.
 //! Taking the root's export (`View(obj)` only) may run Python code, which may drop the
 //! argument: the new `HeldExport` holds the root by a reference of its own before anything
 //! runs.
@@ -58,8 +59,9 @@ pub struct View {
     // - `root` is a strong reference, dropped by `tp_clear` (after the counter closed) or on
     //   drop: non-NULL while the counter is open;
     // - `held` is read only by the collector (the GIL held or the world stopped) and inside
-    //   `pinned` (an export of this View counted, so `release()` refuses meanwhile); `root`
-    //   changes only when the View is unreachable. Every other field is fixed.
+    //   `pinned`, which `release()` cannot interleave with (a critical section on the View on
+    //   free-threaded builds, the GIL otherwise); `root` changes only when the View is
+    //   unreachable. Every other field is fixed.
     held: UnsafeCell<*mut ffi::PyObject>,
     root: UnsafeCell<*mut ffi::PyObject>,
     root_start: *mut u8,
@@ -496,34 +498,25 @@ impl Drop for View {
 }
 
 impl View {
-    /// Runs `f` with this View and its held export and root, while one more export of the
-    /// View is counted: `release()` (on another thread, or from Python code `f` must not run)
-    /// then refuses rather than give the held export up. `ValueError` once released.
+    /// Runs `f` with this View and its held export and root, while `release()` cannot give
+    /// the held export up: inside a critical section on the View on free-threaded builds
+    /// (`release()` takes the same), under the GIL otherwise (`f` runs no Python code, so
+    /// nothing else runs meanwhile). `ValueError` once released.
     fn pinned<R>(
         this: This<'_, View>,
         f: impl FnOnce(&View, Borrowed<'_>, Borrowed<'_>) -> R,
     ) -> PyResult<R> {
-        let counter = &this.value.counter;
-        loop {
-            let seen = counter.snapshot();
-            if seen.closed() {
-                common::open(this)?;
+        critical_section(this.obj, || {
+            common::open(this)?;
+            // SAFETY: the View is open and `release()` cannot run until this returns (see
+            // above), so `held` and `root` are the strong references of the invariants.
+            let (held, root) = unsafe { (*this.value.held.get(), *this.value.root.get()) };
+            // SAFETY: as above.
+            match unsafe { (Borrowed::from_ptr(held), Borrowed::from_ptr(root)) } {
+                (Some(held), Some(root)) => Ok(f(this.value, held, root)),
+                _ => Err(Error::system_error("View holds no export while open")),
             }
-            if counter.acquire(this.gil, seen) {
-                break;
-            }
-        }
-        // SAFETY: an export is counted, so `held` and `root` are not written until the
-        // `release` below (invariants); the GIL is held (or the thread attached).
-        let (held, root) = unsafe { (*this.value.held.get(), *this.value.root.get()) };
-        // SAFETY: both are strong references the open View holds (invariants).
-        let refs = unsafe { (Borrowed::from_ptr(held), Borrowed::from_ptr(root)) };
-        let result = match refs {
-            (Some(held), Some(root)) => Ok(f(this.value, held, root)),
-            _ => Err(Error::system_error("View holds no export while open")),
-        };
-        counter.release(this.gil);
-        result
+        })
     }
 
     /// Gives the held export up, if still held.
@@ -531,13 +524,18 @@ impl View {
     /// Callers guarantee exclusivity: the counter is closed with no export live, or the View
     /// is being dropped with no export live.
     fn release_source(&self) {
-        // SAFETY: exclusive access to `held` (see above, and the invariants).
+        // The HeldExport gives the root's export back when its last View lets go.
+        drop(self.take_held());
+    }
+
+    /// Takes the held reference out of the View (NULL after), for the caller to drop.
+    ///
+    /// Callers guarantee exclusivity, as for [`release_source`](Self::release_source).
+    fn take_held(&self) -> Option<Owned> {
+        // SAFETY: exclusive access to `held` (caller, and the invariants).
         let held = unsafe { core::mem::replace(&mut *self.held.get(), ptr::null_mut()) };
-        if !held.is_null() {
-            // SAFETY: our strong reference, taken out of the field first; the GIL is held.
-            // The HeldExport gives the root's export back when its last View lets go.
-            unsafe { unwind::decref(held) };
-        }
+        // SAFETY: our strong reference, taken out of the field; the GIL is held.
+        unsafe { Owned::from_new(held) }.ok()
     }
 
     /// Drops the root reference. Callers guarantee exclusivity: the View is unreachable
@@ -788,16 +786,45 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
 }
 
 fn view_release(this: This<'_, View>) -> PyResult<Owned> {
-    let closed_now = this
-        .value
-        .counter
-        .close(this.gil)
-        .map_err(|e| common::exported_error("release", e.0))?;
-    if closed_now {
+    // Closing and taking the held reference out are one step against `pinned` (a slice on
+    // another thread); dropping it, which may run Python code, comes after.
+    let held = critical_section(this.obj, || {
+        let closed_now = this
+            .value
+            .counter
+            .close(this.gil)
+            .map_err(|e| common::exported_error("release", e.0))?;
         // The counter is closed with nothing exported: `held` is ours alone.
-        this.value.release_source();
-    }
+        Ok::<_, Error>(closed_now.then(|| this.value.take_held()).flatten())
+    })?;
+    drop(held);
     Ok(convert::none())
+}
+
+/// Runs `f` in a critical section on `obj` on free-threaded builds (CPython 3.13t+'s
+/// per-object lock, which the interpreter suspends if `f` blocks); as is with the GIL, which
+/// already orders `f` against every other method call while `f` runs no Python code.
+fn critical_section<R>(obj: Borrowed<'_>, f: impl FnOnce() -> R) -> R {
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        struct Section(core::mem::MaybeUninit<ffi::PyCriticalSection>);
+        impl Drop for Section {
+            fn drop(&mut self) {
+                // SAFETY: begun below on this thread; ended once, here (also on a panic).
+                unsafe { ffi::PyCriticalSection_End(self.0.as_mut_ptr()) };
+            }
+        }
+        let mut section = Section(core::mem::MaybeUninit::uninit());
+        // SAFETY: `obj` is live and the thread attached (a method call); the section's
+        // storage lives on this frame until `Section` ends it.
+        unsafe { ffi::PyCriticalSection_Begin(section.0.as_mut_ptr(), obj.as_ptr()) };
+        f()
+    }
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        let _ = obj;
+        f()
+    }
 }
 
 /// `View.__reduce_ex__(protocol)`: refuses. A View is a window on another object's memory;
