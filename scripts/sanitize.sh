@@ -148,9 +148,10 @@ devrun() {
     -p no:cacheprovider python_tests >"$log/dev-$tag.txt" 2>&1
   echo $? >"$log/dev-$tag.rc"
 }
-export -f devrun py_tag build_kind py_minor ensure_venv
+# The children source lib.sh themselves: its functions call one another (pyx, in_env, ...)
+export -f devrun
 export BK_ROOT log
-printf '%s\n' "${pythons[@]}" | xargs -P 2 -I{} bash -c 'devrun "$@"' _ {}
+printf '%s\n' "${pythons[@]}" | xargs -P 2 -I{} bash -c '. "$BK_ROOT/scripts/lib.sh"; devrun "$@"' _ {}
 for py in "${pythons[@]}"; do
   tag=$(py_tag "$py")
   rc=$(cat "$log/dev-$tag.rc" 2>/dev/null || echo 1)

@@ -5,6 +5,7 @@
 #                                         View, Exporter subclass, slicing, ...): reference
 #                                         counts and tracemalloc totals flat, RSS within 1 MiB
 #   python_tests/stress/test_threads.py  4 threads x 10**5 iterations on shared Buffers/Views
+#                                         (on a free-threaded 3.13t: with PYTHON_GIL=0)
 # with BUFFERKIT_STRESS=1 (make test runs the same files with small counts). Each
 # interpreter is limited to STRESS_TIMEOUT seconds (default 280). Prints one line per
 # interpreter and "N passed, M failed" last; logs in build/logs/stress/.
@@ -15,7 +16,14 @@ export BUFFERKIT_RANDOM=1
 cd "$BK_ROOT"
 
 pythons=("$@")
-[ ${#pythons[@]} -gt 0 ] || mapfile -t pythons < <(find_pythons)
+if [ ${#pythons[@]} -eq 0 ]; then
+  mapfile -t pythons < <(find_pythons)
+  # and the free-threaded interpreters of this machine scripts/pythons.sh made (3.13t), whose
+  # runs have the GIL off
+  while read -r spec; do
+    [ "$(spec_env "$spec")" = host ] && [[ "$(build_kind "$spec")" == cp3*t ]] && pythons+=("$spec")
+  done < <(BK_OFFLINE=1 scripts/pythons.sh 2>/dev/null | grep -v '^#')
+fi
 [ ${#pythons[@]} -gt 0 ] || { echo "no CPython 3.9-3.13 found" >&2; exit 1; }
 log="$BK_ROOT/build/logs/stress"; mkdir -p "$log"
 
@@ -33,16 +41,18 @@ done
 stressrun() {
   local py=$1 tag kind vpy start
   tag=$(py_tag "$py"); kind=$(build_kind "$py"); vpy=$(ensure_venv "$py")
+  [[ $kind == cp3*t ]] && export PYTHON_GIL=0
   start=$(date +%s)
   BUFFERKIT_STRESS=1 PYTHONPATH="build/$kind" timeout "${STRESS_TIMEOUT:-280}" \
     "$vpy" -m pytest -q -p no:cacheprovider --durations=5 python_tests/stress \
     >"$log/stress-$tag.txt" 2>&1
   echo "$? $(( $(date +%s) - start ))" >"$log/stress-$tag.rc"
 }
-export -f stressrun py_tag build_kind py_minor ensure_venv
+# The children source lib.sh themselves: its functions call one another (pyx, in_env, ...)
+export -f stressrun
 export BK_ROOT log
 echo "==> BUFFERKIT_STRESS=1 pytest python_tests/stress, two interpreters at a time"
-printf '%s\n' "${pythons[@]}" | xargs -P 2 -I{} bash -c 'stressrun "$@"' _ {}
+printf '%s\n' "${pythons[@]}" | xargs -P 2 -I{} bash -c '. "$BK_ROOT/scripts/lib.sh"; stressrun "$@"' _ {}
 
 passed=0 failed=0
 for py in "${pythons[@]}"; do
