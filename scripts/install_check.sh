@@ -54,6 +54,9 @@ b = bufferkit.Buffer(8)
 memoryview(b)[0] = 7
 assert bytes(b)[0] == 7
 print(f"installed: {pkg} ({so})")
+import hashlib
+with open(native.__file__, "rb") as f:
+    print(f"native module sha256: {hashlib.sha256(f.read()).hexdigest()}")
 EOF
 )
 "$vpy" -m bufferkit inspect 'bytearray(b"abc")' >/dev/null

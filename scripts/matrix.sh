@@ -105,6 +105,18 @@ if [ "${built[abi3]:-}" = pass ]; then
   t_abi3=$((SECONDS - t0))
 fi
 
+# The abi3 promise: every abi3 row installed the very module 3.11 built (one sha256)
+same=-
+if [ "${built[abi3]:-}" = pass ]; then
+  mapfile -t sums < <(for row in "${rows[@]}"; do
+    IFS='|' read -r tg k _ <<<"$row"
+    [ "$k" = abi3 ] && sed -n "s/^native module sha256: /$tg /p" "$log/pytest-$tg.txt"
+  done)
+  n=$(printf '%s\n' "${sums[@]}" | awk 'NF == 2 {print $2}' | sort -u | wc -l)
+  if [ "$n" = 1 ]; then same="pass (${#sums[@]} interpreters, one file: sha256 $(printf '%s\n' "${sums[0]}" | awk '{print substr($2, 1, 16)}')...)"
+  else same="FAIL ($n different modules: $(echo "${sums[@]}"))"; fail=1; fi
+fi
+
 # `pip install .` as a user runs it (build isolation, maturin from the registry), on the
 # oldest interpreter (a version-specific module) and the newest host one (abi3).
 t0=$SECONDS
@@ -130,6 +142,7 @@ for s in "${skipped[@]}"; do
 done
 printf '%-8s %-7s %s\n' rust - "$rust (unit + doc tests, fmt, clippy; ${t_rust} s)"
 printf '%-8s %-7s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI of each 3.11+; ${t_abi3:-0} s)"
+printf '%-8s %-7s %s\n' abi3 same "$same"
 printf '%-8s %-7s %s\n' install src "$src (pip install . into fresh venvs: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_src} s)"
 for n in "${notes[@]}"; do echo "  skip/note: $n"; done
 echo "(logs: $log/; provisioning ${t_provision} s; total $((SECONDS - t_start)) s)"
