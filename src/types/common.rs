@@ -533,12 +533,9 @@ pub fn parse_format(arg: Borrowed<'_>) -> PyResult<Format> {
         return match numpy_typestr(&text) {
             Some(Ok(mapped)) => match struct_format(arg.gil(), &mapped)? {
                 Ok(format) => Ok(format),
-                Err(_) if mapped.ends_with("Zf") || mapped.ends_with("Zd") => {
-                    Err(Error::value_error(format!(
-                        "bad format '{shown}': {}",
-                        no_complex(&mapped)
-                    )))
-                }
+                Err(_) if mapped.ends_with("Zf") || mapped.ends_with("Zd") => Err(
+                    Error::value_error(format!("bad format '{shown}': {}", no_complex(&mapped))),
+                ),
                 Err(why) => Err(Error::value_error(format!(
                     "bad format '{shown}': numpy's '{shown}' is struct's '{mapped}', and {}",
                     why.text()
