@@ -167,15 +167,23 @@ const struct bufferkit_abi_entry bufferkit_abi_probe[] = {
     VALUE(Py_tp_doc),
     VALUE(Py_tp_free),
     VALUE(Py_tp_getset),
+    VALUE(Py_tp_members),
     VALUE(Py_tp_methods),
     VALUE(Py_tp_new),
     VALUE(Py_tp_repr),
+    VALUE(Py_tp_richcompare),
     VALUE(Py_tp_traverse),
     VALUE(Py_mod_exec),
+#ifdef Py_mod_gil /* 3.13+ */
+    VALUE(Py_mod_gil),
+#endif
 
     /* Type flags, Include/object.h */
     VALUE(Py_TPFLAGS_DEFAULT),
     VALUE(Py_TPFLAGS_BASETYPE),
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION /* 3.10+ */
+    VALUE(Py_TPFLAGS_DISALLOW_INSTANTIATION),
+#endif
     VALUE(Py_TPFLAGS_HAVE_GC),
     VALUE(Py_TPFLAGS_HEAPTYPE),
 #ifdef Py_TPFLAGS_IMMUTABLETYPE /* 3.10+ */

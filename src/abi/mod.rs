@@ -45,7 +45,7 @@ pub use names::{MACROS, MACRO_FAMILIES, STRUCTS};
 /// The constants compared besides every `PyBUF_*` macro of the headers: the slot ids, type
 /// flags and calling conventions bufferkit uses (`grep -rn 'ffi::Py_\|METH_' src/`), and the
 /// API/ABI versions that `PyModule_Create2`-style callers pass.
-pub const CONSTANTS: [&str; 30] = [
+pub const CONSTANTS: [&str; 34] = [
     "Py_bf_getbuffer",
     "Py_bf_releasebuffer",
     "Py_mp_length",
@@ -57,13 +57,17 @@ pub const CONSTANTS: [&str; 30] = [
     "Py_tp_doc",
     "Py_tp_free",
     "Py_tp_getset",
+    "Py_tp_members",
     "Py_tp_methods",
     "Py_tp_new",
     "Py_tp_repr",
+    "Py_tp_richcompare",
     "Py_tp_traverse",
     "Py_mod_exec",
+    "Py_mod_gil",
     "Py_TPFLAGS_DEFAULT",
     "Py_TPFLAGS_BASETYPE",
+    "Py_TPFLAGS_DISALLOW_INSTANTIATION",
     "Py_TPFLAGS_HAVE_GC",
     "Py_TPFLAGS_HEAPTYPE",
     "Py_TPFLAGS_IMMUTABLETYPE",
@@ -339,13 +343,20 @@ pub fn pyo3_ffi() -> Witness {
         Py_tp_doc,
         Py_tp_free,
         Py_tp_getset,
+        Py_tp_members,
         Py_tp_methods,
         Py_tp_new,
         Py_tp_repr,
+        Py_tp_richcompare,
         Py_tp_traverse,
         Py_mod_exec,
+        // The header defines it from 3.13 (pyo3-ffi on every version).
+        #[cfg(Py_3_13)]
+        Py_mod_gil,
         Py_TPFLAGS_DEFAULT,
         Py_TPFLAGS_BASETYPE,
+        #[cfg(Py_3_10)]
+        Py_TPFLAGS_DISALLOW_INSTANTIATION,
         Py_TPFLAGS_HAVE_GC,
         Py_TPFLAGS_HEAPTYPE,
         #[cfg(Py_3_10)]
