@@ -26,6 +26,7 @@
 # was made from: an interrupted run leaves nothing that a later run would mistake for done.
 #   PYTHONS="spec ..."     use exactly these specs (no provisioning, no globbing)
 #   BK_OFFLINE=1           make nothing; use only what exists
+#   BK_DEBIAN_MIRROR=URL   this Debian mirror instead of the one /etc/apt/sources.list.d/ names
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -63,6 +64,7 @@ sid_packages() {
 # lists), never a host named here.
 debian_mirror() {
   local f
+  [ -n "${BK_DEBIAN_MIRROR:-}" ] && { echo "$BK_DEBIAN_MIRROR"; return 0; }
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
     awk 'BEGIN{RS=""} /Suites:[^\n]*(bookworm|trixie|forky|sid|stable|testing|unstable)( |\n|$)/ && !/-security/ {
@@ -92,7 +94,9 @@ ensure_sid() {
     step "debootstrap --variant=minbase sid $tmp $mirror (log: $BK_CACHE/debootstrap.log)"
     t0=$SECONDS
     debootstrap --variant=minbase sid "$tmp" "$mirror" >"$BK_CACHE/debootstrap.log" 2>&1 ||
-      { tail -n 5 "$BK_CACHE/debootstrap.log" >&2; echo "debootstrap failed (log: $BK_CACHE/debootstrap.log)" >&2; return 1; }
+      { tail -n 5 "$BK_CACHE/debootstrap.log" >&2
+        echo "debootstrap failed: $(grep -m 1 '^E:' "$BK_CACHE/debootstrap.log" | cut -c4-) (log: $BK_CACHE/debootstrap.log)" >&2
+        return 1; }
     rm -rf "$dir" && mv "$tmp" "$dir"
     step "debootstrap: $((SECONDS - t0)) s"
   fi
@@ -123,8 +127,11 @@ cpython_source() {
     local o=(-o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
              -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache")
     step "apt-get source --download-only python3.13 (trixie)"
-    { apt-get "${o[@]}" update -qq && (cd "$BK_CACHE/src" && apt-get "${o[@]}" source --download-only python3.13); } >&2 ||
-      { echo "downloading the python3.13 source package of trixie failed" >&2; return 1; }
+    { apt-get "${o[@]}" update -qq && (cd "$BK_CACHE/src" && apt-get "${o[@]}" source --download-only python3.13); } \
+      >"$apt/apt.log" 2>&1 ||
+      { cat "$apt/apt.log" >&2
+        echo "downloading the python3.13 source package of trixie failed: $(grep -m 1 -E '^(W: Failed|E:)' "$apt/apt.log" | cut -c4-)" >&2
+        return 1; }
     tarball=$(ls "$BK_CACHE"/src/python3.13_3.13.*.orig.tar.xz 2>/dev/null | sort -V | tail -n 1)
     [ -n "$tarball" ] || { echo "no python3.13 orig tarball after apt-get source" >&2; return 1; }
   fi
