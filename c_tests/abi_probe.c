@@ -123,6 +123,11 @@ const struct bufferkit_abi_entry bufferkit_abi_probe[] = {
     FIELD(PyObject, ob_gc_bits),
     FIELD(PyObject, ob_ref_local),
     FIELD(PyObject, ob_ref_shared),
+#elif PY_VERSION_HEX >= 0x030E0000 && SIZEOF_VOID_P > 4
+    /* 3.14+: the union starts with the 8-byte `ob_refcnt_full`, beside a struct holding a
+     * 4-byte `ob_refcnt`; the union is the field the other witnesses call `ob_refcnt`. */
+    {"offset", "PyObject.ob_refcnt", (long long)offsetof(PyObject, ob_refcnt_full)},
+    {"field_size", "PyObject.ob_refcnt", (long long)sizeof(((PyObject *)0)->ob_refcnt_full)},
 #else
     FIELD(PyObject, ob_refcnt),
 #endif

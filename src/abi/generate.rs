@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bindgen::callbacks::{FieldInfo, IntKind, ParseCallbacks};
+use bindgen::callbacks::{EnumVariantCustomBehavior, EnumVariantValue, FieldInfo, IntKind, ParseCallbacks};
 use bindgen::FieldVisibilityKind;
 
 // The names compared (shared with the library: see `names.rs`). A struct bindgen does not
@@ -57,6 +57,28 @@ impl Recorder {
 impl ParseCallbacks for Recorder {
     fn int_macro(&self, name: &str, value: i64) -> Option<IntKind> {
         self.with(|seen| seen.macros.insert(name.to_owned(), value));
+        None
+    }
+
+    /// `wrapper.h`'s `bufferkit_value_NAME` enum constants, read as the macro `NAME`: the
+    /// macros whose expansion calls a function-like macro, which bindgen cannot evaluate but
+    /// clang can (PY_VERSION_HEX from 3.14, the slot ids from 3.15).
+    fn enum_variant_behavior(
+        &self,
+        _enum_name: Option<&str>,
+        variant: &str,
+        value: EnumVariantValue,
+    ) -> Option<EnumVariantCustomBehavior> {
+        let value = match value {
+            EnumVariantValue::Signed(v) => Some(v),
+            EnumVariantValue::Unsigned(v) => i64::try_from(v).ok(),
+            EnumVariantValue::Boolean(_) => None,
+        };
+        if let (Some(name), Some(value)) = (variant.strip_prefix("bufferkit_value_"), value) {
+            self.with(|seen| {
+                seen.macros.entry(name.to_owned()).or_insert(value);
+            });
+        }
         None
     }
 
@@ -107,6 +129,7 @@ pub fn generate(config: &pyo3_build_config::InterpreterConfig) {
         .header(wrapper.to_string_lossy())
         .parse_callbacks(Box::new(Recorder(Arc::clone(&seen))))
         .allowlist_type(format!("^({})$", STRUCTS.join("|")))
+        .allowlist_type("bufferkit_values")
         // PyObject points at the type object; its own layout is not checked here, so keep it
         // a blob instead of generating the whole of PyTypeObject and its method tables.
         .opaque_type("_typeobject")
@@ -300,6 +323,11 @@ fn resolve<'a>(aliases: &'a BTreeMap<String, String>, mut name: &'a str) -> &'a 
 /// suffix (`type_` is C's `type`); an anonymous member (`__bindgen_anon_N`, e.g. the union
 /// around `ob_refcnt` of 3.12+) is named by its first member, through which C code reaches it.
 fn c_field_name(field: &str, field_type: Option<&str>, parent: &str, seen: &Seen) -> String {
+    // 3.14+ (64-bit, with the GIL): the union around the reference count starts with the
+    // 8-byte `ob_refcnt_full`; the union is the field the other witnesses call `ob_refcnt`.
+    if field == "ob_refcnt_full" {
+        return "ob_refcnt".to_owned();
+    }
     if field.starts_with("__bindgen_anon_") {
         // bindgen names anonymous member types `<parent>__bindgen_ty_<N>`; the field's type name
         // says which one when bindgen knows it, else the parent's first anonymous type.
