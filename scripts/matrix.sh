@@ -72,6 +72,8 @@ for spec in "${specs[@]}"; do
     # A debug build loads the release build's abi3 module; its layouts are the release
     # build's (Py_DEBUG adds no field since 3.8; Py_TRACE_REFS is a separate option).
     a=skip; skip "$tag" layout "the release build's headers are checked on ${tag%d}'s row (Py_DEBUG changes no layout)"
+  elif [[ $kind == pp* ]]; then
+    a=skip; skip "$tag" layout "the checks compare CPython's headers; pyo3-ffi declares cpyext's Py_buffer and PyObject with private fields of PyPy's own"
   else
     a=$(run "$log/abicheck-$tag.txt" col abicheck.sh)
   fi
@@ -83,13 +85,18 @@ for spec in "${specs[@]}"; do
     fi
     # The suite runs against the wheel pip-installed into a fresh venv (issue 8).
     p=$(run "$log/pytest-$tag.txt" col install_check.sh)
+    [ "$p" = skip ] && skip "$tag" python-tests "$(why "$log/pytest-$tag.txt")"
     if [ "$debug" = 1 ]; then
       t=skip; skip "$tag" typecheck "the stub is checked against the same module on ${tag%d}'s row"
       e=skip; skip "$tag" example "the example crate is a release-build extension, built and tested on ${tag%d}'s row"
     else
       t=$(run "$log/typecheck-$tag.txt" col typecheck.sh)
       [ "$t" = skip ] && skip "$tag" typecheck "$(why "$log/typecheck-$tag.txt")"
-      e=$(run "$log/example-$tag.txt" col example.sh)
+      if [[ $kind == pp* ]]; then
+        e=skip; skip "$tag" example "the example's tests ask _testbuffer and numpy, which PyPy lacks"
+      else
+        e=$(run "$log/example-$tag.txt" col example.sh)
+      fi
     fi
   else c=-; p=-; t=-; e=-; notes+=("$tag: build failed, nothing else ran (log: $log/build-$kind.txt)"); fi
   r=pass; for x in "$b" "$a" "$c" "$p" "$t" "$e"; do [ "$x" = pass ] || [ "$x" = skip ] || r=FAIL; done
@@ -130,6 +137,19 @@ done
 [ "$src" = pass ] || fail=1
 t_src=$((SECONDS - t0))
 
+# The PyO3 example crate (a #[pyclass] exporting through bufferkit), built as a PyO3 user
+# builds it, on the oldest and the newest host interpreter: pyo3 compiles for minutes, so not
+# on every row.
+t0=$SECONDS
+pyo3ex=pass
+for py in "${host[0]}" "${host[${#host[@]}-1]}"; do
+  tag=$(py_tag "$py")
+  echo "==> $tag: examples/pyo3-samples"
+  [ "$(run "$log/example-pyo3-$tag.txt" scripts/example_pyo3.sh "$py")" = pass ] || pyo3ex=FAIL
+done
+[ "$pyo3ex" = pass ] || fail=1
+t_pyo3ex=$((SECONDS - t0))
+
 echo
 fmt='%-8s %-7s %-6s %-7s %-8s %-13s %-10s %-8s %-7s %s\n'
 printf "$fmt" interp kind build layout c-tests python-tests typecheck example result seconds
@@ -144,6 +164,7 @@ printf '%-8s %-7s %s\n' rust - "$rust (unit + doc tests, fmt, clippy; ${t_rust} 
 printf '%-8s %-7s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI of each 3.11+; ${t_abi3:-0} s)"
 printf '%-8s %-7s %s\n' abi3 same "$same"
 printf '%-8s %-7s %s\n' install src "$src (pip install . into fresh venvs: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_src} s)"
+printf '%-8s %-7s %s\n' example pyo3 "$pyo3ex (examples/pyo3-samples: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_pyo3ex} s)"
 for n in "${notes[@]}"; do echo "  skip/note: $n"; done
 echo "(logs: $log/; provisioning ${t_provision} s; total $((SECONDS - t_start)) s)"
 if [ $fail = 0 ]; then echo "matrix: ${#rows[@]} interpreters passed"; else echo "matrix: FAILED"; fi
