@@ -833,12 +833,13 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
         acc = dict(records(f"{rundir}/threads.tsv", "accounting"))
         if info.get("note"):
             out.append(f"   {info['note']}")
-        t = Table(["object", "1 thread Mexp/s", "2 threads Mexp/s", "2 vs 1", "CPU ns/export 1", "2",
+        t = Table(["object", "1 thread Mexp/s", "2 threads Mexp/s", "2 vs 1", "CPU ns/export: owner", "1", "2",
                    "cores used 1", "2", "accounting after"])
-        for obj, one, two, ns1, ns2, u1, u2 in th:
+        for obj, one, two, ns1, ns2, u1, u2, own in th:
             r = ratio(float(two), float(one))
-            t.row([obj, f"{float(one) / 1e6:.2f}", f"{float(two) / 1e6:.2f}", fmt_ratio(r), ns1, ns2, u1, u2,
+            t.row([obj, f"{float(one) / 1e6:.2f}", f"{float(two) / 1e6:.2f}", fmt_ratio(r), own, ns1, ns2, u1, u2,
                    acc.get(obj, "?")])
+            csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cpu_ns_per_export_owner", "", own, "ns", "ok"])
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cores_used_2", "", u2, "cores", "ok"])
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cpu_ns_per_export_1", "", ns1, "ns", "ok"])
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "cpu_ns_per_export_2", "", ns2, "ns", "ok"])
@@ -846,14 +847,15 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "exports_per_s_2", "", two, "1/s", "ok"])
         failed = records(f"{rundir}/threads.tsv", "failed")
         for obj, why in failed:
-            t.row([obj, "failed", "-", "-", "-", "-", "-", "-", "see below"])
+            t.row([obj, "failed", "-", "-", "-", "-", "-", "-", "-", "see below"])
             csv_rows.append([stamp, info.get("tag", "?"), "threads", obj, "", "failed", "", "", "", why])
         out.append(t.render())
         for obj, why in failed:
             out.append(f"   {obj} failed with {why}")
         out.append("   (2 vs 1: total exports per second of 2 threads / of 1 thread; 2.00x = perfect scaling,"
-                   " < 1.00x = two threads together do fewer exports than one alone; CPU ns/export: the threads'"
-                   f" CPU time per export, higher with 2 = contention; cores used: the threads' CPU time / wall time, 2.00 = both ran"
+                   " < 1.00x = two threads together do fewer exports than one alone; CPU ns/export: CPU time per export,"
+                   " in the thread that made the object (owner) and in 1 or 2 other threads, higher with 2 = contention;"
+                   f" cores used: the threads' CPU time / wall time, 2.00 = both ran"
                    f" throughout; load: {info.get('load', '?')})")
         out.append("")
     for skip in records(f"{rundir}/meta.tsv", "skip"):

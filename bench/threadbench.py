@@ -16,7 +16,9 @@ turns, which shows contention (a cache line bouncing between cores costs CPU tim
 the scheduler did not give both threads a core for the whole interval; cores used = all
 threads' CPU time / wall time (2.00 when both threads ran the whole interval on cores of their
 own: below that, the machine's other load took part of a core and the threads overlapped less).
-The figures of a case are those of its round with the most exports per second. Each (object, threads) case runs --rounds times, interleaved with
+The figures of a case are those of its round with the most exports per second. The threads
+are not the thread that made the object; "owner" is the same loop in the main thread, which
+made it (a free-threaded build changes the owner's reference counts without atomics). Each (object, threads) case runs --rounds times, interleaved with
 the others; the best round is reported (the machine is shared: the best round is the one the
 scheduler disturbed least). Objects: a 4 KiB bytearray, a memoryview of one, bufferkit's
 Buffer(4096) and View(bytearray(4096)).
@@ -30,7 +32,7 @@ memoryview under both) ends that object's measurement: `failed <object> <what wa
 
     python threadbench.py [--seconds S] [--rounds R]
 Records: `threads <object> <exports/s, 1 thread> <2 threads> <CPU ns/export, 1 thread> <2 threads>
-<cores used, 1 thread> <2 threads>`, `meta <k> <v>`,
+<cores used, 1 thread> <2 threads> <CPU ns/export in the owner thread>`, `meta <k> <v>`,
 `accounting <object> <ok|broken: why>`.
 """
 
@@ -119,6 +121,24 @@ def run_case(o, nthreads, seconds, level):
     return sum(counts) / wall, sum(cpu) / max(sum(counts), 1) * 1e9, sum(cpu) / wall
 
 
+def owner_ns(o, level, seconds):
+    """CPU ns per export when the thread that made o exports it (main thread, no other thread
+    running): on a free-threaded build, the thread that owns an object changes its reference
+    count without atomics (biased reference counting, PEP 703), every other thread with them."""
+    n = 0
+    c0 = time.thread_time()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if level == "c":
+            _bench_objloop.exports(o, 1000)
+            n += 1000
+        else:
+            for _ in range(100):
+                memoryview(o).release()
+            n += 100
+    return (time.thread_time() - c0) / n * 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=0.5)
@@ -137,8 +157,10 @@ def main():
     cases = [(f"{name} [{level}]", o, level) for level in levels for name, o in objects()]
     best = {}
     failed = {}
+    owner = {}
     for _ in range(args.rounds):
         for name, o, level in cases:
+            owner[name] = min(owner.get(name, float("inf")), owner_ns(o, level, args.seconds / 4))
             for k in (1, 2):
                 if name in failed:
                     continue
@@ -154,7 +176,7 @@ def main():
             print(f"failed\t{name}\t{failed[name]}")
             continue
         (r1, n1, u1), (r2, n2, u2) = best[(name, 1)], best[(name, 2)]
-        print(f"threads\t{name}\t{r1:.0f}\t{r2:.0f}\t{n1:.1f}\t{n2:.1f}\t{u1:.2f}\t{u2:.2f}")
+        print(f"threads\t{name}\t{r1:.0f}\t{r2:.0f}\t{n1:.1f}\t{n2:.1f}\t{u1:.2f}\t{u2:.2f}\t{owner[name]:.1f}")
     print(f"meta\tload\t{open('/proc/loadavg').read().split()[0]} (1-minute load average at the end)")
     for name, o, level in cases:
         if name in failed:
