@@ -132,7 +132,8 @@ pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
 /// if `tp` is not a bufferkit type. Sets no exception.
 ///
 /// A bufferkit type is recognised by its `tp_dealloc`, which is one of bufferkit's own (a
-/// Python subclass has CPython's `subtype_dealloc`). `PyType_GetModuleByDef` does this walk
+/// Python subclass has CPython's `subtype_dealloc`; on PyPy it may have bufferkit's, and no
+/// module: `module_of`). `PyType_GetModuleByDef` does this walk
 /// from 3.11 on, but it joined the limited API only in 3.13, after the abi3 floor.
 ///
 /// # Safety
@@ -148,10 +149,10 @@ pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyO
     while !ty.is_null() {
         // SAFETY: `ty` is a live type (tp, then its bases); the GIL is held (caller).
         if ours.contains(&unsafe { type_dealloc(ty) }) {
-            // SAFETY: bufferkit's types are made by PyType_FromModuleAndSpec, so they have a
-            // module (borrowed); NULL would mean it is gone, which the caller reports.
-            let module = unsafe { ffi::PyType_GetModule(ty) };
-            return (!module.is_null()).then_some(module);
+            // SAFETY: `ty` is live and the GIL is held.
+            if let Some(module) = unsafe { module_of(ty) } {
+                return Some(module);
+            }
         }
         // SAFETY: as above.
         ty = unsafe { type_base(ty) };
@@ -223,6 +224,25 @@ unsafe fn type_base(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyTypeObject {
     return unsafe { (*ty).tp_base };
 }
 
+/// The module of `ty`, a type with one of bufferkit's `tp_dealloc`s, or `None` with nothing
+/// raised: a bufferkit type has one (PyType_FromModuleAndSpec), but a Python subclass can
+/// have bufferkit's `tp_dealloc` too (PyPy's cpyext copies it where CPython installs
+/// `subtype_dealloc`) and no module, and then the walk goes on to its base.
+///
+/// # Safety
+///
+/// `ty` is a live type and the GIL is held.
+unsafe fn module_of(ty: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyObject> {
+    // SAFETY: forwarded; a borrowed reference, or NULL with an exception set.
+    let module = unsafe { ffi::PyType_GetModule(ty) };
+    if module.is_null() {
+        // SAFETY: the GIL is held; the lookup's TypeError is not the caller's business.
+        unsafe { ffi::PyErr_Clear() };
+        return None;
+    }
+    Some(module)
+}
+
 /// The slow path of [`module_of_type`]: every class of `tp.__mro__`.
 ///
 /// # Safety
@@ -247,10 +267,11 @@ unsafe fn module_in_mro(
         let ty = unsafe { ffi::PyTuple_GetItem(mro, i) }.cast::<ffi::PyTypeObject>();
         // SAFETY: `ty` is a live type (from the tuple we hold); the GIL is held (caller).
         if !ty.is_null() && ours.contains(&unsafe { type_dealloc(ty) }) {
-            // SAFETY: a bufferkit type has a module (borrowed).
-            let module = unsafe { ffi::PyType_GetModule(ty) };
-            found = (!module.is_null()).then_some(module);
-            break;
+            // SAFETY: `ty` is live (from the tuple we hold) and the GIL is held.
+            found = unsafe { module_of(ty) };
+            if found.is_some() {
+                break;
+            }
         }
     }
     // SAFETY: our reference to the MRO tuple.

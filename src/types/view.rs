@@ -892,13 +892,18 @@ fn view_repr(this: This<'_, View>) -> PyResult<Owned> {
 /// exports. Before the fix of gh-77894 (3.12.7, and every 3.13) `memory_clear` released such
 /// a memoryview anyway, and a View of a memoryview in a garbage cycle is exactly that case.
 fn memoryview_clear_is_safe() -> bool {
-    #[cfg(Py_3_11)]
+    // PyPy's memoryview is PyPy's own; the collector bug is CPython's.
+    #[cfg(PyPy)]
+    {
+        true
+    }
+    #[cfg(all(Py_3_11, not(PyPy)))]
     {
         // SAFETY: Py_Version is a constant the interpreter exports (3.11+, limited API).
         let version = unsafe { ffi::Py_Version };
         version >= 0x030C_07F0 // 3.12.7 final
     }
-    #[cfg(not(Py_3_11))]
+    #[cfg(all(not(Py_3_11), not(PyPy)))]
     {
         false
     }
@@ -958,6 +963,10 @@ unsafe fn held_memoryview(obj: *mut ffi::PyObject) -> Option<Owned> {
     // included, 3.10+: bufferkit's 3.9 build is not limited and reads the same field).
     let traverse = unsafe { ffi::PyType_GetSlot(ffi::Py_TYPE(obj), ffi::Py_tp_traverse) };
     if traverse.is_null() {
+        // No traverse: nothing to find. (PyType_GetSlot may have raised for a type it cannot
+        // read, as SystemError; nothing else is pending here, so that one is ours to clear.)
+        // SAFETY: the GIL is held (caller).
+        unsafe { ffi::PyErr_Clear() };
         return None;
     }
     // SAFETY: the tp_traverse slot holds a `traverseproc`.
