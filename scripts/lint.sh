@@ -21,6 +21,8 @@ done
 if [ "$(py_minor "$PYO3_PYTHON")" -ge 11 ]; then
   CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-abi3" cargo clippy --quiet --all-targets --features abi3 -- -D warnings
 fi
+# The PyO3 adapter (feature pyo3) is code users reach through their #[pyclass]: the same bar.
+CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-pyo3" cargo clippy --quiet --all-targets --features pyo3 -- -D warnings
 # The example crate is what a Rust user copies: the same bar.
 cargo fmt --check --manifest-path examples/waveform/Cargo.toml
 CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-example" \

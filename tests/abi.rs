@@ -131,7 +131,10 @@ fn planted_mismatches_are_each_reported() {
 
     // Py_bf_getbuffer is 1 before 3.15 and 88 from 3.15 (_Py_SLOT_COMPAT_VALUE).
     let getbuffer = pyo3_ffi::Py_bf_getbuffer;
-    let planted_constant = format!("Py_bf_getbuffer: pyo3-ffi {getbuffer}, copy {}", getbuffer + 1);
+    let planted_constant = format!(
+        "Py_bf_getbuffer: pyo3-ffi {getbuffer}, copy {}",
+        getbuffer + 1
+    );
     let report = abi::compare(&[reference, copy]);
     let expected = [
         "Py_buffer.ndim: offset: pyo3-ffi 36, copy 40",

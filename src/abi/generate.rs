@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bindgen::callbacks::{EnumVariantCustomBehavior, EnumVariantValue, FieldInfo, IntKind, ParseCallbacks};
+use bindgen::callbacks::{
+    EnumVariantCustomBehavior, EnumVariantValue, FieldInfo, IntKind, ParseCallbacks,
+};
 use bindgen::FieldVisibilityKind;
 
 // The names compared (shared with the library: see `names.rs`). A struct bindgen does not
