@@ -301,6 +301,9 @@ pub fn compare<T: Shipped>(
         let same = this.obj.as_ptr() == other.as_ptr();
         return new_bool(same == (op == ffi::Py_EQ));
     }
+    if let Some(equal) = same_integer_bytes(this, other)? {
+        return new_bool(equal == (op == ffi::Py_EQ));
+    }
     // SAFETY: `this.obj` is live and the GIL is held; a new memoryview (holding one export of
     // the object) or NULL.
     let view = unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(this.obj.as_ptr())) }?;
@@ -310,10 +313,54 @@ pub fn compare<T: Shipped>(
         c"__ne__"
     };
     let result = convert::call_method(view.borrow(), name, &[other]);
-    let released = convert::call_method(view.borrow(), c"release", &[]);
-    let result = result?;
-    released?;
-    Ok(result)
+    // No call may be made with an exception pending: the comparison's is set aside while the
+    // memoryview is released.
+    let pending = crate::ffi::error::Pending::take(this.gil);
+    if let Err(e) = convert::call_method(view.borrow(), c"release", &[]) {
+        pending.discard();
+        return Err(e);
+    }
+    pending.restore();
+    result
+}
+
+/// The comparison memoryview would make, computed as one `memcmp` where that gives the same
+/// answer: both sides C-contiguous with the same shape and the same format of one integer
+/// item (a byte-for-byte equal pair of integers is an equal pair, and only such a pair is;
+/// not so for floats, where NaN differs from itself and 0.0 equals -0.0, nor for `'?'`).
+/// `None` where memoryview must decide (it unpacks every item).
+fn same_integer_bytes<T: Shipped>(
+    this: This<'_, T>,
+    other: Borrowed<'_>,
+) -> PyResult<Option<bool>> {
+    let layout = this.value.layout();
+    let text = layout.format().as_str();
+    let code = text.trim_start_matches(['@', '=', '<', '>', '!']);
+    let integer = code.len() == 1 && "bBhHiIlLqQnNc".contains(code) && text.len() <= 2;
+    if !integer || !layout.is_c_contiguous() || !convert::check_buffer(other) {
+        return Ok(None);
+    }
+    let Ok(theirs) = BufferView::get(other, flags::FULL_RO) else {
+        // As memoryview: an exporter that refuses is compared by memoryview, which says so.
+        // SAFETY: the GIL is held; the refusal is not the comparison's error.
+        unsafe { ffi::PyErr_Clear() };
+        return Ok(None);
+    };
+    let same_layout = theirs.format().map(CStr::to_bytes) == Some(text.as_bytes())
+        && theirs.shape() == Some(layout.shape())
+        && theirs.is_contiguous(CopyOrder::C);
+    if !same_layout {
+        return Ok(None);
+    }
+    let ours = BufferView::get(this.obj, flags::FULL_RO)?;
+    let n = ours.len();
+    if theirs.len() != n {
+        return Ok(Some(false));
+    }
+    // SAFETY: both exports are held for the comparison and C-contiguous, `n` bytes each
+    // (`len` of a contiguous export); nothing runs in between that could end them.
+    let equal = n == 0 || unsafe { libc::memcmp(ours.buf(), theirs.buf(), n as usize) } == 0;
+    Ok(Some(equal))
 }
 
 /// A new reference to `NotImplemented`.
