@@ -125,31 +125,26 @@ if [ "${built[abi3]:-}" = pass ]; then
   else same="FAIL ($n different modules: $(echo "${sums[@]}"))"; fail=1; fi
 fi
 
-# `pip install .` as a user runs it (build isolation, maturin from the registry), on the
-# oldest interpreter (a version-specific module) and the newest host one (abi3).
-t0=$SECONDS
+# Two checks that are too slow for every row, on the oldest host interpreter (a
+# version-specific module) and the newest (abi3): `pip install .` as a user runs it (build
+# isolation, maturin from the registry), and the PyO3 example crate (a #[pyclass] exporting
+# through bufferkit) built as a PyO3 user builds it (pyo3 compiles for minutes).
 mapfile -t host < <(find_pythons)
-src=pass
-for py in "${host[0]}" "${host[${#host[@]}-1]}"; do
-  tag=$(py_tag "$py")
-  echo "==> $tag: pip install . into a fresh venv"
-  [ "$(run "$log/install-src-$tag.txt" scripts/install_check.sh "$py" --from-source)" = pass ] || src=FAIL
-done
-[ "$src" = pass ] || fail=1
-t_src=$((SECONDS - t0))
-
-# The PyO3 example crate (a #[pyclass] exporting through bufferkit), built as a PyO3 user
-# builds it, on the oldest and the newest host interpreter: pyo3 compiles for minutes, so not
-# on every row.
-t0=$SECONDS
-pyo3ex=pass
-for py in "${host[0]}" "${host[${#host[@]}-1]}"; do
-  tag=$(py_tag "$py")
-  echo "==> $tag: examples/pyo3-samples"
-  [ "$(run "$log/example-pyo3-$tag.txt" scripts/example_pyo3.sh "$py")" = pass ] || pyo3ex=FAIL
-done
-[ "$pyo3ex" = pass ] || fail=1
-t_pyo3ex=$((SECONDS - t0))
+# ends_pass WHAT LOG-PREFIX SCRIPT [ARGS...]: SCRIPT PY ARGS on both; prints pass or FAIL and
+# the seconds it took
+ends_pass() {
+  local what=$1 prefix=$2 script=$3 py tag result=pass t=$SECONDS; shift 3
+  for py in "${host[0]}" "${host[${#host[@]}-1]}"; do
+    tag=$(py_tag "$py")
+    echo "==> $tag: $what" >&2
+    [ "$(run "$log/$prefix-$tag.txt" "$script" "$py" "$@")" = pass ] || result=FAIL
+  done
+  echo "$result $((SECONDS - t))"
+}
+read -r src t_src < <(ends_pass "pip install . into a fresh venv" install-src \
+  scripts/install_check.sh --from-source)
+read -r pyo3ex t_pyo3ex < <(ends_pass "examples/pyo3-samples" example-pyo3 scripts/example_pyo3.sh)
+[ "$src" = pass ] && [ "$pyo3ex" = pass ] || fail=1
 
 echo
 fmt='%-8s %-7s %-6s %-7s %-8s %-13s %-10s %-8s %-7s %s\n'
