@@ -313,15 +313,22 @@ pub fn compare<T: Shipped>(
         c"__ne__"
     };
     let result = convert::call_method(view.borrow(), name, &[other]);
-    // No call may be made with an exception pending: the comparison's is set aside while the
-    // memoryview is released.
-    let pending = crate::ffi::error::Pending::take(this.gil);
-    if let Err(e) = convert::call_method(view.borrow(), c"release", &[]) {
+    release_memoryview(view.borrow())?;
+    result
+}
+
+/// `mv.release()` after a step that may have failed: the step's exception (pending, if any)
+/// is set aside while `release()` runs and is pending again after it, since no call may be
+/// made with an exception pending (a debug CPython asserts it). A failed release is the error
+/// returned, and the step's exception is dropped.
+fn release_memoryview(mv: Borrowed<'_>) -> PyResult<()> {
+    let pending = crate::ffi::error::Pending::take(mv.gil());
+    if let Err(e) = convert::call_method(mv, c"release", &[]) {
         pending.discard();
         return Err(e);
     }
     pending.restore();
-    result
+    Ok(())
 }
 
 /// The comparison memoryview would make, computed as one `memcmp` where that gives the same
@@ -815,7 +822,7 @@ fn numpy_dtype_format(arg: Borrowed<'_>) -> PyResult<Option<(String, String)>> {
         }
     };
     let format = convert::getattr(view.borrow(), c"format");
-    convert::call_method(view.borrow(), c"release", &[])?;
+    release_memoryview(view.borrow())?;
     let format = convert::str_of(format?.borrow())?;
     Ok(Some((format, dtype_name)))
 }
@@ -940,14 +947,7 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
     // SAFETY: `obj` is live and the GIL is held; a memoryview is a new reference.
     let mv = unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(obj.as_ptr())) }?;
     let listed = convert::call_method(mv.borrow(), c"tolist", &[]);
-    // No call may be made with an exception pending (a debug CPython asserts it): tolist()'s
-    // is set aside while the memoryview is released, and comes back after.
-    let pending = crate::ffi::error::Pending::take(obj.gil());
-    if let Err(e) = convert::call_method(mv.borrow(), c"release", &[]) {
-        pending.discard();
-        return Err(e);
-    }
-    pending.restore();
+    release_memoryview(mv.borrow())?;
     match listed {
         Ok(list) => return Ok(list),
         // SAFETY: the GIL is held; the exception class statics are initialised before any
