@@ -1,12 +1,7 @@
-//! Build script: turns the selected interpreter's configuration into `cfg`s, refuses
-//! interpreters whose `PyType_Spec` ignores buffer slots, and (feature `abi-check`) runs
-//! bindgen over `src/abi/wrapper.h` against that interpreter's headers.
+//! Build script: turns the selected interpreter's configuration into `cfg`s and refuses
+//! interpreters whose `PyType_Spec` ignores buffer slots.
 //!
 //! The interpreter is the one pyo3-ffi selects: `PYO3_PYTHON`, else `python3` on `PATH`.
-
-#[cfg(feature = "abi-check")]
-#[path = "src/abi/generate.rs"]
-mod abi_generate;
 
 /// The first CPython whose `PyType_FromSpec` honours `Py_bf_getbuffer`/`Py_bf_releasebuffer`
 /// (bpo-40724, CPython 3.9). Earlier versions accept the slots and silently drop them.
@@ -32,7 +27,4 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-changed=build.rs");
-
-    #[cfg(feature = "abi-check")]
-    abi_generate::generate(config);
 }

@@ -105,7 +105,7 @@ fail() { echo "run.sh: $*; the end of $log:" >&2; tail -n 30 "$log" >&2; exit 1;
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
 
 # tree_id: which sources a build saw (HEAD plus uncommitted changes of everything built)
-tree_id() { { git rev-parse HEAD; git diff HEAD -- src Cargo.toml Cargo.lock build.rs python; } 2>/dev/null | sha1sum | cut -c1-12; }
+tree_id() { { git rev-parse HEAD; git diff HEAD -- src module Cargo.toml Cargo.lock build.rs python; } 2>/dev/null | sha1sum | cut -c1-12; }
 
 tags=()
 declare -A built=() venv_of=() kind_of=() home_of=() sitepk_of=()
@@ -190,13 +190,13 @@ if [ "$profile" != no ]; then
   say "profiling build of bufferkit (CARGO_PROFILE_RELEASE_DEBUG=true, build/target/bench)"
   feat=(); [ "$kind" = abi3 ] && feat=(--features abi3)
   PYO3_PYTHON="$main_py" CARGO_TARGET_DIR="$BK_ROOT/build/target/bench" CARGO_PROFILE_RELEASE_DEBUG=true \
-    cargo build --release --lib "${feat[@]}" >>"$log" 2>&1 || fail "the profiling build"
+    cargo build --release -p bufferkit-module --lib "${feat[@]}" >>"$log" 2>&1 || fail "the profiling build"
   profile_tree=$(tree_id)
   dbg="$BK_ROOT/build/bench/pkg-debug/$kind"
   rm -rf "$dbg" && mkdir -p "$dbg/bufferkit"
   cp python/bufferkit/*.py "$dbg/bufferkit/"
   so=$(basename "$(ls "build/bench/pkg/$kind/bufferkit/"_bufferkit*.so)")
-  cp build/target/bench/release/libbufferkit.so "$dbg/bufferkit/$so"
+  cp build/target/bench/release/lib_bufferkit.so "$dbg/bufferkit/$so"
 fi
 
 {

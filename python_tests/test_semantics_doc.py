@@ -2,7 +2,7 @@
 
 Two checks that the page and the code agree:
 
-- every message template in ``src/types/{buffer,common,view,exporter}.rs`` (the text of each
+- every message template in ``module/src/types/{buffer,common,view,exporter}.rs`` (the text of each
   ``*_error(...)`` call, with its ``{placeholders}``) matches some code span of the page;
 - the messages the page shows as examples are raised, word for word, by the calls that make
   them (so the page's examples are not merely plausible).
@@ -22,8 +22,8 @@ from conftest import STRUCT_HAS_COMPLEX
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, 'docs', 'semantics.md')
-SOURCES = ['src/types/buffer.rs', 'src/types/common.rs', 'src/types/view.rs',
-           'src/types/exporter.rs']
+SOURCES = ['module/src/types/buffer.rs', 'module/src/types/common.rs',
+           'module/src/types/view.rs', 'module/src/types/exporter.rs']
 
 CALL = re.compile(r'\b(?:type|value|buffer|overflow|system|memory)_error\(')
 HELPER = re.compile(r'\b(?:exported_error|in_use_error)\("(\w+)"')

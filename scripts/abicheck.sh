@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# abicheck.sh PYTHON [CARGO TEST ARGS...]: the layout checks of src/abi/ against PYTHON's own
-# headers. Runs `cargo test --features abi-check --test abi` with PYO3_PYTHON=PYTHON in a target
+# abicheck.sh PYTHON [CARGO TEST ARGS...]: the layout checks of the abi-check crate (abi-check/)
+# against PYTHON's own headers. Runs `cargo test -p bufferkit-abi-check --test abi` with
+# PYO3_PYTHON=PYTHON in a target
 # directory of that interpreter's own (build/target/abicheck-<cpXY>), so that a matrix over
 # several interpreters rebuilds nothing it already built. bindgen needs libclang: when no
 # libclang.so is found it is installed with apt-get (libclang-dev), which needs root.
@@ -45,7 +46,7 @@ log=$(mktemp "${TMPDIR:-/tmp}/bufferkit-abicheck.XXXXXX")
 trap 'rm -f "$log"' EXIT
 # --nocapture: the per-struct report is printed on success too
 PYO3_PYTHON="$py" CARGO_TARGET_DIR="$BK_ROOT/build/target/abicheck-$tag" \
-  cargo test --features abi-check --test abi -- --nocapture --test-threads=1 "$@" 2>&1 | tee "$log"
+  cargo test -p bufferkit-abi-check --test abi -- --nocapture --test-threads=1 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # The closing line: cargo's tally, or one failure when nothing could be built or run.
 tally=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed;.*/\1 \2/p' "$log" | tail -n 1)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # lint.sh [PYTHON]: Rust unit and doc tests, rustfmt, clippy (all warnings are errors), rustdoc,
-# for bufferkit and for the example crate examples/waveform.
+# for the workspace (the library, module/, abi-check/) and for the example crate
+# examples/waveform. `cargo test/clippy/doc` without -p cover the default members, the library
+# and the module; the ABI checks' crate needs libclang and is linted on its own below.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$BK_ROOT"
 export PYO3_PYTHON=${1:-$(command -v python3)}
 export CARGO_TARGET_DIR="$BK_ROOT/build/target/lint"
-cargo fmt --check
+cargo fmt --check --all
 cargo test --quiet
 cargo clippy --quiet --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps
@@ -18,8 +20,17 @@ for other in "${pys[0]:-}" "${pys[${#pys[@]}-1]:-}"; do
   PYO3_PYTHON="$other" CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-$(py_tag "$other")" \
     cargo clippy --quiet --all-targets -- -D warnings
 done
+# `--features abi3` turns on the feature of that name of every selected package (the library's
+# and the module's).
 if [ "$(py_minor "$PYO3_PYTHON")" -ge 11 ]; then
   CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-abi3" cargo clippy --quiet --all-targets --features abi3 -- -D warnings
+fi
+# The ABI checks (version-specific builds only; bindgen loads libclang, which
+# `make abicheck` installs when it is missing).
+if ldconfig -p 2>/dev/null | grep -qE '\blibclang(-[0-9.]+)?\.so' || [ -n "${LIBCLANG_PATH:-}" ]; then
+  cargo clippy --quiet --all-targets -p bufferkit-abi-check -- -D warnings
+else
+  echo "lint.sh: abi-check/ not linted: no libclang (make abicheck installs it)" >&2
 fi
 # The PyO3 adapter (feature pyo3) is code users reach through their #[pyclass]: the same bar.
 CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-pyo3" cargo clippy --quiet --all-targets --features pyo3 -- -D warnings

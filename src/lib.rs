@@ -50,20 +50,14 @@
 //! never be closed or frozen while an export obtained before it is alive. The pyo3-ffi version
 //! bufferkit builds on supports free-threaded builds from 3.14; none is tested here.
 
-#[cfg(feature = "abi-check")]
-pub mod abi;
 pub mod element;
 pub mod exporter;
 pub mod ffi;
 mod fill;
 pub mod layout;
-#[cfg(feature = "module")]
-pub mod module;
 #[cfg(feature = "pyo3")]
 pub mod pyo3;
 pub mod request;
-#[cfg(feature = "module")]
-pub mod types;
 pub mod view;
 
 pub use element::{Element, SharedVec, Writer};
@@ -91,16 +85,39 @@ mod rust_md {}
 #[cfg(all(doctest, feature = "pyo3"))]
 mod pyo3_md {}
 
-/// The entry point CPython looks up when importing `bufferkit._bufferkit`: returns the module
-/// definition for multi-phase initialisation (PEP 489).
-///
-/// # Safety
-///
-/// Called by the import machinery with the GIL held.
-#[cfg(feature = "module")]
-#[no_mangle]
-pub unsafe extern "C" fn PyInit__bufferkit() -> *mut pyo3_ffi::PyObject {
-    // SAFETY: MODULE_DEF is a static that lives for the program; PyModuleDef_Init only
-    // initialises its header and returns it as an object.
-    unsafe { pyo3_ffi::PyModuleDef_Init(&raw mut ffi::module::MODULE_DEF) }
+/// Plumbing for the `bufferkit-module` crate (the shipped `bufferkit._bufferkit`, `module/`)
+/// only: not part of bufferkit's API, no semver promise, may change or go in any release.
+/// Extension crates use the documented items instead.
+#[doc(hidden)]
+pub mod __private {
+    use core::ffi::c_int;
+
+    use crate::exporter::Gil;
+    use crate::ffi::PyResult;
+    use pyo3_ffi::Py_buffer;
+
+    /// The panic and error boundary of bufferkit's own `bf_getbuffer`, for a getbuffer slot
+    /// whose body is not [`crate::ffi::getbuffer`] (`bufferkit.Exporter`'s delegates to
+    /// `__buffer__`): 0, or -1 with the exception set and `view->obj` NULL.
+    ///
+    /// # Safety
+    ///
+    /// As for the crate-private function it forwards to: called from a `bf_getbuffer` slot,
+    /// the GIL is held and `view` is NULL or the consumer's `Py_buffer`, valid for writes.
+    #[inline(always)]
+    pub unsafe fn getbuffer_boundary(
+        view: *mut Py_buffer,
+        body: impl FnOnce(Gil<'_>) -> PyResult<()>,
+    ) -> c_int {
+        // SAFETY: forwarded from the caller.
+        unsafe { crate::ffi::slots::getbuffer_boundary(view, body) }
+    }
+
+    /// `struct.calcsize(text)` where the `struct` module fixes it without being asked (one
+    /// format character, optionally after a byte-order character); `None` otherwise. The
+    /// shipped `Buffer` constructor's fast path.
+    #[inline]
+    pub fn fixed_itemsize(text: &[u8]) -> Option<usize> {
+        crate::layout::fixed_itemsize(text)
+    }
 }

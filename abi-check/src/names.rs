@@ -1,5 +1,5 @@
 //! What the ABI checks compare, by name: one list, read by the build script (which runs bindgen
-//! over the headers, `generate.rs`) and by the library and its tests (`mod.rs`,
+//! over the headers, `generate.rs`) and by the library and its tests (`lib.rs`,
 //! `tests/abi.rs`). The build script cannot depend on the library, so it includes this file
 //! with `#[path]`; it holds constants only.
 

@@ -1,7 +1,7 @@
-/* What bindgen reads for the ABI checks (feature `abi-check`, see src/abi/mod.rs): the C API
+/* What bindgen reads for the ABI checks (abi-check/, see src/lib.rs): the C API
  * of the interpreter pyo3-build-config selected (PYO3_PYTHON), exactly as an extension module
  * of that interpreter sees it. The include directories come from that interpreter's
- * `sysconfig` (src/abi/generate.rs); the C compiler's witness, c_tests/abi_probe.c, includes
+ * `sysconfig` (src/generate.rs); the C compiler's witness, c_tests/abi_probe.c, includes
  * the same two headers.
  *
  * Py_LIMITED_API is deliberately not defined: the checks are about the version-specific

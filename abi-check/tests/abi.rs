@@ -1,10 +1,9 @@
-//! The ABI checks of `src/abi/` (feature `abi-check`): pyo3-ffi, bindgen and the C compiler
-//! must agree on every checked struct layout and constant of the interpreter this crate is
-//! built for (`PYO3_PYTHON`). Every mismatch is printed, then the test fails. Run it for one
-//! interpreter with `scripts/abicheck.sh PYTHON`.
-#![cfg(feature = "abi-check")]
+//! The ABI checks of this crate: pyo3-ffi, bindgen and the C compiler must agree on every
+//! checked struct layout and constant of the interpreter this crate is built for
+//! (`PYO3_PYTHON`). Every mismatch is printed, then the test fails. Run it for one interpreter
+//! with `scripts/abicheck.sh PYTHON`.
 
-use bufferkit::abi;
+use bufferkit_abi_check as abi;
 
 use std::path::Path;
 
@@ -24,25 +23,23 @@ fn pyo3_ffi_bindgen_and_the_c_compiler_agree() {
     );
 }
 
-/// Every slot id, type flag, calling convention, request flag or API version the crate's source
-/// takes from pyo3-ffi (`ffi::NAME` or `pyo3_ffi::NAME`) must be one the checks compare, so
-/// that the list in `src/abi/mod.rs` cannot fall behind a new slot or flag.
+/// Every slot id, type flag, calling convention, request flag or API version the source of
+/// the library and of the shipped module takes from pyo3-ffi (`ffi::NAME` or
+/// `pyo3_ffi::NAME`) must be one the checks compare, so that the lists in `src/lib.rs` cannot
+/// fall behind a new slot or flag.
 fn uncompared_constants() -> Vec<String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    rust_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    for dir in ["src", "module/src"] {
+        rust_files(&repo.join(dir), &mut files);
+    }
     let compared: Vec<&str> = abi::CONSTANTS
         .iter()
         .copied()
         .chain(abi::pyo3_ffi().constants.iter().map(|c| c.0))
         .collect();
     let mut missing = Vec::new();
-    for file in files
-        .iter()
-        .filter(|f| !f.starts_with(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/abi")))
-    {
+    for file in &files {
         let text =
             std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for (i, _) in text.match_indices("ffi::") {

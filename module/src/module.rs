@@ -8,10 +8,10 @@ use core::ptr;
 
 use pyo3_ffi as ffi;
 
-use crate::exporter::Gil;
-use crate::ffi::convert;
-use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
-use crate::request::flags;
+use bufferkit::exporter::Gil;
+use bufferkit::ffi::convert;
+use bufferkit::ffi::{unwind, Borrowed, Error, Owned, PyResult};
+use bufferkit::request::flags;
 
 /// What the module object holds: strong references to its types.
 #[repr(C)]
@@ -282,7 +282,7 @@ pub unsafe fn state_of_module<'a>(module: *mut ffi::PyObject) -> &'a State {
 /// The GIL is held and `tp` is live.
 pub unsafe fn state_of_type<'a>(tp: *mut ffi::PyTypeObject) -> PyResult<&'a State> {
     // SAFETY: forwarded.
-    let module = unsafe { crate::ffi::module::module_of_type(tp) };
+    let module = unsafe { crate::shims::module_of_type(tp) };
     let module = module.ok_or_else(|| Error::type_error("not a bufferkit type"))?;
     // SAFETY: module_of_type returns a live bufferkit module.
     Ok(unsafe { state(module) })

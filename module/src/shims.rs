@@ -1,15 +1,18 @@
-//! The module definition and its slot functions: `Py_mod_exec`, `m_traverse`, `m_clear`,
-//! `m_free`, each a shim over `crate::module` inside the panic boundary.
+//! The module crate's `extern "C"` functions, each a shim inside bufferkit's panic boundary:
+//! the module definition and its slots (`Py_mod_exec`, `m_traverse`, `m_clear`, `m_free`, over
+//! `crate::module`), `bufferkit.Exporter`'s buffer slots (over `crate::types::exporter`), and
+//! the lookup of the module from a type that slots and methods use to reach module state.
 
 use core::ffi::{c_int, c_void};
 use core::ptr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3_ffi as ffi;
 
-use super::error::Error;
-use super::object::Borrowed;
-use super::trampoline::guard;
-use crate::exporter::Gil;
+use bufferkit::__private::getbuffer_boundary;
+use bufferkit::exporter::Gil;
+use bufferkit::ffi::trampoline::guard;
+use bufferkit::ffi::{dealloc, unwind, Borrowed, Error};
 
 unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
     // SAFETY: CPython runs Py_mod_exec with the GIL held on the new module.
@@ -46,7 +49,7 @@ static mut MODULE_METHODS: [ffi::PyMethodDef; 3] = [
     ffi::PyMethodDef {
         ml_name: c"inspect".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionWithKeywords: super::trampoline::with_first!(
+            PyCFunctionWithKeywords: crate::trampoline::with_first!(
                 ffi::PyObject,
                 crate::types::inspect::inspect
             ),
@@ -68,7 +71,7 @@ Refused requests raise what the exporter raised (BufferError)."
     ffi::PyMethodDef {
         ml_name: c"_rebuild_buffer".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionWithKeywords: super::trampoline::with_first!(
+            PyCFunctionWithKeywords: crate::trampoline::with_first!(
                 ffi::PyObject,
                 crate::types::buffer::rebuild_buffer
             ),
@@ -141,9 +144,9 @@ pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
 /// The GIL is held and `tp` is live.
 pub unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyObject> {
     let ours: [*mut c_void; 3] = [
-        super::dealloc::<crate::types::Buffer> as *mut c_void,
-        super::dealloc::<crate::types::View> as *mut c_void,
-        super::dealloc::<crate::types::exporter::ExporterValue> as *mut c_void,
+        dealloc::<crate::types::Buffer> as *mut c_void,
+        dealloc::<crate::types::View> as *mut c_void,
+        dealloc::<crate::types::exporter::ExporterValue> as *mut c_void,
     ];
     let mut ty = tp;
     while !ty.is_null() {
@@ -275,6 +278,58 @@ unsafe fn module_in_mro(
         }
     }
     // SAFETY: our reference to the MRO tuple.
-    unsafe { super::unwind::decref(mro) };
+    unsafe { unwind::decref(mro) };
     found
+}
+
+/// `bf_getbuffer` of `bufferkit.Exporter`: delegates to `__buffer__` (see
+/// `crate::types::exporter`), inside the same panic boundary as [`bufferkit::ffi::getbuffer`].
+///
+/// # Safety
+///
+/// CPython calls it with the GIL held, `obj` an Exporter instance and `view` the consumer's
+/// `Py_buffer`.
+pub unsafe extern "C" fn exporter_getbuffer(
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: forwarded from the caller: GIL held, `view` the consumer's Py_buffer (checked
+    // for NULL by the boundary), `obj` live for the call.
+    unsafe {
+        getbuffer_boundary(view, |gil| {
+            // `export` relies on `view->obj` being NULL until it fills the view.
+            // SAFETY: `view` is non-NULL (the boundary) and writable (caller).
+            ptr::addr_of_mut!((*view).obj).write(ptr::null_mut());
+            // SAFETY: `obj` is live for the call (caller).
+            let this = Borrowed::from_ptr(obj).ok_or(Error::Raised)?;
+            // SAFETY: `view` is writable with `obj` NULL (just written); the GIL is held.
+            crate::types::exporter::export(gil, this, view, flags)
+        })
+    }
+}
+
+/// `bf_releasebuffer` of `bufferkit.Exporter`.
+///
+/// # Safety
+///
+/// CPython calls it with the GIL held for a view being released whose `obj` is `obj`.
+pub unsafe extern "C" fn exporter_releasebuffer(
+    obj: *mut ffi::PyObject,
+    view: *mut ffi::Py_buffer,
+) {
+    // SAFETY: CPython calls slots with the GIL held (caller).
+    let gil = unsafe { Gil::assume() };
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `obj` is live for the call (caller).
+        if let Some(this) = unsafe { Borrowed::from_ptr(obj) } {
+            // SAFETY: `view` is being released for `obj` (caller); GIL held.
+            unsafe { crate::types::exporter::release(gil, this, view) };
+        }
+    }));
+    if let Err(panic) = done {
+        Error::from_panic(panic).restore(gil);
+        // SAFETY: an exception is set and `obj` is live.
+        unsafe { ffi::PyErr_WriteUnraisable(obj) };
+    }
 }

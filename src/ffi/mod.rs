@@ -11,8 +11,6 @@
 
 pub mod convert;
 pub mod error;
-#[cfg(feature = "module")]
-pub mod module;
 pub mod object;
 pub mod slots;
 pub mod spec;

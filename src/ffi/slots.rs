@@ -154,7 +154,7 @@ unsafe extern "C" fn getbuffer_in_full<T: BufferExporter>(
 /// Called from a `bf_getbuffer` slot: the GIL is held and `view` is NULL or the consumer's
 /// `Py_buffer`, valid for writes; `body` may rely on `view` being non-NULL.
 #[inline(always)]
-unsafe fn getbuffer_boundary(
+pub(crate) unsafe fn getbuffer_boundary(
     view: *mut ffi::Py_buffer,
     body: impl FnOnce(Gil<'_>) -> PyResult<()>,
 ) -> c_int {
@@ -406,58 +406,4 @@ pub unsafe fn export_value<T: BufferExporter + ?Sized>(
 /// memory that a consumer still points into.
 pub unsafe fn release<T: BufferExporter + ?Sized>(gil: Gil<'_>, this: &T) {
     this.counter().release(gil);
-}
-
-#[cfg(feature = "module")]
-/// `bf_getbuffer` of `bufferkit.Exporter`: delegates to `__buffer__` (see
-/// `crate::types::exporter`), inside the same panic boundary as [`getbuffer`].
-///
-/// # Safety
-///
-/// CPython calls it with the GIL held, `obj` an Exporter instance and `view` the consumer's
-/// `Py_buffer`.
-pub unsafe extern "C" fn exporter_getbuffer(
-    obj: *mut ffi::PyObject,
-    view: *mut ffi::Py_buffer,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: forwarded from the caller: GIL held, `view` the consumer's Py_buffer (checked
-    // for NULL by the boundary), `obj` live for the call.
-    unsafe {
-        getbuffer_boundary(view, |gil| {
-            // `export` relies on `view->obj` being NULL until it fills the view.
-            // SAFETY: `view` is non-NULL (the boundary) and writable (caller).
-            ptr::addr_of_mut!((*view).obj).write(ptr::null_mut());
-            // SAFETY: `obj` is live for the call (caller).
-            let this = Borrowed::from_ptr(obj).ok_or(Error::Raised)?;
-            // SAFETY: `view` is writable with `obj` NULL (just written); the GIL is held.
-            crate::types::exporter::export(gil, this, view, flags)
-        })
-    }
-}
-
-#[cfg(feature = "module")]
-/// `bf_releasebuffer` of `bufferkit.Exporter`.
-///
-/// # Safety
-///
-/// CPython calls it with the GIL held for a view being released whose `obj` is `obj`.
-pub unsafe extern "C" fn exporter_releasebuffer(
-    obj: *mut ffi::PyObject,
-    view: *mut ffi::Py_buffer,
-) {
-    // SAFETY: CPython calls slots with the GIL held (caller).
-    let gil = unsafe { Gil::assume() };
-    let done = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `obj` is live for the call (caller).
-        if let Some(this) = unsafe { Borrowed::from_ptr(obj) } {
-            // SAFETY: `view` is being released for `obj` (caller); GIL held.
-            unsafe { crate::types::exporter::release(gil, this, view) };
-        }
-    }));
-    if let Err(panic) = done {
-        Error::from_panic(panic).restore(gil);
-        // SAFETY: an exception is set and `obj` is live.
-        unsafe { ffi::PyErr_WriteUnraisable(obj) };
-    }
 }

@@ -290,11 +290,3 @@ macro_rules! bufferkit_length {
         shim
     }};
 }
-
-// Shorter names inside bufferkit (the shipped types use them); users see the prefixed ones.
-#[cfg(feature = "module")]
-pub(crate) use crate::{
-    bufferkit_getter as getter, bufferkit_length as length, bufferkit_noargs as noargs,
-    bufferkit_onearg as onearg, bufferkit_richcompare as richcompare, bufferkit_unary as unary,
-    bufferkit_varkw as varkw, bufferkit_with_first as with_first,
-};

@@ -15,15 +15,13 @@ use super::common::{
     self, getset_table, kwlist, method_table, open, slot, spec_flags, KwList, Shipped, WeakList,
     IMMUTABLE, SLOT_END,
 };
-use crate::exporter::{BufferExporter, ExportCounter, Memory};
-use crate::ffi::convert::{self, new_bool, new_str};
-use crate::ffi::trampoline::{
-    getter, length, noargs, onearg, richcompare, unary, varkw, with_first,
-};
-use crate::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
-use crate::layout::{Format, Layout, Order};
-use crate::request::flags;
-use crate::view::{BufferView, CopyOrder};
+use crate::trampoline::{getter, length, noargs, onearg, richcompare, unary, varkw, with_first};
+use bufferkit::exporter::{BufferExporter, ExportCounter, Memory};
+use bufferkit::ffi::convert::{self, new_bool, new_str};
+use bufferkit::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
+use bufferkit::layout::{Format, Layout, Order};
+use bufferkit::request::flags;
+use bufferkit::view::{BufferView, CopyOrder};
 
 /// The value inside a `bufferkit.Buffer` object.
 pub struct Buffer {
@@ -111,7 +109,7 @@ impl Drop for Buffer {
 
 /// `Buffer(shape, format='B', *, order='C', readonly=False)`
 fn buffer_new(
-    gil: crate::exporter::Gil<'_>,
+    gil: bufferkit::exporter::Gil<'_>,
     subtype: *mut ffi::PyTypeObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
@@ -252,7 +250,7 @@ fn parse_order(obj: Option<Borrowed<'_>>) -> PyResult<Order> {
 
 /// `Buffer.from_buffer_copy(obj, *, readonly=False)`
 fn buffer_from_buffer_copy(
-    gil: crate::exporter::Gil<'_>,
+    gil: bufferkit::exporter::Gil<'_>,
     cls: *mut ffi::PyObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
@@ -484,7 +482,7 @@ fn default_state(obj: Borrowed<'_>) -> PyResult<Owned> {
 /// inverse of `__reduce_ex__`: a new `cls` (Buffer or a subclass) with `data` (any exporter, in
 /// memory order) copied in.
 pub(crate) fn rebuild_buffer(
-    gil: crate::exporter::Gil<'_>,
+    gil: bufferkit::exporter::Gil<'_>,
     module: *mut ffi::PyObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
@@ -530,7 +528,7 @@ pub(crate) fn rebuild_buffer(
         // SAFETY: as above; a type's name is read only when `cls` is a type.
         let what = unsafe {
             if ffi::PyType_Check(cls) != 0 {
-                format!("class {}", crate::ffi::object::type_name(cls.cast()))
+                format!("class {}", bufferkit::ffi::object::type_name(cls.cast()))
             } else {
                 Borrowed::from_ptr(cls).map_or_else(|| "NULL".into(), |c| c.type_name())
             }
@@ -673,15 +671,15 @@ static mut BUFFER_SLOTS: [ffi::PyType_Slot; 12] = [
     ),
     slot(
         ffi::Py_tp_dealloc,
-        crate::ffi::dealloc::<Buffer> as *mut c_void,
+        bufferkit::ffi::dealloc::<Buffer> as *mut c_void,
     ),
     slot(
         ffi::Py_bf_getbuffer,
-        crate::ffi::getbuffer::<Buffer> as *mut c_void,
+        bufferkit::ffi::getbuffer::<Buffer> as *mut c_void,
     ),
     slot(
         ffi::Py_bf_releasebuffer,
-        crate::ffi::releasebuffer::<Buffer> as *mut c_void,
+        bufferkit::ffi::releasebuffer::<Buffer> as *mut c_void,
     ),
     slot(ffi::Py_tp_repr, unary!(Buffer, buffer_repr) as *mut c_void),
     slot(
@@ -728,6 +726,6 @@ pub static mut BUFFER_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
 // The value follows the object header at an alignment CPython's allocators provide.
 
 // The slot table stores untyped pointers; these twins make the compiler check each signature.
-const _: ffi::getbufferproc = crate::ffi::getbuffer::<Buffer>;
-const _: ffi::releasebufferproc = crate::ffi::releasebuffer::<Buffer>;
-const _: ffi::destructor = crate::ffi::dealloc::<Buffer>;
+const _: ffi::getbufferproc = bufferkit::ffi::getbuffer::<Buffer>;
+const _: ffi::releasebufferproc = bufferkit::ffi::releasebuffer::<Buffer>;
+const _: ffi::destructor = bufferkit::ffi::dealloc::<Buffer>;

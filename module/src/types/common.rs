@@ -7,12 +7,12 @@ use std::ffi::CString;
 
 use pyo3_ffi as ffi;
 
-use crate::exporter::BufferExporter;
-use crate::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
-use crate::ffi::{Borrowed, Error, Owned, PyResult, This};
-use crate::layout::{Format, Layout, LayoutError};
-use crate::request::flags;
-use crate::view::{BufferView, CopyOrder};
+use bufferkit::exporter::BufferExporter;
+use bufferkit::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
+use bufferkit::ffi::{Borrowed, Error, Owned, PyResult, This};
+use bufferkit::layout::{Format, Layout, LayoutError};
+use bufferkit::request::flags;
+use bufferkit::view::{BufferView, CopyOrder};
 
 /// The keyword list `PyArg_ParseTupleAndKeywords` takes (its constness changed in 3.13).
 #[cfg(Py_3_13)]
@@ -122,7 +122,7 @@ impl WeakList {
         // SAFETY: `obj` is an object being deallocated with the GIL held (caller), whose type
         // supports weak references (its list is not empty). The callbacks run get the weak
         // reference, which no longer reaches the object.
-        unsafe { crate::ffi::unwind::clear_weakrefs(obj) };
+        unsafe { bufferkit::ffi::unwind::clear_weakrefs(obj) };
     }
 }
 
@@ -138,7 +138,7 @@ impl Default for WeakList {
 pub const fn value_offset<T>() -> usize {
     let offset = core::mem::size_of::<ffi::PyObject>().next_multiple_of(core::mem::align_of::<T>());
     assert!(core::mem::align_of::<T>() >= core::mem::align_of::<ffi::PyObject>());
-    assert!(offset + core::mem::size_of::<T>() == crate::ffi::Object::<T>::BASICSIZE as usize);
+    assert!(offset + core::mem::size_of::<T>() == bufferkit::ffi::Object::<T>::BASICSIZE as usize);
     offset
 }
 
@@ -266,7 +266,7 @@ pub fn exit_ending(
         None
     };
     match (end(), raised) {
-        (Err(Error::New(crate::ffi::Kind::Buffer, message)), Some(exc)) => {
+        (Err(Error::New(bufferkit::ffi::Kind::Buffer, message)), Some(exc)) => {
             let note = new_str(&format!(
                 "{} not {done} on leaving the with block: {message}",
                 obj.type_name()
@@ -322,7 +322,7 @@ pub fn compare<T: Shipped>(
 /// made with an exception pending (a debug CPython asserts it). A failed release is the error
 /// returned, and the step's exception is dropped.
 fn release_memoryview(mv: Borrowed<'_>) -> PyResult<()> {
-    let pending = crate::ffi::error::Pending::take(mv.gil());
+    let pending = bufferkit::ffi::error::Pending::take(mv.gil());
     if let Err(e) = convert::call_method(mv, c"release", &[]) {
         pending.discard();
         return Err(e);
@@ -661,7 +661,10 @@ impl Rejected {
 /// `text` as a [`Format`] if the interpreter's `struct` module accepts it and it describes at
 /// least one value of non-zero size; otherwise why not. Errors other than `struct`'s own
 /// (the import failing, say) are the outer `Err`.
-fn struct_format(gil: crate::exporter::Gil<'_>, text: &str) -> PyResult<Result<Format, Rejected>> {
+fn struct_format(
+    gil: bufferkit::exporter::Gil<'_>,
+    text: &str,
+) -> PyResult<Result<Format, Rejected>> {
     if !text.is_ascii() {
         return Ok(Err(Rejected::Text("formats are ASCII")));
     }
@@ -670,7 +673,7 @@ fn struct_format(gil: crate::exporter::Gil<'_>, text: &str) -> PyResult<Result<F
     };
     // The common case, one item of a fixed size ('d', '<i'), is struct's answer without
     // asking struct (about 1 µs of Python calls); pad bytes ('x') are not an item.
-    if let Some(size) = crate::layout::fixed_itemsize(text.as_bytes()) {
+    if let Some(size) = bufferkit::__private::fixed_itemsize(text.as_bytes()) {
         if !text.ends_with('x') {
             return Ok(Format::new(c_fmt, size).map_err(|e| Rejected::Struct(e.to_string())));
         }
@@ -867,8 +870,8 @@ fn has_items(fmt: &str) -> bool {
 }
 
 /// Takes the pending exception and returns its message (for re-raising with context).
-pub fn pending_message(gil: crate::exporter::Gil<'_>) -> String {
-    crate::ffi::error::Pending::take(gil).message()
+pub fn pending_message(gil: bufferkit::exporter::Gil<'_>) -> String {
+    bufferkit::ffi::error::Pending::take(gil).message()
 }
 
 /// A shape argument: an int, or a tuple or list of ints.
@@ -891,7 +894,7 @@ pub fn parse_shape(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
     if n < 0 {
         return Err(Error::Raised);
     }
-    if n as usize > crate::layout::MAX_NDIM {
+    if n as usize > bufferkit::layout::MAX_NDIM {
         return Err(Error::value_error(
             LayoutError::TooManyDims(n as usize).to_string(),
         ));

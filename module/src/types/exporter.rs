@@ -30,10 +30,10 @@ use core::ptr;
 
 use pyo3_ffi as ffi;
 
-use crate::exporter::Gil;
-use crate::ffi::convert;
-use crate::ffi::error::Pending;
-use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
+use bufferkit::exporter::Gil;
+use bufferkit::ffi::convert;
+use bufferkit::ffi::error::Pending;
+use bufferkit::ffi::{unwind, Borrowed, Error, Owned, PyResult};
 
 const MODULE_CLEARED: &str =
     "bufferkit module has been cleared, or the object's class is being torn down";
@@ -402,7 +402,7 @@ fn release_call(obj: Borrowed<'_>, names: &Names, mv: Borrowed<'_>) {
             // being torn down (interpreter exit clears heap types' dicts before the last
             // exports go): nothing is left to call, and the export was already given back.
             // SAFETY: the GIL is held; an exception is set; the class static is initialised.
-            if unsafe { crate::ffi::convert::error_matches(ffi::PyExc_AttributeError) } {
+            if unsafe { bufferkit::ffi::convert::error_matches(ffi::PyExc_AttributeError) } {
                 // SAFETY: the GIL is held.
                 unsafe { ffi::PyErr_Clear() };
             } else {
@@ -437,14 +437,14 @@ pub fn exporter_release_buffer(_this: Borrowed<'_>, _view: Borrowed<'_>) -> PyRe
 pub struct ExporterValue;
 
 use super::common::{method, slot, spec_flags, IMMUTABLE, SLOT_END};
-use crate::ffi::trampoline::onearg;
-use crate::ffi::Object;
+use crate::trampoline::onearg;
+use bufferkit::ffi::Object;
 use core::ffi::c_void;
 
 static mut EXPORTER_METHODS: [ffi::PyMethodDef; 3] = [
     method(
         c"__buffer__",
-        ffi::PyMethodDefPointer { PyCFunction: onearg!(ExporterValue, |this: crate::ffi::This<'_, ExporterValue>, flags| exporter_buffer(this.obj, flags)) },
+        ffi::PyMethodDefPointer { PyCFunction: onearg!(ExporterValue, |this: bufferkit::ffi::This<'_, ExporterValue>, flags| exporter_buffer(this.obj, flags)) },
         // METH_COEXIST: on 3.12+ PyType_Ready adds a `__buffer__` slot wrapper for the
         // getbuffer slot before the method table, and without the flag the wrapper would win.
         ffi::METH_O | ffi::METH_COEXIST,
@@ -452,7 +452,7 @@ static mut EXPORTER_METHODS: [ffi::PyMethodDef; 3] = [
     ),
     method(
         c"__release_buffer__",
-        ffi::PyMethodDefPointer { PyCFunction: onearg!(ExporterValue, |this: crate::ffi::This<'_, ExporterValue>, view| exporter_release_buffer(this.obj, view)) },
+        ffi::PyMethodDefPointer { PyCFunction: onearg!(ExporterValue, |this: bufferkit::ffi::This<'_, ExporterValue>, view| exporter_release_buffer(this.obj, view)) },
         ffi::METH_O | ffi::METH_COEXIST,
         c"__release_buffer__($self, view, /)\n--\n\nCalled once per export with the memoryview __buffer__ returned, after the\nconsumer released it. Exporter's own does nothing; subclasses may define it.",
     ),
@@ -464,15 +464,15 @@ static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 6] = [
     // ordinary classes (with protocols 0 and 1 it would otherwise pickle `Exporter(self)`).
     slot(
         ffi::Py_tp_dealloc,
-        crate::ffi::dealloc::<ExporterValue> as *mut c_void,
+        bufferkit::ffi::dealloc::<ExporterValue> as *mut c_void,
     ),
     slot(
         ffi::Py_bf_getbuffer,
-        crate::ffi::slots::exporter_getbuffer as *mut c_void,
+        crate::shims::exporter_getbuffer as *mut c_void,
     ),
     slot(
         ffi::Py_bf_releasebuffer,
-        crate::ffi::slots::exporter_releasebuffer as *mut c_void,
+        crate::shims::exporter_releasebuffer as *mut c_void,
     ),
     // SAFETY: only the address of the static is taken; CPython reads the table during
     // PyType_FromModuleAndSpec and never writes it.
@@ -513,6 +513,6 @@ pub static mut EXPORTER_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
 };
 
 // The slot table stores untyped pointers; these twins make the compiler check each signature.
-const _: ffi::getbufferproc = crate::ffi::slots::exporter_getbuffer;
-const _: ffi::releasebufferproc = crate::ffi::slots::exporter_releasebuffer;
-const _: ffi::destructor = crate::ffi::dealloc::<ExporterValue>;
+const _: ffi::getbufferproc = crate::shims::exporter_getbuffer;
+const _: ffi::releasebufferproc = crate::shims::exporter_releasebuffer;
+const _: ffi::destructor = bufferkit::ffi::dealloc::<ExporterValue>;

@@ -9,11 +9,11 @@ use core::ptr;
 use pyo3_ffi as ffi;
 
 use super::common::{kwlist, KwList};
-use crate::exporter::Gil;
-use crate::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
-use crate::ffi::{Borrowed, Error, Owned, PyResult};
-use crate::request::flags;
-use crate::view::BufferView;
+use bufferkit::exporter::Gil;
+use bufferkit::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
+use bufferkit::ffi::{Borrowed, Error, Owned, PyResult};
+use bufferkit::request::flags;
+use bufferkit::view::BufferView;
 
 /// `inspect(obj, flags=PyBUF_FULL_RO)`
 pub(crate) fn inspect(

@@ -39,14 +39,12 @@ use super::common::{
     self, getset_table, kwlist, method_table, slot, spec_flags, KwList, Shipped, IMMUTABLE,
     SLOT_END,
 };
-use crate::exporter::{BufferExporter, ExportCounter, Gil, Memory};
-use crate::ffi::convert::{self, new_bool, new_int, new_str};
-use crate::ffi::trampoline::{
-    getter, length, noargs, onearg, richcompare, unary, varkw, with_first,
-};
-use crate::ffi::{unwind, Borrowed, Error, Object, Owned, PyResult, This};
-use crate::layout::{Format, Layout, Order};
-use crate::request::flags;
+use crate::trampoline::{getter, length, noargs, onearg, richcompare, unary, varkw, with_first};
+use bufferkit::exporter::{BufferExporter, ExportCounter, Gil, Memory};
+use bufferkit::ffi::convert::{self, new_bool, new_int, new_str};
+use bufferkit::ffi::{unwind, Borrowed, Error, Object, Owned, PyResult, This};
+use bufferkit::layout::{Format, Layout, Order};
+use bufferkit::request::flags;
 
 /// The value inside a `bufferkit.View` object.
 pub struct View {
@@ -215,7 +213,7 @@ impl HeldExport {
             )));
         }
         let ndim = usize::try_from(export.ndim).unwrap_or(usize::MAX);
-        if ndim > crate::layout::MAX_NDIM || export.itemsize < 1 || export.len < 0 {
+        if ndim > bufferkit::layout::MAX_NDIM || export.itemsize < 1 || export.len < 0 {
             return Err(Error::buffer_error(format!(
                 "{} exported an invalid buffer (ndim {}, itemsize {}, len {})",
                 base.type_name(),
@@ -303,7 +301,7 @@ fn held_traverse(value: &HeldExport, visit: ffi::visitproc, arg: *mut c_void) ->
     0
 }
 
-impl crate::ffi::Collectable for HeldExport {
+impl bufferkit::ffi::Collectable for HeldExport {
     fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
         held_traverse(self, visit, arg)
     }
@@ -419,7 +417,7 @@ impl Source {
 /// `Some(view)` if `obj` is a bufferkit View (or subclass) of this interpreter's module.
 fn as_view<'py>(gil: Gil<'py>, obj: Borrowed<'py>) -> PyResult<Option<This<'py, View>>> {
     // SAFETY: the type of a live object is live; the GIL is held.
-    if unsafe { crate::ffi::module::module_of_type(obj.type_ptr()) }.is_none() {
+    if unsafe { crate::shims::module_of_type(obj.type_ptr()) }.is_none() {
         return Ok(None);
     }
     let view_type = view_type_of(obj.type_ptr())?;
@@ -692,10 +690,9 @@ fn relayout_source(
         }
         None => {
             if offset < 0 || offset as usize > block_len {
-                return Err(common::layout_error(crate::layout::LayoutError::Offset {
-                    offset,
-                    block_len,
-                }));
+                return Err(common::layout_error(
+                    bufferkit::layout::LayoutError::Offset { offset, block_len },
+                ));
             }
             vec![(block_len as isize - offset) / itemsize]
         }
@@ -748,7 +745,7 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
         )));
     }
     // On the stack: slicing allocates nothing but the new View and its layout.
-    let mut slices = [(0isize, 0isize, 0isize); crate::layout::MAX_NDIM];
+    let mut slices = [(0isize, 0isize, 0isize); bufferkit::layout::MAX_NDIM];
     for (dim, slot) in slices[..n].iter_mut().enumerate() {
         let k = if is_tuple {
             // SAFETY: 0 <= dim < n, the size of the tuple `key`, which the caller keeps alive
@@ -1019,7 +1016,7 @@ fn view_clear(gil: Gil<'_>, value: &View) {
     value.drop_root();
 }
 
-impl crate::ffi::Collectable for View {
+impl bufferkit::ffi::Collectable for View {
     fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
         view_traverse(self, visit, arg)
     }
@@ -1086,23 +1083,23 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 15] = [
     ),
     slot(
         ffi::Py_tp_dealloc,
-        crate::ffi::dealloc::<View> as *mut c_void,
+        bufferkit::ffi::dealloc::<View> as *mut c_void,
     ),
     slot(
         ffi::Py_tp_traverse,
-        crate::ffi::tp_traverse_with_type::<View> as *mut c_void,
+        bufferkit::ffi::tp_traverse_with_type::<View> as *mut c_void,
     ),
     slot(
         ffi::Py_tp_clear,
-        crate::ffi::tp_clear::<View> as *mut c_void,
+        bufferkit::ffi::tp_clear::<View> as *mut c_void,
     ),
     slot(
         ffi::Py_bf_getbuffer,
-        crate::ffi::getbuffer::<View> as *mut c_void,
+        bufferkit::ffi::getbuffer::<View> as *mut c_void,
     ),
     slot(
         ffi::Py_bf_releasebuffer,
-        crate::ffi::releasebuffer::<View> as *mut c_void,
+        bufferkit::ffi::releasebuffer::<View> as *mut c_void,
     ),
     slot(ffi::Py_tp_repr, unary!(View, view_repr) as *mut c_void),
     slot(ffi::Py_mp_length, length!(View, common::len) as *mut c_void),
@@ -1157,20 +1154,20 @@ pub static mut VIEW_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
 };
 
 // The slot table stores untyped pointers; these twins make the compiler check each signature.
-const _: ffi::getbufferproc = crate::ffi::getbuffer::<View>;
-const _: ffi::releasebufferproc = crate::ffi::releasebuffer::<View>;
-const _: ffi::destructor = crate::ffi::dealloc::<View>;
-const _: ffi::traverseproc = crate::ffi::tp_traverse_with_type::<View>;
-const _: ffi::inquiry = crate::ffi::tp_clear::<View>;
+const _: ffi::getbufferproc = bufferkit::ffi::getbuffer::<View>;
+const _: ffi::releasebufferproc = bufferkit::ffi::releasebuffer::<View>;
+const _: ffi::destructor = bufferkit::ffi::dealloc::<View>;
+const _: ffi::traverseproc = bufferkit::ffi::tp_traverse_with_type::<View>;
+const _: ffi::inquiry = bufferkit::ffi::tp_clear::<View>;
 
 static mut HELD_SLOTS: [ffi::PyType_Slot; 4] = [
     slot(
         ffi::Py_tp_dealloc,
-        crate::ffi::dealloc::<HeldExport> as *mut c_void,
+        bufferkit::ffi::dealloc::<HeldExport> as *mut c_void,
     ),
     slot(
         ffi::Py_tp_traverse,
-        crate::ffi::tp_traverse_with_type::<HeldExport> as *mut c_void,
+        bufferkit::ffi::tp_traverse_with_type::<HeldExport> as *mut c_void,
     ),
     slot(
         ffi::Py_tp_doc,
@@ -1200,5 +1197,5 @@ pub static mut HELD_SPEC: ffi::PyType_Spec = ffi::PyType_Spec {
     slots: (&raw mut HELD_SLOTS).cast(),
 };
 
-const _: ffi::destructor = crate::ffi::dealloc::<HeldExport>;
-const _: ffi::traverseproc = crate::ffi::tp_traverse_with_type::<HeldExport>;
+const _: ffi::destructor = bufferkit::ffi::dealloc::<HeldExport>;
+const _: ffi::traverseproc = bufferkit::ffi::tp_traverse_with_type::<HeldExport>;
