@@ -1,10 +1,10 @@
-/* The C compiler's witness for bufferkit's ABI checks (cargo feature `abi-check`).
+/* The C compiler's witness for bufferkit's ABI checks (the crate abi-check/).
  *
- * build.rs (src/abi/generate.rs) compiles this file with the `cc` crate against the headers of
- * the interpreter it builds for, and src/abi/mod.rs compares the table below with pyo3-ffi's
- * definitions and with bindgen's reading of the same headers, as libc's `ctest` asks the C
- * compiler itself. Each entry is one number the compiler computed: the `sizeof`, `_Alignof`
- * of a struct, the `offsetof` and `sizeof` of each of its fields, or the value of a macro.
+ * abi-check/build.rs (src/generate.rs) compiles this file with the `cc` crate against the
+ * headers of the interpreter it builds for, and abi-check/src/lib.rs compares the table below
+ * with pyo3-ffi's definitions and with bindgen's reading of the same headers, as libc's `ctest`
+ * asks the C compiler itself. Each entry is one number the compiler computed: the `sizeof`,
+ * `_Alignof` of a struct, the `offsetof` and `sizeof` of each of its fields, or the value of a macro.
  *
  * The field lists are written from the CPython headers, per version where they differ; a field
  * missing here, or one the headers do not have, is reported by the Rust side (bindgen's list of

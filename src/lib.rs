@@ -12,14 +12,18 @@
 //! | [`exporter`] | the [`BufferExporter`] trait, the [`ExportCounter`] and its [`Locked`] guard, [`Memory`] |
 //! | [`element`] | [`Element`] number types and [`SharedVec`], memory consumers write and Rust changes under the lock |
 //! | `fill` | the one function that writes a `Py_buffer` |
-//! | [`ffi`] | the only `extern "C"`: generic slots, trampolines, panic boundary, object handles; [`ffi::spec`] makes exporting types and modules |
+//! | [`ffi`] | the library's `extern "C"`: generic slots, trampolines, panic boundary, object handles; [`ffi::spec`] makes exporting types and modules |
 //! | `pyo3` | (feature `pyo3`) a `#[pyclass]`'s `__getbuffer__`/`__releasebuffer__`, errors as `PyErr` |
 //! | [`view`] | the consumer side: [`BufferView`], RAII over `PyObject_GetBuffer`/`PyBuffer_Release` |
-//! | [`types`] | the shipped Python types (`Buffer`, ...) |
-//! | [`module`] | multi-phase init of `bufferkit._bufferkit`, module state holding the types |
 //!
 //! Dependencies point one way: `ffi` -> `fill` -> {`request`, `layout`, `exporter`}; `element`
-//! on `exporter`, `layout` and `ffi::error`; `pyo3` on `ffi`; `types` on top; `module` on top of `types`.
+//! on `exporter`, `layout` and `ffi::error`; `pyo3` on `ffi`.
+//!
+//! This crate is the library only, one layer of a Cargo workspace whose crates are the layers.
+//! The shipped Python module `bufferkit._bufferkit` (`Buffer`, `View`, `Exporter`, `inspect`,
+//! its `PyInit__bufferkit`) is the crate `bufferkit-module` (`module/` in the repository),
+//! which depends on this one as any extension crate does; the ABI checks are the crate
+//! `bufferkit-abi-check` (`abi-check/`). A crate that depends on `bufferkit` gets neither.
 //!
 //! Where to start: with raw pyo3-ffi, [`ffi::spec::ExportingType`] and `docs/rust.md`; with
 //! PyO3, the `pyo3` module (feature `pyo3`) and `docs/pyo3.md`.
@@ -39,7 +43,7 @@
 //! `clippy::missing_safety_doc` are denied crate-wide (see `Cargo.toml`). Every `unsafe` block
 //! carries a `// SAFETY:` comment naming the precondition and where it is guaranteed; every
 //! `unsafe fn` has a `# Safety` section. `request` and `layout` forbid unsafe code outright.
-//! `extern "C"` functions live in `ffi` only, except the module's entry point below.
+//! `extern "C"` functions live in `ffi` only.
 //!
 //! # Threads and free-threaded Python
 //!
