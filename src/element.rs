@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::exporter::{Busy, ExportCounter, Gil, Locked, Memory};
-use crate::ffi::{Error, PyResult};
+use crate::ffi::{Error, Result};
 use crate::layout::{Format, Layout, LayoutError, Order};
 
 mod sealed {
@@ -200,7 +200,7 @@ impl<T: Element> SharedVec<T> {
     /// `len` copies of `value`, without aborting when the memory cannot be had: a
     /// `MemoryError` then, and an `OverflowError` for a length whose bytes do not fit
     /// `Py_ssize_t`.
-    pub fn try_filled(len: usize, value: T, readonly: bool) -> PyResult<Self> {
+    pub fn try_filled(len: usize, value: T, readonly: bool) -> Result<Self> {
         let layout = layout_of::<T>(len)?;
         let mut data = Vec::new();
         data.try_reserve_exact(len)
@@ -284,7 +284,7 @@ impl<T: Element> SharedVec<T> {
 impl<T: Element> SharedVec<T> {
     /// [`lock`](Self::lock), refused with the `BufferError` of the owner's operation `what`:
     /// `"cannot resize: 1 exported buffer"` (see [`Busy::to_error`]).
-    pub fn lock_for<'a>(&'a self, gil: Gil<'a>, what: &str) -> PyResult<Writer<'a, T>> {
+    pub fn lock_for<'a>(&'a self, gil: Gil<'a>, what: &str) -> Result<Writer<'a, T>> {
         self.lock(gil).map_err(|busy| busy.to_error(what))
     }
 }
@@ -358,7 +358,7 @@ impl<T: Element> Writer<'_, T> {
 
     /// Keeps the first `len` elements and pads with `value`. Refused like
     /// [`SharedVec::try_filled`]; the vector is unchanged then.
-    pub fn resize(&mut self, len: usize, value: T) -> PyResult<()> {
+    pub fn resize(&mut self, len: usize, value: T) -> Result<()> {
         let layout = layout_of::<T>(len)?;
         let inner = self.inner_mut();
         let mut data = Vec::new();

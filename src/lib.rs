@@ -97,7 +97,7 @@ pub mod __private {
     use core::ffi::c_int;
 
     use crate::exporter::Gil;
-    use crate::ffi::PyResult;
+    use crate::ffi::Result;
     use pyo3_ffi::Py_buffer;
 
     /// The panic and error boundary of bufferkit's own `bf_getbuffer`, for a getbuffer slot
@@ -111,7 +111,7 @@ pub mod __private {
     #[inline(always)]
     pub unsafe fn getbuffer_boundary(
         view: *mut Py_buffer,
-        body: impl FnOnce(Gil<'_>) -> PyResult<()>,
+        body: impl FnOnce(Gil<'_>) -> Result<()>,
     ) -> c_int {
         // SAFETY: forwarded from the caller.
         unsafe { crate::ffi::slots::getbuffer_boundary(view, body) }

@@ -12,7 +12,7 @@ use core::marker::PhantomData;
 use pyo3_ffi as ffi;
 
 use crate::exporter::Gil;
-use crate::ffi::{unwind, Borrowed, Error, Owned, PyResult};
+use crate::ffi::{unwind, Borrowed, Error, Owned, Result};
 use crate::request::Request;
 
 /// A buffer obtained from an exporter, released on drop.
@@ -50,7 +50,7 @@ impl CopyOrder {
 
 impl<'py> BufferView<'py> {
     /// `PyObject_GetBuffer(obj, &view, flags)`.
-    pub fn get(obj: Borrowed<'py>, flags: c_int) -> PyResult<Self> {
+    pub fn get(obj: Borrowed<'py>, flags: c_int) -> Result<Self> {
         let mut raw = Box::new(ffi::Py_buffer::new());
         // SAFETY: `obj` is live and the GIL is held (`Borrowed`); `raw` is a writable
         // Py_buffer at an address that does not change until it is released.
@@ -73,7 +73,7 @@ impl<'py> BufferView<'py> {
     /// let contig = Request::new(flags::CONTIG_RO).unwrap();
     /// assert!(contig.shape() && !contig.strides() && !contig.writable());
     /// ```
-    pub fn request(obj: Borrowed<'py>, request: Request) -> PyResult<Self> {
+    pub fn request(obj: Borrowed<'py>, request: Request) -> Result<Self> {
         Self::get(obj, request.flags())
     }
 
@@ -157,7 +157,7 @@ impl<'py> BufferView<'py> {
     }
 
     /// Copies the view's items into `dst` (of exactly `len()` bytes) in `order`.
-    pub fn copy_to(&self, dst: &mut [u8], order: CopyOrder) -> PyResult<()> {
+    pub fn copy_to(&self, dst: &mut [u8], order: CopyOrder) -> Result<()> {
         if dst.len() as isize != self.raw.len {
             return Err(Error::value_error(format!(
                 "destination has {} bytes, the buffer {}",
@@ -185,7 +185,7 @@ impl<'py> BufferView<'py> {
     }
 
     /// A new `bytes` with the view's items in `order` (`memoryview.tobytes(order)`).
-    pub fn to_bytes(&self, order: CopyOrder) -> PyResult<Owned> {
+    pub fn to_bytes(&self, order: CopyOrder) -> Result<Owned> {
         // SAFETY: a NULL source asks for an uninitialised bytes object of `len` bytes.
         let bytes = unsafe {
             Owned::from_new(ffi::PyBytes_FromStringAndSize(

@@ -15,7 +15,7 @@ use bufferkit::ffi::convert::{new_int, new_str};
 use bufferkit::ffi::error::Pending;
 use bufferkit::ffi::spec::ExportingType;
 use bufferkit::ffi::{
-    dealloc, getbuffer, releasebuffer, Borrowed, Collectable, Error, Kind, Object, Owned, PyResult,
+    dealloc, getbuffer, releasebuffer, Borrowed, Collectable, Error, Kind, Object, Owned, Result,
     This,
 };
 use bufferkit::pyo3_ffi as ffi;
@@ -222,13 +222,13 @@ unsafe impl BufferExporter for Locky {
     }
 }
 
-fn locky_len(this: This<'_, Locky>) -> PyResult<isize> {
+fn locky_len(this: This<'_, Locky>) -> Result<isize> {
     Ok(this.value.data.len() as isize)
 }
 
 /// `repr(obj)`: `Locky(<len>)`.
-fn locky_repr(this: This<'_, Locky>) -> PyResult<Owned> {
-    new_str(&format!("Locky({})", this.value.data.len()))
+fn locky_repr(this: This<'_, Locky>) -> Result<Owned> {
+    new_str(this.gil, &format!("Locky({})", this.value.data.len()))
 }
 
 /// `obj.count(*args, **kwargs)`: how many positional and keyword arguments it was given.
@@ -236,14 +236,14 @@ fn locky_count(
     _this: This<'_, Locky>,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     // SAFETY: `args` is a live tuple and `kwargs` NULL or a live dict (the varkw shim), and
     // the GIL is held for the call.
     let (n, k) = unsafe {
         let k = kwargs.map_or(0, |kw| ffi::PyDict_Size(kw.as_ptr()));
         (ffi::PyTuple_Size(args.as_ptr()), k)
     };
-    new_int(n * 10 + k)
+    new_int(args.gil(), n * 10 + k)
 }
 
 static LOCKY: ExportingType<Locky> = ExportingType::new(c"slots_test.Locky")

@@ -10,7 +10,7 @@ use pyo3_ffi as ffi;
 
 use bufferkit::exporter::Gil;
 use bufferkit::ffi::convert;
-use bufferkit::ffi::{unwind, Borrowed, Error, Owned, PyResult};
+use bufferkit::ffi::{unwind, Borrowed, Error, Owned, Result};
 use bufferkit::request::flags;
 
 /// What the module object holds: strong references to its types.
@@ -94,7 +94,7 @@ unsafe fn state<'a>(module: *mut ffi::PyObject) -> &'a mut State {
 }
 
 /// `Py_mod_exec`: makes the types and fills the module.
-pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
+pub fn exec(gil: Gil<'_>, module: Borrowed<'_>) -> Result<()> {
     // SAFETY: exec runs with the GIL on a module made from MODULE_DEF.
     let state = unsafe { state(module.as_ptr()) };
     state.buffer_type = add_type(module, &raw mut crate::types::buffer::BUFFER_SPEC)?;
@@ -124,7 +124,7 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
     // SAFETY: the GIL is held; a new empty list.
     let all = unsafe { Owned::from_new(ffi::PyList_New(0)) }?;
     for name in names {
-        let name = convert::new_str(name)?;
+        let name = convert::new_str(gil, name)?;
         // SAFETY: `all` is a list, `name` a str; PyList_Append takes its own reference.
         convert_status(unsafe { ffi::PyList_Append(all.as_ptr(), name.as_ptr()) })?;
     }
@@ -137,7 +137,7 @@ pub fn exec(_gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
 }
 
 /// Makes a heap type of the module from `spec`.
-fn new_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<Owned> {
+fn new_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> Result<Owned> {
     // SAFETY: the spec is a static that lives for the program; PyType_FromModuleAndSpec reads
     // it (and copies what it keeps) and returns a new reference to a heap type.
     unsafe {
@@ -151,7 +151,7 @@ fn new_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<Owned
 
 /// Makes a heap type from `spec`, adds it to the module, and returns a strong reference for
 /// module state.
-fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<*mut ffi::PyObject> {
+fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> Result<*mut ffi::PyObject> {
     let tp = new_type(module, spec)?;
     // SAFETY: the module and the type are live; PyModule_AddType takes its own reference.
     convert_status(unsafe { ffi::PyModule_AddType(module.as_ptr(), tp.as_ptr().cast()) })?;
@@ -159,7 +159,7 @@ fn add_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> PyResult<*mut 
 }
 
 /// An interned `str`, for attribute lookups on the export path.
-fn interned(text: &CStr) -> PyResult<*mut ffi::PyObject> {
+fn interned(text: &CStr) -> Result<*mut ffi::PyObject> {
     // SAFETY: `text` is a C string; the GIL is held during exec.
     Ok(unsafe { Owned::from_new(ffi::PyUnicode_InternFromString(text.as_ptr())) }?.into_raw())
 }
@@ -179,15 +179,16 @@ pub const INFO_FIELDS: [&str; 10] = [
 ];
 
 /// `BufferInfo = collections.namedtuple('BufferInfo', INFO_FIELDS, module='bufferkit')`
-fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
-    let collections = convert::import(c"collections")?;
+fn info_type(module: Borrowed<'_>) -> Result<*mut ffi::PyObject> {
+    let gil = module.gil();
+    let collections = convert::import(gil, c"collections")?;
     let namedtuple = convert::getattr(collections.borrow(), c"namedtuple")?;
-    let name = convert::new_str("BufferInfo")?;
-    let fields = convert::new_str(&INFO_FIELDS.join(" "))?;
-    let args = convert::new_tuple(&[name.borrow(), fields.borrow()])?;
+    let name = convert::new_str(gil, "BufferInfo")?;
+    let fields = convert::new_str(gil, &INFO_FIELDS.join(" "))?;
+    let args = convert::new_tuple(gil, &[name.borrow(), fields.borrow()])?;
     // SAFETY: the GIL is held; a new dict.
     let kwargs = unsafe { Owned::from_new(ffi::PyDict_New()) }?;
-    let module_name = convert::new_str("bufferkit")?;
+    let module_name = convert::new_str(gil, "bufferkit")?;
     // SAFETY: a dict, a C-string key and a str value.
     convert_status(unsafe {
         ffi::PyDict_SetItemString(kwargs.as_ptr(), c"module".as_ptr(), module_name.as_ptr())
@@ -201,6 +202,7 @@ fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
         ))
     }?;
     let doc = convert::new_str(
+        gil,
         "The Py_buffer a consumer got, as inspect() returns it: buf is the address as an\n\
          int; buf, format, shape, strides and suboffsets are None where the pointer was NULL.",
     )?;
@@ -215,7 +217,7 @@ fn info_type(module: Borrowed<'_>) -> PyResult<*mut ffi::PyObject> {
     Ok(tp.into_raw())
 }
 
-fn convert_status(status: c_int) -> PyResult<()> {
+fn convert_status(status: c_int) -> Result<()> {
     if status < 0 {
         Err(Error::Raised)
     } else {
@@ -280,7 +282,7 @@ pub unsafe fn state_of_module<'a>(module: *mut ffi::PyObject) -> &'a State {
 /// # Safety
 ///
 /// The GIL is held and `tp` is live.
-pub unsafe fn state_of_type<'a>(tp: *mut ffi::PyTypeObject) -> PyResult<&'a State> {
+pub unsafe fn state_of_type<'a>(tp: *mut ffi::PyTypeObject) -> Result<&'a State> {
     // SAFETY: forwarded.
     let module = unsafe { crate::shims::module_of_type(tp) };
     let module = module.ok_or_else(|| Error::type_error("not a bufferkit type"))?;

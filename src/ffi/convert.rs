@@ -1,16 +1,21 @@
 //! Conversions between Rust values and Python objects, and the few calls into Python that
 //! bufferkit makes (none of them on an export path).
+//!
+//! Every function here calls the C-API, so each takes its proof that the GIL is held: a
+//! [`Gil`] token, or a [`Borrowed`] object (which cannot outlive the GIL it was made under;
+//! [`Borrowed::gil`]).
 
 use core::ffi::{c_char, CStr};
 
 use pyo3_ffi as ffi;
 
-use super::error::{check_ptr, Error, PyResult};
+use super::error::{check_ptr, Error, Result};
 use super::object::{Borrowed, Owned};
 use super::unwind;
+use crate::exporter::Gil;
 
 /// The text of a `str`.
-pub fn str_of(obj: Borrowed<'_>) -> PyResult<String> {
+pub fn str_of(obj: Borrowed<'_>) -> Result<String> {
     let mut size: ffi::Py_ssize_t = 0;
     // SAFETY: `obj` is live and the GIL is held (`Borrowed`); PyUnicode_AsUTF8AndSize raises
     // TypeError for a non-str and returns a buffer owned by `obj`, valid while `obj` lives.
@@ -28,8 +33,9 @@ pub fn is_str(obj: Borrowed<'_>) -> bool {
 }
 
 /// A new `str`.
-pub fn new_str(text: &str) -> PyResult<Owned> {
-    // SAFETY: `text` is valid UTF-8 of the given length; the call copies it.
+pub fn new_str(_gil: Gil<'_>, text: &str) -> Result<Owned> {
+    // SAFETY: the GIL is held (`Gil`); `text` is valid UTF-8 of the given length; the call
+    // copies it.
     unsafe {
         Owned::from_new(ffi::PyUnicode_FromStringAndSize(
             text.as_ptr().cast::<c_char>(),
@@ -39,33 +45,33 @@ pub fn new_str(text: &str) -> PyResult<Owned> {
 }
 
 /// A new `int`.
-pub fn new_int(value: isize) -> PyResult<Owned> {
-    // SAFETY: plain constructor; the GIL is held by every caller (they hold a `Borrowed` or
-    // `Gil`).
+pub fn new_int(_gil: Gil<'_>, value: isize) -> Result<Owned> {
+    // SAFETY: plain constructor; the GIL is held (`Gil`).
     unsafe { Owned::from_new(ffi::PyLong_FromSsize_t(value)) }
 }
 
 /// A new `int` from an unsigned value.
-pub fn new_uint(value: usize) -> PyResult<Owned> {
+pub fn new_uint(_gil: Gil<'_>, value: usize) -> Result<Owned> {
     // SAFETY: as in `new_int`.
     unsafe { Owned::from_new(ffi::PyLong_FromSize_t(value)) }
 }
 
 /// `True` or `False`.
-pub fn new_bool(value: bool) -> PyResult<Owned> {
+pub fn new_bool(_gil: Gil<'_>, value: bool) -> Result<Owned> {
     // SAFETY: as in `new_int`.
     unsafe { Owned::from_new(ffi::PyBool_FromLong(core::ffi::c_long::from(value))) }
 }
 
 /// `None`.
-pub fn none() -> Owned {
-    // SAFETY: Py_None is the immortal None singleton; from_borrowed takes a new reference.
+pub fn none(_gil: Gil<'_>) -> Owned {
+    // SAFETY: the GIL is held (`Gil`); Py_None is the immortal None singleton; from_borrowed
+    // takes a new reference.
     Owned::from_borrowed(unsafe { Borrowed::from_ptr(ffi::Py_None()) }.expect("None is not NULL"))
 }
 
 /// A new tuple of the given objects.
-pub fn new_tuple(items: &[Borrowed<'_>]) -> PyResult<Owned> {
-    // SAFETY: the GIL is held (callers hold `Borrowed`s); PyTuple_New returns a new tuple.
+pub fn new_tuple(_gil: Gil<'_>, items: &[Borrowed<'_>]) -> Result<Owned> {
+    // SAFETY: the GIL is held (`Gil`); PyTuple_New returns a new tuple.
     let tuple = unsafe { Owned::from_new(ffi::PyTuple_New(items.len() as ffi::Py_ssize_t)) }?;
     for (i, item) in items.iter().enumerate() {
         let item = Owned::from_borrowed(*item);
@@ -76,11 +82,11 @@ pub fn new_tuple(items: &[Borrowed<'_>]) -> PyResult<Owned> {
 }
 
 /// A new tuple of ints.
-pub fn new_int_tuple(values: &[isize]) -> PyResult<Owned> {
-    // SAFETY: the GIL is held by every caller.
+pub fn new_int_tuple(gil: Gil<'_>, values: &[isize]) -> Result<Owned> {
+    // SAFETY: the GIL is held (`Gil`).
     let tuple = unsafe { Owned::from_new(ffi::PyTuple_New(values.len() as ffi::Py_ssize_t)) }?;
     for (i, &v) in values.iter().enumerate() {
-        let item = new_int(v)?;
+        let item = new_int(gil, v)?;
         // SAFETY: `tuple` is a fresh tuple of this length; PyTuple_SetItem steals `item`.
         unsafe { ffi::PyTuple_SetItem(tuple.as_ptr(), i as ffi::Py_ssize_t, item.into_raw()) };
     }
@@ -92,7 +98,7 @@ pub fn new_int_tuple(values: &[isize]) -> PyResult<Owned> {
 /// An object without `__index__` is a `TypeError` naming `what`; whatever an `__index__` of the
 /// caller's raises is the caller's exception and goes through unchanged, as CPython's own
 /// argument parsing lets it.
-pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> PyResult<isize> {
+pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> Result<isize> {
     // SAFETY: `obj` is live and the GIL is held; PyIndex_Check only reads its type's slots.
     if unsafe { ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
         return Err(Error::type_error(format!(
@@ -123,7 +129,7 @@ pub fn index_arg(obj: Borrowed<'_>, what: &dyn Fn() -> String) -> PyResult<isize
 /// The items are read from a tuple taken of `seq` first: an item's `__index__` may change a
 /// list it belongs to, and the call then sees the items as they were when it started (as
 /// `memoryview.cast` does, which reads a tuple).
-pub fn index_items(seq: Borrowed<'_>, what: &str) -> PyResult<Vec<isize>> {
+pub fn index_items(seq: Borrowed<'_>, what: &str) -> Result<Vec<isize>> {
     // SAFETY: `seq` is live and the GIL is held; a new reference (a tuple holding its own
     // references to the items) or NULL with an exception set.
     let items = unsafe { Owned::from_new(ffi::PySequence_Tuple(seq.as_ptr())) }?;
@@ -162,20 +168,20 @@ pub fn check_buffer(obj: Borrowed<'_>) -> bool {
 }
 
 /// `getattr(obj, name)`.
-pub fn getattr(obj: Borrowed<'_>, name: &CStr) -> PyResult<Owned> {
+pub fn getattr(obj: Borrowed<'_>, name: &CStr) -> Result<Owned> {
     // SAFETY: `obj` is live, `name` a C string, the GIL is held.
     unsafe { Owned::from_new(ffi::PyObject_GetAttrString(obj.as_ptr(), name.as_ptr())) }
 }
 
 /// `import name`.
-pub fn import(name: &CStr) -> PyResult<Owned> {
-    // SAFETY: `name` is a C string; callers hold the GIL.
+pub fn import(_gil: Gil<'_>, name: &CStr) -> Result<Owned> {
+    // SAFETY: `name` is a C string; the GIL is held (`Gil`).
     unsafe { Owned::from_new(ffi::PyImport_ImportModule(name.as_ptr())) }
 }
 
 /// `callable(*args)`.
-pub fn call(callable: Borrowed<'_>, args: &[Borrowed<'_>]) -> PyResult<Owned> {
-    let args = new_tuple(args)?;
+pub fn call(callable: Borrowed<'_>, args: &[Borrowed<'_>]) -> Result<Owned> {
+    let args = new_tuple(callable.gil(), args)?;
     // SAFETY: `callable` is live, `args` a tuple, the GIL is held.
     unsafe {
         Owned::from_new(unwind::call(
@@ -187,7 +193,7 @@ pub fn call(callable: Borrowed<'_>, args: &[Borrowed<'_>]) -> PyResult<Owned> {
 }
 
 /// `obj.name(*args)`.
-pub fn call_method(obj: Borrowed<'_>, name: &CStr, args: &[Borrowed<'_>]) -> PyResult<Owned> {
+pub fn call_method(obj: Borrowed<'_>, name: &CStr, args: &[Borrowed<'_>]) -> Result<Owned> {
     let method = getattr(obj, name)?;
     call(method.borrow(), args)
 }

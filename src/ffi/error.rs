@@ -40,8 +40,13 @@ pub enum Error {
     New(Kind, String),
 }
 
-/// The result of everything that may raise.
-pub type PyResult<T> = Result<T, Error>;
+/// The result of everything that may raise: `Ok`, or the [`Error`] to raise.
+///
+/// Named as `std::io::Result` is, and not `PyResult`, which is PyO3's: an extension crate
+/// that uses both (feature `pyo3`) can import each without renaming. The error type defaults
+/// to [`Error`] and can be given, so importing this alias does not hide `std`'s two-parameter
+/// `Result`.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
     /// `TypeError(msg)`
@@ -157,7 +162,7 @@ impl From<crate::layout::LayoutError> for Error {
 /// `Err(Error::Raised)` if `ptr` is NULL (the C-API call that returned it raised), else
 /// `Ok(ptr)`.
 #[inline]
-pub fn check_ptr<T>(ptr: *mut T) -> PyResult<*mut T> {
+pub fn check_ptr<T>(ptr: *mut T) -> Result<*mut T> {
     if ptr.is_null() {
         Err(Error::Raised)
     } else {
@@ -167,7 +172,7 @@ pub fn check_ptr<T>(ptr: *mut T) -> PyResult<*mut T> {
 
 /// `Err(Error::Raised)` if a C-API status is -1.
 #[inline]
-pub fn check_status(status: core::ffi::c_int) -> PyResult<core::ffi::c_int> {
+pub fn check_status(status: core::ffi::c_int) -> Result<core::ffi::c_int> {
     if status == -1 {
         Err(Error::Raised)
     } else {

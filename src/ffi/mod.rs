@@ -18,7 +18,7 @@ pub mod spec;
 pub mod trampoline;
 pub mod unwind;
 
-pub use error::{Error, Kind, PyResult};
+pub use error::{Error, Kind, Result};
 pub use object::{
     dealloc, tp_clear, tp_traverse, tp_traverse_with_type, Borrowed, Collectable, Object, Owned,
 };

@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 
 use pyo3_ffi as ffi;
 
-use super::error::{Error, PyResult};
+use super::error::{Error, Result};
 use crate::exporter::Gil;
 
 /// A strong reference, released on drop.
@@ -32,7 +32,7 @@ impl Owned {
     ///
     /// `ptr` is NULL or a strong reference the caller owns and hands over, and the GIL is held
     /// for as long as the result exists.
-    pub unsafe fn from_new(ptr: *mut ffi::PyObject) -> PyResult<Self> {
+    pub unsafe fn from_new(ptr: *mut ffi::PyObject) -> Result<Self> {
         NonNull::new(ptr).map(Self).ok_or(Error::Raised)
     }
 
@@ -179,7 +179,7 @@ impl<T> Object<T> {
     ///
     /// `tp` is a live heap type whose instances are `Object<T>` (see [`value_of`](Self::value_of)),
     /// and the GIL is held (`gil` stands for it).
-    pub unsafe fn create(_gil: Gil<'_>, tp: *mut ffi::PyTypeObject, value: T) -> PyResult<Owned> {
+    pub unsafe fn create(_gil: Gil<'_>, tp: *mut ffi::PyTypeObject, value: T) -> Result<Owned> {
         // SAFETY: tp is a live heap type; PyType_GetSlot reads its tp_alloc (every type has
         // one after PyType_Ready: PyType_GenericAlloc unless overridden).
         let alloc = unsafe { ffi::PyType_GetSlot(tp, ffi::Py_tp_alloc) };

@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3_ffi as ffi;
 
-use super::error::{Error, PyResult};
+use super::error::{Error, Result};
 use super::object::{Borrowed, Object};
 use crate::exporter::{BufferExporter, Gil};
 use crate::fill::fill;
@@ -156,7 +156,7 @@ unsafe extern "C" fn getbuffer_in_full<T: BufferExporter>(
 #[inline(always)]
 pub(crate) unsafe fn getbuffer_boundary(
     view: *mut ffi::Py_buffer,
-    body: impl FnOnce(Gil<'_>) -> PyResult<()>,
+    body: impl FnOnce(Gil<'_>) -> Result<()>,
 ) -> c_int {
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
@@ -212,7 +212,7 @@ unsafe fn export<T: BufferExporter + ?Sized>(
     obj: *mut ffi::PyObject,
     view: *mut ffi::Py_buffer,
     flags: c_int,
-) -> PyResult<()> {
+) -> Result<()> {
     const TRIES: usize = 1 << 16;
     for _ in 0..TRIES {
         // SAFETY: forwarded from the caller.
@@ -376,7 +376,7 @@ pub unsafe fn export_value<T: BufferExporter + ?Sized>(
     obj: *mut ffi::PyObject,
     view: *mut ffi::Py_buffer,
     flags: c_int,
-) -> PyResult<()> {
+) -> Result<()> {
     if view.is_null() {
         return Err(Error::buffer_error(
             "getbuffer: a NULL view is not supported",

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use bufferkit::ffi::spec::{Args, ExportingType};
-//! use bufferkit::ffi::PyResult;
+//! use bufferkit::ffi::Result;
 //! use bufferkit::{bufferkit_slot, BufferExporter, ExportCounter, Gil, Memory, SharedVec};
 //!
 //! pub struct Samples {
@@ -29,7 +29,7 @@
 //!     }
 //! }
 //!
-//! fn samples_new(_gil: Gil<'_>, args: Args<'_>) -> PyResult<Samples> {
+//! fn samples_new(_gil: Gil<'_>, args: Args<'_>) -> Result<Samples> {
 //!     let [] = args.exactly("Samples")?;
 //!     Ok(Samples { data: SharedVec::try_filled(4, 0.5, false)? })
 //! }
@@ -38,7 +38,7 @@
 //!     .doc(c"Four floats.")
 //!     .slots(&[bufferkit_slot!(new, samples_new)]);
 //!
-//! fn demo_exec(gil: Gil<'_>, module: bufferkit::ffi::Borrowed<'_>) -> PyResult<()> {
+//! fn demo_exec(gil: Gil<'_>, module: bufferkit::ffi::Borrowed<'_>) -> Result<()> {
 //!     SAMPLES.add_to(gil, module).map(drop)
 //! }
 //!
@@ -52,7 +52,7 @@ use std::sync::Mutex;
 
 use pyo3_ffi as ffi;
 
-use super::error::{Error, PyResult};
+use super::error::{Error, Result};
 use super::object::{
     dealloc, tp_clear, tp_traverse_with_type, Borrowed, Collectable, Object, Owned,
 };
@@ -105,7 +105,7 @@ impl<T> Method<T> {
         doc: &'static CStr,
     ) -> Self
     where
-        F: for<'py> Fn(This<'py, T>) -> PyResult<Owned>,
+        F: for<'py> Fn(This<'py, T>) -> Result<Owned>,
     {
         Self::of(name, meth, ffi::METH_NOARGS, doc)
     }
@@ -123,7 +123,7 @@ impl<T> Method<T> {
         doc: &'static CStr,
     ) -> Self
     where
-        F: for<'py> Fn(This<'py, T>, Borrowed<'py>) -> PyResult<Owned>,
+        F: for<'py> Fn(This<'py, T>, Borrowed<'py>) -> Result<Owned>,
     {
         Self::of(name, meth, ffi::METH_O, doc)
     }
@@ -141,7 +141,7 @@ impl<T> Method<T> {
         doc: &'static CStr,
     ) -> Self
     where
-        F: for<'py> Fn(This<'py, T>, Borrowed<'py>, Option<Borrowed<'py>>) -> PyResult<Owned>,
+        F: for<'py> Fn(This<'py, T>, Borrowed<'py>, Option<Borrowed<'py>>) -> Result<Owned>,
     {
         Self::of(name, meth, ffi::METH_VARARGS | ffi::METH_KEYWORDS, doc)
     }
@@ -196,7 +196,7 @@ impl<T> Slot<T> {
     #[doc(hidden)]
     pub const unsafe fn new<F>(_f: &F, shim: ffi::newfunc) -> Self
     where
-        F: for<'py> Fn(Gil<'py>, Args<'py>) -> PyResult<T>,
+        F: for<'py> Fn(Gil<'py>, Args<'py>) -> Result<T>,
     {
         Self::of(SlotKind::New(shim))
     }
@@ -209,7 +209,7 @@ impl<T> Slot<T> {
     #[doc(hidden)]
     pub const unsafe fn len<F>(_f: &F, shim: ffi::lenfunc) -> Self
     where
-        F: for<'py> Fn(This<'py, T>) -> PyResult<isize>,
+        F: for<'py> Fn(This<'py, T>) -> Result<isize>,
     {
         Self::of(SlotKind::Length(shim))
     }
@@ -222,7 +222,7 @@ impl<T> Slot<T> {
     #[doc(hidden)]
     pub const unsafe fn repr<F>(_f: &F, shim: ffi::reprfunc) -> Self
     where
-        F: for<'py> Fn(This<'py, T>) -> PyResult<Owned>,
+        F: for<'py> Fn(This<'py, T>) -> Result<Owned>,
     {
         Self::of(SlotKind::Repr(shim))
     }
@@ -239,8 +239,8 @@ impl<T> Slot<T> {
 pub unsafe fn call_noargs<'py, T: 'py, R>(
     gil: Gil<'py>,
     slf: *mut ffi::PyObject,
-    f: impl FnOnce(This<'py, T>) -> PyResult<R>,
-) -> PyResult<R> {
+    f: impl FnOnce(This<'py, T>) -> Result<R>,
+) -> Result<R> {
     // SAFETY: forwarded from the caller.
     f(unsafe { super::trampoline::this::<T>(gil, slf) }?)
 }
@@ -256,8 +256,8 @@ pub unsafe fn call_onearg<'py, T: 'py>(
     gil: Gil<'py>,
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
-    f: impl FnOnce(This<'py, T>, Borrowed<'py>) -> PyResult<Owned>,
-) -> PyResult<Owned> {
+    f: impl FnOnce(This<'py, T>, Borrowed<'py>) -> Result<Owned>,
+) -> Result<Owned> {
     // SAFETY: forwarded from the caller.
     let arg = unsafe { Borrowed::from_ptr(arg) }.ok_or(Error::Raised)?;
     // SAFETY: forwarded from the caller.
@@ -276,8 +276,8 @@ pub unsafe fn call_varkw<'py, T: 'py>(
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
-    f: impl FnOnce(This<'py, T>, Borrowed<'py>, Option<Borrowed<'py>>) -> PyResult<Owned>,
-) -> PyResult<Owned> {
+    f: impl FnOnce(This<'py, T>, Borrowed<'py>, Option<Borrowed<'py>>) -> Result<Owned>,
+) -> Result<Owned> {
     // SAFETY: forwarded from the caller.
     let args = unsafe { Borrowed::from_ptr(args) }.ok_or(Error::Raised)?;
     // SAFETY: forwarded from the caller.
@@ -300,8 +300,8 @@ pub unsafe fn call_varkw<'py, T: 'py>(
 pub unsafe fn call_len<'py, T: 'py>(
     gil: Gil<'py>,
     slf: *mut ffi::PyObject,
-    f: impl FnOnce(This<'py, T>) -> PyResult<isize>,
-) -> PyResult<isize> {
+    f: impl FnOnce(This<'py, T>) -> Result<isize>,
+) -> Result<isize> {
     // SAFETY: forwarded from the caller.
     unsafe { call_noargs(gil, slf, f) }
 }
@@ -319,8 +319,8 @@ pub unsafe fn call_new<'py, T>(
     subtype: *mut ffi::PyTypeObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
-    make: impl FnOnce(Gil<'py>, Args<'py>) -> PyResult<T>,
-) -> PyResult<Owned> {
+    make: impl FnOnce(Gil<'py>, Args<'py>) -> Result<T>,
+) -> Result<Owned> {
     // SAFETY: forwarded from the caller: live objects borrowed for the call.
     let args = unsafe { Borrowed::from_ptr(args) }.ok_or(Error::Raised)?;
     // SAFETY: as above.
@@ -350,7 +350,7 @@ impl<'py> Args<'py> {
 
     /// Exactly `N` positional arguments and no keyword arguments, as CPython's own
     /// constructors say it: `"Waveform() takes exactly 1 argument (2 given)"`.
-    pub fn exactly<const N: usize>(&self, callee: &str) -> PyResult<[Borrowed<'py>; N]> {
+    pub fn exactly<const N: usize>(&self, callee: &str) -> Result<[Borrowed<'py>; N]> {
         if let Some(kwargs) = self.kwargs {
             // SAFETY: `kwargs` is a live dict and the GIL is held (contract of `from_raw`).
             if unsafe { ffi::PyDict_Size(kwargs.as_ptr()) } != 0 {
@@ -447,7 +447,7 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
     /// is allocated once per call and never freed; so is one reference to the type, by which
     /// this description remembers it ([`create`](Self::create), [`downcast`](Self::downcast)):
     /// a small block and a type per module execution.
-    pub fn make_type(&self, gil: Gil<'_>, module: Option<Borrowed<'_>>) -> PyResult<TypeHandle<T>> {
+    pub fn make_type(&self, gil: Gil<'_>, module: Option<Borrowed<'_>>) -> Result<TypeHandle<T>> {
         let mut slots = vec![
             slot(
                 ffi::Py_bf_getbuffer,
@@ -538,7 +538,7 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
     /// A new instance holding `value`, of the type this description made last in the
     /// current interpreter (by [`add_to`](Self::add_to) or [`make_type`](Self::make_type));
     /// a `SystemError` if it made none here.
-    pub fn create(&self, gil: Gil<'_>, value: T) -> PyResult<Owned> {
+    pub fn create(&self, gil: Gil<'_>, value: T) -> Result<Owned> {
         let here = interpreter(gil);
         let made = self
             .registry()
@@ -574,7 +574,7 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
 
     /// [`make_type`](Self::make_type) with `module`, then adds the type to it under its short name
     /// (`PyModule_AddType`).
-    pub fn add_to(&self, gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<TypeHandle<T>> {
+    pub fn add_to(&self, gil: Gil<'_>, module: Borrowed<'_>) -> Result<TypeHandle<T>> {
         let handle = self.make_type(gil, Some(module))?;
         // SAFETY: the GIL is held; `module` is a live module and the type a live type, of
         // which PyModule_AddType takes its own reference.
@@ -644,7 +644,7 @@ pub struct TypeHandle<T> {
 
 impl<T: BufferExporter> TypeHandle<T> {
     /// A new instance holding `value`.
-    pub fn create(&self, gil: Gil<'_>, value: T) -> PyResult<Owned> {
+    pub fn create(&self, gil: Gil<'_>, value: T) -> Result<Owned> {
         // SAFETY: the type's instances are `Object<T>` (invariant); the GIL is held.
         unsafe { Object::create(gil, self.as_type_ptr(), value) }
     }
@@ -734,7 +734,7 @@ impl ModuleDef {
 #[doc(hidden)]
 pub unsafe fn run_exec(
     module: *mut ffi::PyObject,
-    exec: impl FnOnce(Gil<'_>, Borrowed<'_>) -> PyResult<()>,
+    exec: impl FnOnce(Gil<'_>, Borrowed<'_>) -> Result<()>,
 ) -> c_int {
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -747,7 +747,7 @@ pub unsafe fn run_exec(
 
 /// Defines the module's entry point `PyInit_<name>`: a multi-phase-init module (PEP 489)
 /// named `$name` whose `Py_mod_exec` runs `$exec`, a
-/// `fn(Gil<'_>, Borrowed<'_>) -> PyResult<()>`, inside bufferkit's panic boundary.
+/// `fn(Gil<'_>, Borrowed<'_>) -> Result<()>`, inside bufferkit's panic boundary.
 ///
 /// ```ignore
 /// bufferkit::bufferkit_module!(PyInit_waveform: c"waveform", c"The doc.", waveform_exec);
@@ -782,9 +782,9 @@ macro_rules! bufferkit_module {
 ///
 /// | kind | Python call | `f` |
 /// |---|---|---|
-/// | `noargs` | `obj.name()` | `fn(This<T>) -> PyResult<Owned>` |
-/// | `onearg` | `obj.name(x)` | `fn(This<T>, Borrowed) -> PyResult<Owned>` |
-/// | `varkw` | `obj.name(*args, **kwargs)` | `fn(This<T>, Borrowed, Option<Borrowed>) -> PyResult<Owned>` |
+/// | `noargs` | `obj.name()` | `fn(This<T>) -> Result<Owned>` |
+/// | `onearg` | `obj.name(x)` | `fn(This<T>, Borrowed) -> Result<Owned>` |
+/// | `varkw` | `obj.name(*args, **kwargs)` | `fn(This<T>, Borrowed, Option<Borrowed>) -> Result<Owned>` |
 ///
 /// `T` is read from `f`'s receiver, so the method cannot be registered on another type. `f`
 /// runs inside bufferkit's panic boundary: an `Err` becomes the exception, a panic a
@@ -857,9 +857,9 @@ macro_rules! bufferkit_method {
 ///
 /// | `bufferkit_slot!(kind, f)` | slot | `f` |
 /// |---|---|---|
-/// | `new` | `tp_new`: `T(...)` | `fn(Gil, Args) -> PyResult<T>` |
-/// | `len` | `mp_length`: `len(obj)` | `fn(This<T>) -> PyResult<isize>` |
-/// | `repr` | `tp_repr`: `repr(obj)` | `fn(This<T>) -> PyResult<Owned>` |
+/// | `new` | `tp_new`: `T(...)` | `fn(Gil, Args) -> Result<T>` |
+/// | `len` | `mp_length`: `len(obj)` | `fn(This<T>) -> Result<isize>` |
+/// | `repr` | `tp_repr`: `repr(obj)` | `fn(This<T>) -> Result<Owned>` |
 #[macro_export]
 macro_rules! bufferkit_slot {
     (new, $f:expr) => {

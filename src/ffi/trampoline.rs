@@ -1,5 +1,5 @@
 //! The panic boundary of every method, getter and type slot: a Rust function that returns a
-//! [`PyResult`] becomes a C function that returns a value or NULL/-1 with an exception set, and
+//! [`Result`] becomes a C function that returns a value or NULL/-1 with an exception set, and
 //! a panic becomes a `SystemError`.
 //!
 //! Mirrors PyO3's `src/impl_/trampoline.rs`. The macros at the end define the `extern "C"`
@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3_ffi as ffi;
 
-use super::error::{Error, PyResult};
+use super::error::{Error, Result};
 use super::object::{Borrowed, Object, Owned};
 use crate::exporter::Gil;
 
@@ -43,7 +43,7 @@ impl<T> Copy for This<'_, T> {}
 /// is set" (NULL or -1).
 #[doc(hidden)]
 #[inline(always)]
-pub fn guard<'py, R>(gil: Gil<'py>, failed: R, body: impl FnOnce(Gil<'py>) -> PyResult<R>) -> R {
+pub fn guard<'py, R>(gil: Gil<'py>, failed: R, body: impl FnOnce(Gil<'py>) -> Result<R>) -> R {
     let err = match catch_unwind(AssertUnwindSafe(|| body(gil))) {
         Ok(Ok(value)) => return value,
         Ok(Err(err)) => err,
@@ -61,7 +61,7 @@ pub fn guard<'py, R>(gil: Gil<'py>, failed: R, body: impl FnOnce(Gil<'py>) -> Py
 /// receiver's type before calling a method or getter defined on it).
 #[doc(hidden)]
 #[inline(always)]
-pub unsafe fn this<'py, T>(gil: Gil<'py>, slf: *mut ffi::PyObject) -> PyResult<This<'py, T>> {
+pub unsafe fn this<'py, T>(gil: Gil<'py>, slf: *mut ffi::PyObject) -> Result<This<'py, T>> {
     // SAFETY: `slf` is live for the call and the GIL is held (caller).
     let obj = unsafe { Borrowed::from_ptr(slf) }.ok_or(Error::Raised)?;
     // SAFETY: `slf` is an `Object<T>` (caller), alive for the call.
@@ -76,7 +76,7 @@ pub unsafe fn this<'py, T>(gil: Gil<'py>, slf: *mut ffi::PyObject) -> PyResult<T
 /// Called from a C slot or method with the GIL held.
 #[doc(hidden)]
 #[inline(always)]
-pub unsafe fn object_result(body: impl FnOnce(Gil<'_>) -> PyResult<Owned>) -> *mut ffi::PyObject {
+pub unsafe fn object_result(body: impl FnOnce(Gil<'_>) -> Result<Owned>) -> *mut ffi::PyObject {
     // SAFETY: the GIL is held (caller).
     let gil = unsafe { Gil::assume() };
     guard(gil, core::ptr::null_mut(), |gil| {
@@ -91,7 +91,7 @@ pub unsafe fn object_result(body: impl FnOnce(Gil<'_>) -> PyResult<Owned>) -> *m
 /// Called from a C slot with the GIL held.
 #[doc(hidden)]
 #[inline(always)]
-pub unsafe fn int_result<R: From<i8>>(body: impl FnOnce(Gil<'_>) -> PyResult<R>) -> R {
+pub unsafe fn int_result<R: From<i8>>(body: impl FnOnce(Gil<'_>) -> Result<R>) -> R {
     // SAFETY: the GIL is held (caller).
     let gil = unsafe { Gil::assume() };
     guard(gil, R::from(-1), body)
@@ -110,7 +110,7 @@ pub unsafe fn optional<'py>(ptr: *mut ffi::PyObject) -> Option<Borrowed<'py>> {
 }
 
 /// `extern "C" fn(self, unused) -> PyObject*` for `METH_NOARGS`, from
-/// `fn(This<T>) -> PyResult<Owned>`. Also fits `getter` (the closure argument is ignored) and
+/// `fn(This<T>) -> Result<Owned>`. Also fits `getter` (the closure argument is ignored) and
 /// unary slots such as `tp_repr` and `tp_iter` (the shim takes one argument).
 #[macro_export]
 macro_rules! bufferkit_noargs {
@@ -131,7 +131,7 @@ macro_rules! bufferkit_noargs {
     }};
 }
 
-/// `extern "C" fn(self, closure) -> PyObject*` (`getter`), from `fn(This<T>) -> PyResult<Owned>`.
+/// `extern "C" fn(self, closure) -> PyObject*` (`getter`), from `fn(This<T>) -> Result<Owned>`.
 #[macro_export]
 macro_rules! bufferkit_getter {
     ($T:ty, $f:expr) => {{
@@ -152,7 +152,7 @@ macro_rules! bufferkit_getter {
 }
 
 /// `extern "C" fn(self) -> PyObject*` (`reprfunc` and other unary slots), from
-/// `fn(This<T>) -> PyResult<Owned>`.
+/// `fn(This<T>) -> Result<Owned>`.
 #[macro_export]
 macro_rules! bufferkit_unary {
     ($T:ty, $f:expr) => {{
@@ -172,7 +172,7 @@ macro_rules! bufferkit_unary {
 }
 
 /// `extern "C" fn(self, arg) -> PyObject*` for `METH_O` and `mp_subscript`, from
-/// `fn(This<T>, Borrowed) -> PyResult<Owned>`.
+/// `fn(This<T>, Borrowed) -> Result<Owned>`.
 #[macro_export]
 macro_rules! bufferkit_onearg {
     ($T:ty, $f:expr) => {{
@@ -195,7 +195,7 @@ macro_rules! bufferkit_onearg {
 }
 
 /// `extern "C" fn(self, args, kwargs) -> PyObject*` for `METH_VARARGS | METH_KEYWORDS`, from
-/// `fn(This<T>, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
+/// `fn(This<T>, Borrowed, Option<Borrowed>) -> Result<Owned>`.
 #[macro_export]
 macro_rules! bufferkit_varkw {
     ($T:ty, $f:expr) => {{
@@ -222,7 +222,7 @@ macro_rules! bufferkit_varkw {
 
 /// `extern "C" fn(first, args, kwargs) -> PyObject*` where `first` is not an instance: a type
 /// (`tp_new`, `METH_CLASS` methods) or a module (module functions). From
-/// `fn(Gil, *mut PyObject, Borrowed, Option<Borrowed>) -> PyResult<Owned>`.
+/// `fn(Gil, *mut PyObject, Borrowed, Option<Borrowed>) -> Result<Owned>`.
 #[macro_export]
 macro_rules! bufferkit_with_first {
     ($First:ty, $f:expr) => {{
@@ -247,7 +247,7 @@ macro_rules! bufferkit_with_first {
 }
 
 /// `extern "C" fn(self, other, op) -> PyObject*` (`richcmpfunc`, the `Py_tp_richcompare`
-/// slot), from `fn(This<T>, Borrowed, c_int) -> PyResult<Owned>`.
+/// slot), from `fn(This<T>, Borrowed, c_int) -> Result<Owned>`.
 #[macro_export]
 macro_rules! bufferkit_richcompare {
     ($T:ty, $f:expr) => {{
@@ -272,7 +272,7 @@ macro_rules! bufferkit_richcompare {
     }};
 }
 
-/// `extern "C" fn(self) -> Py_ssize_t` (`lenfunc`), from `fn(This<T>) -> PyResult<isize>`.
+/// `extern "C" fn(self) -> Py_ssize_t` (`lenfunc`), from `fn(This<T>) -> Result<isize>`.
 #[macro_export]
 macro_rules! bufferkit_length {
     ($T:ty, $f:expr) => {{

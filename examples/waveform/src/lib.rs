@@ -5,7 +5,7 @@
 
 use bufferkit::ffi::convert::{index_arg, new_int, none};
 use bufferkit::ffi::spec::{Args, ExportingType};
-use bufferkit::ffi::{Borrowed, Error, Owned, PyResult, This};
+use bufferkit::ffi::{Borrowed, Error, Owned, Result, This};
 use bufferkit::SharedVec;
 use bufferkit::{bufferkit_method, bufferkit_slot, BufferExporter, ExportCounter, Gil, Memory};
 
@@ -25,31 +25,31 @@ unsafe impl BufferExporter for Waveform {
 }
 
 /// A number of samples: an int >= 0.
-fn length(n: Borrowed<'_>) -> PyResult<usize> {
+fn length(n: Borrowed<'_>) -> Result<usize> {
     let n = index_arg(n, &|| "n".into())?;
     usize::try_from(n).map_err(|_| Error::value_error(format!("n must be >= 0, not {n}")))
 }
 
-fn waveform_new(_gil: Gil<'_>, args: Args<'_>) -> PyResult<Waveform> {
+fn waveform_new(_gil: Gil<'_>, args: Args<'_>) -> Result<Waveform> {
     let [n] = args.exactly("Waveform")?;
     let samples = SharedVec::try_filled(length(n)?, 0, false)?;
     Ok(Waveform { samples })
 }
 
-fn waveform_peak(this: This<'_, Waveform>) -> PyResult<Owned> {
+fn waveform_peak(this: This<'_, Waveform>) -> Result<Owned> {
     let samples = this.value.samples.to_vec(this.gil);
     let peak = samples.iter().map(|s| i32::from(*s).abs()).max();
-    new_int(peak.unwrap_or(0) as isize)
+    new_int(this.gil, peak.unwrap_or(0) as isize)
 }
 
-fn waveform_resize(this: This<'_, Waveform>, n: Borrowed<'_>) -> PyResult<Owned> {
+fn waveform_resize(this: This<'_, Waveform>, n: Borrowed<'_>) -> Result<Owned> {
     let len = length(n)?;
     let mut samples = this.value.samples.lock_for(this.gil, "resize")?;
     samples.resize(len, 0)?;
-    Ok(none())
+    Ok(none(this.gil))
 }
 
-fn waveform_len(this: This<'_, Waveform>) -> PyResult<isize> {
+fn waveform_len(this: This<'_, Waveform>) -> Result<isize> {
     Ok(this.value.samples.len() as isize)
 }
 
@@ -65,7 +65,7 @@ static WAVEFORM: ExportingType<Waveform> = ExportingType::new(c"waveform.Wavefor
         bufferkit_method!(onearg, c"resize", waveform_resize, c"Keep n samples."),
     ]);
 
-fn waveform_exec(gil: Gil<'_>, module: Borrowed<'_>) -> PyResult<()> {
+fn waveform_exec(gil: Gil<'_>, module: Borrowed<'_>) -> Result<()> {
     WAVEFORM.add_to(gil, module).map(drop)
 }
 

@@ -18,7 +18,7 @@ use super::common::{
 use crate::trampoline::{getter, length, noargs, onearg, richcompare, unary, varkw, with_first};
 use bufferkit::exporter::{BufferExporter, ExportCounter, Memory};
 use bufferkit::ffi::convert::{self, new_bool, new_str};
-use bufferkit::ffi::{Borrowed, Error, Object, Owned, PyResult, This};
+use bufferkit::ffi::{Borrowed, Error, Object, Owned, Result, This};
 use bufferkit::layout::{Format, Layout, Order};
 use bufferkit::request::flags;
 use bufferkit::view::{BufferView, CopyOrder};
@@ -64,7 +64,7 @@ impl Shipped for Buffer {
 
 impl Buffer {
     /// Zero-initialised memory for `layout`.
-    pub fn new(layout: Layout, order: Order, readonly: bool) -> PyResult<Self> {
+    pub fn new(layout: Layout, order: Order, readonly: bool) -> Result<Self> {
         let len = layout.required_len().max(1);
         // SAFETY: calloc with a non-zero size returns NULL or a zeroed allocation of `len`
         // bytes, aligned for any fundamental type.
@@ -113,7 +113,7 @@ fn buffer_new(
     subtype: *mut ffi::PyTypeObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     const NAMES: [&core::ffi::CStr; 4] = [c"shape", c"format", c"order", c"readonly"];
     let (shape, format, order, readonly) = match common::simple_args(args, kwargs, 2, 1, NAMES) {
         Some([shape, format, order, readonly]) => {
@@ -231,7 +231,7 @@ fn list_shape_error(list: Borrowed<'_>) -> Error {
     ))
 }
 
-fn parse_order(obj: Option<Borrowed<'_>>) -> PyResult<Order> {
+fn parse_order(obj: Option<Borrowed<'_>>) -> Result<Order> {
     let Some(obj) = obj else { return Ok(Order::C) };
     if !convert::is_str(obj) {
         return Err(Error::type_error(format!(
@@ -254,7 +254,7 @@ fn buffer_from_buffer_copy(
     cls: *mut ffi::PyObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     let mut names = kwlist([c"obj", c"readonly"]);
     let mut source: *mut ffi::PyObject = ptr::null_mut();
     let mut readonly: c_int = 0;
@@ -277,7 +277,7 @@ fn buffer_from_buffer_copy(
     let view = BufferView::get(source, flags::FULL_RO)?;
     let format = match view.format() {
         Some(f) => {
-            let text = new_str(&f.to_string_lossy())?;
+            let text = new_str(gil, &f.to_string_lossy())?;
             common::parse_format(text.borrow())?
         }
         None => Format::bytes(),
@@ -317,27 +317,30 @@ fn buffer_from_buffer_copy(
     unsafe { Object::create(gil, cls.cast(), value) }
 }
 
-fn buffer_closed(this: This<'_, Buffer>) -> PyResult<Owned> {
-    new_bool(this.value.counter.snapshot().closed())
+fn buffer_closed(this: This<'_, Buffer>) -> Result<Owned> {
+    new_bool(this.gil, this.value.counter.snapshot().closed())
 }
 
-fn buffer_order(this: This<'_, Buffer>) -> PyResult<Owned> {
-    new_str(match open(this)?.order {
-        Order::C => "C",
-        Order::F => "F",
-    })
+fn buffer_order(this: This<'_, Buffer>) -> Result<Owned> {
+    new_str(
+        this.gil,
+        match open(this)?.order {
+            Order::C => "C",
+            Order::F => "F",
+        },
+    )
 }
 
-fn buffer_freeze(this: This<'_, Buffer>) -> PyResult<Owned> {
+fn buffer_freeze(this: This<'_, Buffer>) -> Result<Owned> {
     open(this)?;
     this.value
         .counter
         .freeze(this.gil)
         .map_err(|e| common::in_use_error("freeze", e.0))?;
-    Ok(convert::none())
+    Ok(convert::none(this.gil))
 }
 
-fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
+fn buffer_close(this: This<'_, Buffer>) -> Result<Owned> {
     let closed_now = this
         .value
         .counter
@@ -349,7 +352,7 @@ fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
     if closed_now && !this.value.counter.snapshot().ever_exported() {
         this.value.free();
     }
-    Ok(convert::none())
+    Ok(convert::none(this.gil))
 }
 
 /// `Buffer.__reduce_ex__(protocol)`: `(bufferkit._bufferkit._rebuild_buffer, (type(self),
@@ -358,38 +361,43 @@ fn buffer_close(this: This<'_, Buffer>) -> PyResult<Owned> {
 /// of the Buffer itself, so `pickle.dumps(b, protocol=5, buffer_callback=...)` hands the memory
 /// out of band without a copy; below 5 it is the bytes in memory order. The rebuilding function
 /// lives in the native module, not on the class, to keep it out of `dir(Buffer)`.
-fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> PyResult<Owned> {
+fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> Result<Owned> {
     let value = open(this)?;
     let protocol = convert::index_arg(protocol, &|| "protocol".into())?;
     let data = if protocol >= 5 {
-        let pickle = convert::import(c"pickle")?;
+        let pickle = convert::import(this.gil, c"pickle")?;
         convert::call_method(pickle.borrow(), c"PickleBuffer", &[this.obj])?
     } else {
         common::tobytes(this.obj, CopyOrder::A)?
     };
     let layout = &value.layout;
-    let format = new_str(layout.format().as_str())?;
-    let shape = convert::new_int_tuple(layout.shape())?;
-    let order = new_str(if value.order == Order::F { "F" } else { "C" })?;
-    let readonly = new_bool(value.counter.snapshot().readonly())?;
+    let format = new_str(this.gil, layout.format().as_str())?;
+    let shape = convert::new_int_tuple(this.gil, layout.shape())?;
+    let order = new_str(this.gil, if value.order == Order::F { "F" } else { "C" })?;
+    let readonly = new_bool(this.gil, value.counter.snapshot().readonly())?;
     // SAFETY: the type of a live object is live.
     let tp = unsafe { Borrowed::from_ptr(this.obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
-    let args = convert::new_tuple(&[
-        tp,
-        data.borrow(),
-        format.borrow(),
-        shape.borrow(),
-        order.borrow(),
-        readonly.borrow(),
-    ])?;
+    let args = convert::new_tuple(
+        this.gil,
+        &[
+            tp,
+            data.borrow(),
+            format.borrow(),
+            shape.borrow(),
+            order.borrow(),
+            readonly.borrow(),
+        ],
+    )?;
     // SAFETY: a Buffer's type is one of this module's types (or a subclass of one).
     let state = unsafe { crate::module::state_of_type(this.obj.type_ptr()) }?;
     // SAFETY: the module state holds a live reference to the function while the module lives.
     let rebuild = unsafe { Borrowed::from_ptr(state.rebuild_buffer) }.ok_or(Error::Raised)?;
     let rebuild = Owned::from_borrowed(rebuild);
     match instance_state(this.obj)? {
-        Some(state) => convert::new_tuple(&[rebuild.borrow(), args.borrow(), state.borrow()]),
-        None => convert::new_tuple(&[rebuild.borrow(), args.borrow()]),
+        Some(state) => {
+            convert::new_tuple(this.gil, &[rebuild.borrow(), args.borrow(), state.borrow()])
+        }
+        None => convert::new_tuple(this.gil, &[rebuild.borrow(), args.borrow()]),
     }
 }
 
@@ -397,7 +405,7 @@ fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> PyResult<
 /// `__getstate__()` where it has one (every object from 3.11; a subclass's own before), else
 /// what `object.__getstate__` gives from 3.11: the `__dict__`, or `(__dict__ or None, {slot:
 /// value})` for `__slots__` (`copyreg._slotnames`). `None` when there is nothing to restore.
-fn instance_state(obj: Borrowed<'_>) -> PyResult<Option<Owned>> {
+fn instance_state(obj: Borrowed<'_>) -> Result<Option<Owned>> {
     let state = match convert::getattr(obj, c"__getstate__") {
         Ok(getstate) => convert::call(getstate.borrow(), &[])?,
         // SAFETY: the GIL is held; the exception class static is initialised.
@@ -414,7 +422,7 @@ fn instance_state(obj: Borrowed<'_>) -> PyResult<Option<Owned>> {
 }
 
 /// `object.__getstate__()` of 3.11+, for 3.9 and 3.10.
-fn default_state(obj: Borrowed<'_>) -> PyResult<Owned> {
+fn default_state(obj: Borrowed<'_>) -> Result<Owned> {
     let dict = match convert::getattr(obj, c"__dict__") {
         // SAFETY: `d` is live; PyObject_Size of a dict (or whatever __dict__ gave) may fail.
         Ok(d) => match unsafe { ffi::PyObject_Size(d.as_ptr()) } {
@@ -430,7 +438,8 @@ fn default_state(obj: Borrowed<'_>) -> PyResult<Owned> {
         }
         Err(e) => return Err(e),
     };
-    let copyreg = convert::import(c"copyreg")?;
+    let gil = obj.gil();
+    let copyreg = convert::import(gil, c"copyreg")?;
     // SAFETY: the type of a live object is live.
     let tp = unsafe { Borrowed::from_ptr(obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
     let tp = Owned::from_borrowed(tp);
@@ -470,11 +479,11 @@ fn default_state(obj: Borrowed<'_>) -> PyResult<Owned> {
     let has_slots = unsafe { ffi::PyDict_Size(slots.as_ptr()) } > 0;
     match (dict, has_slots) {
         (dict, true) => {
-            let dict = dict.unwrap_or_else(convert::none);
-            convert::new_tuple(&[dict.borrow(), slots.borrow()])
+            let dict = dict.unwrap_or_else(|| convert::none(gil));
+            convert::new_tuple(gil, &[dict.borrow(), slots.borrow()])
         }
         (Some(dict), false) => Ok(dict),
-        (None, false) => Ok(convert::none()),
+        (None, false) => Ok(convert::none(gil)),
     }
 }
 
@@ -486,7 +495,7 @@ pub(crate) fn rebuild_buffer(
     module: *mut ffi::PyObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     // SAFETY: `kwargs` is NULL or a dict, borrowed for the call.
     if kwargs.is_some_and(|k| unsafe { ffi::PyObject_Size(k.as_ptr()) } > 0) {
         return Err(Error::type_error(
@@ -582,28 +591,31 @@ fn buffer_exit(
     this: This<'_, Buffer>,
     args: Borrowed<'_>,
     _kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     common::exit_ending(this.obj, args, "closed", || buffer_close(this))
 }
 
-fn buffer_repr(this: This<'_, Buffer>) -> PyResult<Owned> {
+fn buffer_repr(this: This<'_, Buffer>) -> Result<Owned> {
     let name = common::qualified_type_name(this.obj)?;
     let state = this.value.counter.snapshot();
     if state.closed() {
-        return new_str(&format!("<closed {name}>"));
+        return new_str(this.gil, &format!("<closed {name}>"));
     }
     let layout = &this.value.layout;
     let order = match this.value.order {
         Order::C => 'C',
         Order::F => 'F',
     };
-    new_str(&format!(
-        "<{name} shape={} format='{}' order='{order}' readonly={} exports={}>",
-        common::shape_text(layout.shape()),
-        layout.format().as_str(),
-        if state.readonly() { "True" } else { "False" },
-        state.count()
-    ))
+    new_str(
+        this.gil,
+        &format!(
+            "<{name} shape={} format='{}' order='{order}' readonly={} exports={}>",
+            common::shape_text(layout.shape()),
+            layout.format().as_str(),
+            if state.readonly() { "True" } else { "False" },
+            state.count()
+        ),
+    )
 }
 
 static mut BUFFER_GETSET: [ffi::PyGetSetDef; 15] = getset_table!(

@@ -7,9 +7,9 @@ use std::ffi::CString;
 
 use pyo3_ffi as ffi;
 
-use bufferkit::exporter::BufferExporter;
+use bufferkit::exporter::{BufferExporter, Gil};
 use bufferkit::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
-use bufferkit::ffi::{Borrowed, Error, Owned, PyResult, This};
+use bufferkit::ffi::{Borrowed, Error, Owned, Result, This};
 use bufferkit::layout::{Format, Layout, LayoutError};
 use bufferkit::request::flags;
 use bufferkit::view::{BufferView, CopyOrder};
@@ -172,7 +172,7 @@ pub trait Shipped: BufferExporter {
 
 /// Refuses operations on a closed Buffer or released View: ValueError
 /// "operation on closed Buffer".
-pub fn open<'py, T: Shipped>(this: This<'py, T>) -> PyResult<&'py T> {
+pub fn open<'py, T: Shipped>(this: This<'py, T>) -> Result<&'py T> {
     if this.value.counter().snapshot().closed() {
         return Err(Error::value_error(format!(
             "operation on {} {}",
@@ -184,18 +184,18 @@ pub fn open<'py, T: Shipped>(this: This<'py, T>) -> PyResult<&'py T> {
 }
 
 /// The value of a memoryview-compatible attribute, refused once closed.
-pub fn attr<T: Shipped>(this: This<'_, T>, attr: Attr) -> PyResult<Owned> {
-    layout_attr(open(this)?.layout(), attr)
+pub fn attr<T: Shipped>(this: This<'_, T>, attr: Attr) -> Result<Owned> {
+    layout_attr(this.gil, open(this)?.layout(), attr)
 }
 
 /// `readonly`
-pub fn readonly<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
-    new_bool(open(this)?.counter().snapshot().readonly())
+pub fn readonly<T: Shipped>(this: This<'_, T>) -> Result<Owned> {
+    new_bool(this.gil, open(this)?.counter().snapshot().readonly())
 }
 
 /// `exports` (0 once closed)
-pub fn exports<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
-    convert::new_uint(this.value.counter().count())
+pub fn exports<T: Shipped>(this: This<'_, T>) -> Result<Owned> {
+    convert::new_uint(this.gil, this.value.counter().count())
 }
 
 /// `tobytes(order='C')`
@@ -203,7 +203,7 @@ pub fn tobytes_method<T: Shipped>(
     this: This<'_, T>,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     open(this)?;
     let mut names = kwlist([c"order"]);
     let mut order: *mut ffi::PyObject = core::ptr::null_mut();
@@ -227,13 +227,13 @@ pub fn tobytes_method<T: Shipped>(
 }
 
 /// `tolist()`
-pub fn tolist_method<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
+pub fn tolist_method<T: Shipped>(this: This<'_, T>) -> Result<Owned> {
     let value = open(this)?;
     tolist(this.obj, value.layout())
 }
 
 /// `__enter__()`: the object itself.
-pub fn enter<T: Shipped>(this: This<'_, T>) -> PyResult<Owned> {
+pub fn enter<T: Shipped>(this: This<'_, T>) -> Result<Owned> {
     open(this)?;
     Ok(Owned::from_borrowed(this.obj))
 }
@@ -250,8 +250,8 @@ pub fn exit_ending(
     obj: Borrowed<'_>,
     args: Borrowed<'_>,
     done: &str,
-    end: impl FnOnce() -> PyResult<Owned>,
-) -> PyResult<Owned> {
+    end: impl FnOnce() -> Result<Owned>,
+) -> Result<Owned> {
     // SAFETY: `args` is the call's argument tuple, live for the call; the GIL is held.
     let n = unsafe { ffi::PyTuple_Size(args.as_ptr()) };
     let raised = if n >= 2 {
@@ -267,10 +267,13 @@ pub fn exit_ending(
     };
     match (end(), raised) {
         (Err(Error::New(bufferkit::ffi::Kind::Buffer, message)), Some(exc)) => {
-            let note = new_str(&format!(
-                "{} not {done} on leaving the with block: {message}",
-                obj.type_name()
-            ))?;
+            let note = new_str(
+                obj.gil(),
+                &format!(
+                    "{} not {done} on leaving the with block: {message}",
+                    obj.type_name()
+                ),
+            )?;
             // BaseException.add_note exists from 3.11; before, the exception goes on as is.
             if let Ok(add_note) = convert::getattr(exc.borrow(), c"add_note") {
                 let added = convert::call(add_note.borrow(), &[note.borrow()]);
@@ -279,7 +282,7 @@ pub fn exit_ending(
             // SAFETY: the GIL is held. Nothing to report if the exception has no notes: the
             // user's own exception is about to propagate, and a note must not replace it.
             unsafe { ffi::PyErr_Clear() };
-            Ok(convert::none())
+            Ok(convert::none(obj.gil()))
         }
         (result, _) => result,
     }
@@ -293,16 +296,16 @@ pub fn compare<T: Shipped>(
     this: This<'_, T>,
     other: Borrowed<'_>,
     op: core::ffi::c_int,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     if op != ffi::Py_EQ && op != ffi::Py_NE {
         return not_implemented();
     }
     if this.value.counter().snapshot().closed() {
         let same = this.obj.as_ptr() == other.as_ptr();
-        return new_bool(same == (op == ffi::Py_EQ));
+        return new_bool(this.gil, same == (op == ffi::Py_EQ));
     }
     if let Some(equal) = same_integer_bytes(this, other)? {
-        return new_bool(equal == (op == ffi::Py_EQ));
+        return new_bool(this.gil, equal == (op == ffi::Py_EQ));
     }
     // SAFETY: `this.obj` is live and the GIL is held; a new memoryview (holding one export of
     // the object) or NULL.
@@ -321,7 +324,7 @@ pub fn compare<T: Shipped>(
 /// is set aside while `release()` runs and is pending again after it, since no call may be
 /// made with an exception pending (a debug CPython asserts it). A failed release is the error
 /// returned, and the step's exception is dropped.
-fn release_memoryview(mv: Borrowed<'_>) -> PyResult<()> {
+fn release_memoryview(mv: Borrowed<'_>) -> Result<()> {
     let pending = bufferkit::ffi::error::Pending::take(mv.gil());
     if let Err(e) = convert::call_method(mv, c"release", &[]) {
         pending.discard();
@@ -336,10 +339,7 @@ fn release_memoryview(mv: Borrowed<'_>) -> PyResult<()> {
 /// item (a byte-for-byte equal pair of integers is an equal pair, and only such a pair is;
 /// not so for floats, where NaN differs from itself and 0.0 equals -0.0, nor for `'?'`).
 /// `None` where memoryview must decide (it unpacks every item).
-fn same_integer_bytes<T: Shipped>(
-    this: This<'_, T>,
-    other: Borrowed<'_>,
-) -> PyResult<Option<bool>> {
+fn same_integer_bytes<T: Shipped>(this: This<'_, T>, other: Borrowed<'_>) -> Result<Option<bool>> {
     let layout = this.value.layout();
     let text = layout.format().as_str();
     let code = text.trim_start_matches(['@', '=', '<', '>', '!']);
@@ -371,7 +371,7 @@ fn same_integer_bytes<T: Shipped>(
 }
 
 /// A new reference to `NotImplemented`.
-fn not_implemented() -> PyResult<Owned> {
+fn not_implemented() -> Result<Owned> {
     // SAFETY: the GIL is held by every caller; `NotImplemented` is a static object, so the
     // borrowed pointer is live for as long as the interpreter.
     let ptr = unsafe { ffi::Py_NotImplemented() };
@@ -381,7 +381,7 @@ fn not_implemented() -> PyResult<Owned> {
 }
 
 /// `len()`: `shape[0]`; TypeError for 0-d.
-pub fn len<T: Shipped>(this: This<'_, T>) -> PyResult<isize> {
+pub fn len<T: Shipped>(this: This<'_, T>) -> Result<isize> {
     match open(this)?.layout().shape().first() {
         Some(&n) => Ok(n),
         None => Err(Error::type_error(format!(
@@ -392,7 +392,7 @@ pub fn len<T: Shipped>(this: This<'_, T>) -> PyResult<isize> {
 }
 
 /// `"bufferkit.View"`: the module and qualified name of the object's type, for `repr`.
-pub fn qualified_type_name(obj: Borrowed<'_>) -> PyResult<String> {
+pub fn qualified_type_name(obj: Borrowed<'_>) -> Result<String> {
     // SAFETY: the type of a live object is live.
     let tp = unsafe { Borrowed::from_ptr(obj.type_ptr().cast()) }.ok_or(Error::Raised)?;
     let module = convert::str_of(convert::getattr(tp, c"__module__")?.borrow())?;
@@ -526,18 +526,18 @@ pub enum Attr {
 }
 
 /// The value of `attr` for `layout`.
-pub fn layout_attr(layout: &Layout, attr: Attr) -> PyResult<Owned> {
+pub fn layout_attr(gil: Gil<'_>, layout: &Layout, attr: Attr) -> Result<Owned> {
     match attr {
-        Attr::Format => new_str(layout.format().as_str()),
-        Attr::Itemsize => new_int(layout.itemsize()),
-        Attr::Ndim => new_int(layout.ndim() as isize),
-        Attr::Shape => new_int_tuple(layout.shape()),
-        Attr::Strides => new_int_tuple(layout.strides()),
-        Attr::Suboffsets => new_int_tuple(&[]),
-        Attr::Nbytes => new_int(layout.nbytes()),
-        Attr::CContiguous => new_bool(layout.is_c_contiguous()),
-        Attr::FContiguous => new_bool(layout.is_f_contiguous()),
-        Attr::Contiguous => new_bool(layout.is_c_contiguous() || layout.is_f_contiguous()),
+        Attr::Format => new_str(gil, layout.format().as_str()),
+        Attr::Itemsize => new_int(gil, layout.itemsize()),
+        Attr::Ndim => new_int(gil, layout.ndim() as isize),
+        Attr::Shape => new_int_tuple(gil, layout.shape()),
+        Attr::Strides => new_int_tuple(gil, layout.strides()),
+        Attr::Suboffsets => new_int_tuple(gil, &[]),
+        Attr::Nbytes => new_int(gil, layout.nbytes()),
+        Attr::CContiguous => new_bool(gil, layout.is_c_contiguous()),
+        Attr::FContiguous => new_bool(gil, layout.is_f_contiguous()),
+        Attr::Contiguous => new_bool(gil, layout.is_c_contiguous() || layout.is_f_contiguous()),
     }
 }
 
@@ -576,7 +576,7 @@ pub fn in_use_error(action: &str, count: usize) -> Error {
 /// Refused with ValueError: strings neither `struct` nor the numpy table accept, formats with
 /// no size or no items (pad bytes only), dtypes without a struct format (complex, datetime,
 /// str, object, structured); TypeError for anything else. The messages say what to pass.
-pub fn parse_format(arg: Borrowed<'_>) -> PyResult<Format> {
+pub fn parse_format(arg: Borrowed<'_>) -> Result<Format> {
     if convert::is_str(arg) {
         let text = convert::str_of(arg)?;
         let why = match struct_format(arg.gil(), &text)? {
@@ -664,7 +664,7 @@ impl Rejected {
 fn struct_format(
     gil: bufferkit::exporter::Gil<'_>,
     text: &str,
-) -> PyResult<Result<Format, Rejected>> {
+) -> Result<Result<Format, Rejected>> {
     if !text.is_ascii() {
         return Ok(Err(Rejected::Text("formats are ASCII")));
     }
@@ -678,8 +678,8 @@ fn struct_format(
             return Ok(Format::new(c_fmt, size).map_err(|e| Rejected::Struct(e.to_string())));
         }
     }
-    let module = convert::import(c"struct")?;
-    let arg = new_str(text)?;
+    let module = convert::import(gil, c"struct")?;
+    let arg = new_str(gil, text)?;
     let packer = match convert::call_method(module.borrow(), c"Struct", &[arg.borrow()]) {
         Ok(packer) => packer,
         Err(_) => return Ok(Err(Rejected::Struct(pending_message(gil)))),
@@ -771,8 +771,9 @@ pub fn numpy_typestr(text: &str) -> Option<Result<String, String>> {
 
 /// The buffer format numpy exports for `arg` if `arg` is a numpy dtype or scalar type, with
 /// the dtype's name for messages; `None` for anything else.
-fn numpy_dtype_format(arg: Borrowed<'_>) -> PyResult<Option<(String, String)>> {
-    let name = new_str("numpy")?;
+fn numpy_dtype_format(arg: Borrowed<'_>) -> Result<Option<(String, String)>> {
+    let gil = arg.gil();
+    let name = new_str(gil, "numpy")?;
     // SAFETY: `name` is a live str and the GIL is held; a new reference to the module if it
     // is in sys.modules, else NULL (with an exception only if the lookup itself failed).
     let numpy = match unsafe { Owned::from_new(ffi::PyImport_GetModule(name.as_ptr())) } {
@@ -812,7 +813,7 @@ fn numpy_dtype_format(arg: Borrowed<'_>) -> PyResult<Option<(String, String)>> {
     let dtype_name = convert::str_of(dtype_name.borrow())?;
     // The format numpy's own export of an array of this dtype carries: what every consumer of
     // such an array already sees.
-    let zero = new_int(0)?;
+    let zero = new_int(gil, 0)?;
     let empty = convert::call_method(numpy.borrow(), c"empty", &[zero.borrow(), dtype.borrow()])?;
     // SAFETY: `empty` is live and the GIL is held; a new reference or NULL.
     let view = match unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(empty.as_ptr())) } {
@@ -875,7 +876,7 @@ pub fn pending_message(gil: bufferkit::exporter::Gil<'_>) -> String {
 }
 
 /// A shape argument: an int, or a tuple or list of ints.
-pub fn parse_shape(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
+pub fn parse_shape(obj: Borrowed<'_>) -> Result<Vec<isize>> {
     // SAFETY: `obj` is live and the GIL is held.
     let is_seq =
         unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
@@ -913,7 +914,7 @@ pub fn layout_error(e: LayoutError) -> Error {
 }
 
 /// An `order` argument of `tobytes()`: `None`, `'C'`, `'F'` or `'A'`.
-pub fn parse_copy_order(obj: Option<Borrowed<'_>>) -> PyResult<CopyOrder> {
+pub fn parse_copy_order(obj: Option<Borrowed<'_>>) -> Result<CopyOrder> {
     let Some(obj) = obj else {
         return Ok(CopyOrder::C);
     };
@@ -938,7 +939,7 @@ pub fn parse_copy_order(obj: Option<Borrowed<'_>>) -> PyResult<CopyOrder> {
 }
 
 /// `obj.tobytes(order)` through the object's own export.
-pub fn tobytes(obj: Borrowed<'_>, order: CopyOrder) -> PyResult<Owned> {
+pub fn tobytes(obj: Borrowed<'_>, order: CopyOrder) -> Result<Owned> {
     let view = BufferView::get(obj, flags::FULL_RO)?;
     view.to_bytes(order)
 }
@@ -946,7 +947,7 @@ pub fn tobytes(obj: Borrowed<'_>, order: CopyOrder) -> PyResult<Owned> {
 /// `obj.tolist()`: memoryview's answer where memoryview knows the format, else the items
 /// unpacked by `struct` (a tuple per item for formats of several values, like
 /// `_testbuffer.ndarray.tolist()`).
-pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
+pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> Result<Owned> {
     // SAFETY: `obj` is live and the GIL is held; a memoryview is a new reference.
     let mv = unsafe { Owned::from_new(ffi::PyMemoryView_FromObject(obj.as_ptr())) }?;
     let listed = convert::call_method(mv.borrow(), c"tolist", &[]);
@@ -961,8 +962,8 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
         }
         Err(e) => return Err(e),
     }
-    let module = convert::import(c"struct")?;
-    let fmt = new_str(layout.format().as_str())?;
+    let module = convert::import(obj.gil(), c"struct")?;
+    let fmt = new_str(obj.gil(), layout.format().as_str())?;
     let packer = match convert::call_method(module.borrow(), c"Struct", &[fmt.borrow()]) {
         Ok(packer) => packer,
         Err(_) => {
@@ -1005,7 +1006,7 @@ pub fn tolist(obj: Borrowed<'_>, layout: &Layout) -> PyResult<Owned> {
     nest(&mut next, layout.shape())
 }
 
-fn nest(items: &mut impl Iterator<Item = Owned>, shape: &[isize]) -> PyResult<Owned> {
+fn nest(items: &mut impl Iterator<Item = Owned>, shape: &[isize]) -> Result<Owned> {
     let Some((&len, rest)) = shape.split_first() else {
         return items
             .next()

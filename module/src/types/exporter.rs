@@ -33,7 +33,7 @@ use pyo3_ffi as ffi;
 use bufferkit::exporter::Gil;
 use bufferkit::ffi::convert;
 use bufferkit::ffi::error::Pending;
-use bufferkit::ffi::{unwind, Borrowed, Error, Owned, PyResult};
+use bufferkit::ffi::{unwind, Borrowed, Error, Owned, Result};
 
 const MODULE_CLEARED: &str =
     "bufferkit module has been cleared, or the object's class is being torn down";
@@ -54,7 +54,7 @@ struct Names {
 /// exports may still be given back), or the class is being torn down (the collector cleared
 /// its MRO in a garbage cycle with its instances, and a mixin listed before Exporter hides
 /// Exporter from the `tp_base` chain). Either way nothing is left to look methods up in.
-fn names(obj: Borrowed<'_>) -> PyResult<Option<Names>> {
+fn names(obj: Borrowed<'_>) -> Result<Option<Names>> {
     // SAFETY: `obj` is live and the GIL is held; its type is a subclass of Exporter (the slot
     // was reached through it). The walk is a few slot reads and sets no exception: failing to
     // find the module is the teardown case above, not an error to report.
@@ -91,7 +91,7 @@ fn call_method(
     name: Borrowed<'_>,
     arg: Borrowed<'_>,
     skip: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     let found = lookup(obj, name)?;
     call_found(obj, found, arg, skip)
 }
@@ -111,7 +111,7 @@ struct Found {
 /// instance. The 3.11 stable-ABI build has no such lookup and asks for the type's attribute
 /// instead, which has already bound it to the class: a `staticmethod` comes out unwrapped as a
 /// plain function, is taken for a method and is called with the instance (README, "Exporter").
-fn lookup(obj: Borrowed<'_>, name: Borrowed<'_>) -> PyResult<Found> {
+fn lookup(obj: Borrowed<'_>, name: Borrowed<'_>) -> Result<Found> {
     let tp = obj.type_ptr();
     #[cfg(not(Py_LIMITED_API))]
     {
@@ -170,10 +170,10 @@ fn call_found(
     found: Found,
     arg: Borrowed<'_>,
     skip: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     let Found { method, unbound } = found;
     if skip.is_some_and(|own| own.as_ptr() == method.as_ptr()) {
-        return Ok(convert::none());
+        return Ok(convert::none(obj.gil()));
     }
     // SAFETY: all objects are live and the GIL is held; the result is a new reference or NULL
     // with an exception set.
@@ -197,9 +197,9 @@ pub unsafe fn export(
     obj: Borrowed<'_>,
     view: *mut ffi::Py_buffer,
     flags: c_int,
-) -> PyResult<()> {
+) -> Result<()> {
     let names = names(obj)?.ok_or_else(|| Error::value_error(MODULE_CLEARED))?;
-    let flags_obj = convert::new_int(flags as isize)?;
+    let flags_obj = convert::new_int(gil, flags as isize)?;
     // A class without its own __buffer__ reaches Exporter.__buffer__, which raises TypeError.
     let mv = call_method(obj, names.buffer.borrow(), flags_obj.borrow(), None)?;
     // SAFETY: `mv` is live.
@@ -338,12 +338,12 @@ struct Held;
 
 impl Held {
     /// The object for `internal`.
-    fn store(mv: Borrowed<'_>, release: Found, own: Borrowed<'_>) -> PyResult<Owned> {
+    fn store(mv: Borrowed<'_>, release: Found, own: Borrowed<'_>) -> Result<Owned> {
         if release.method.as_ptr() == own.as_ptr() {
             return Ok(Owned::from_borrowed(mv));
         }
-        let unbound = convert::new_bool(release.unbound)?;
-        convert::new_tuple(&[mv, release.method.borrow(), unbound.borrow()])
+        let unbound = convert::new_bool(mv.gil(), release.unbound)?;
+        convert::new_tuple(mv.gil(), &[mv, release.method.borrow(), unbound.borrow()])
     }
 
     /// Takes back what [`store`](Self::store) stored: the memoryview, and the method to call.
@@ -421,13 +421,13 @@ fn release_call(obj: Borrowed<'_>, names: &Names, mv: Borrowed<'_>) {
 }
 
 /// `Exporter.__buffer__(self, flags)`: refuses, naming the class that should define it.
-pub fn exporter_buffer(this: Borrowed<'_>, _flags: Borrowed<'_>) -> PyResult<Owned> {
+pub fn exporter_buffer(this: Borrowed<'_>, _flags: Borrowed<'_>) -> Result<Owned> {
     Err(not_defined(this))
 }
 
 /// `Exporter.__release_buffer__(self, view)`: nothing to release.
-pub fn exporter_release_buffer(_this: Borrowed<'_>, _view: Borrowed<'_>) -> PyResult<Owned> {
-    Ok(convert::none())
+pub fn exporter_release_buffer(this: Borrowed<'_>, _view: Borrowed<'_>) -> Result<Owned> {
+    Ok(convert::none(this.gil()))
 }
 
 /// The Rust value of an `Exporter` instance: nothing. Subclasses keep what they wrap in their

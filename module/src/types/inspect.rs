@@ -11,17 +11,17 @@ use pyo3_ffi as ffi;
 use super::common::{kwlist, KwList};
 use bufferkit::exporter::Gil;
 use bufferkit::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
-use bufferkit::ffi::{Borrowed, Error, Owned, PyResult};
+use bufferkit::ffi::{Borrowed, Error, Owned, Result};
 use bufferkit::request::flags;
 use bufferkit::view::BufferView;
 
 /// `inspect(obj, flags=PyBUF_FULL_RO)`
 pub(crate) fn inspect(
-    _gil: Gil<'_>,
+    gil: Gil<'_>,
     module: *mut ffi::PyObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     let mut names = kwlist([c"obj", c"flags"]);
     let mut obj: *mut ffi::PyObject = ptr::null_mut();
     let mut request: c_int = flags::FULL_RO;
@@ -43,25 +43,28 @@ pub(crate) fn inspect(
     // SAFETY: a borrowed reference valid for this call.
     let obj = unsafe { Borrowed::from_ptr(obj) }.ok_or(Error::Raised)?;
     let view = BufferView::get(obj, request)?;
-    let opt_tuple = |a: Option<&[isize]>| a.map_or_else(|| Ok(convert::none()), new_int_tuple);
+    let opt_tuple =
+        |a: Option<&[isize]>| a.map_or_else(|| Ok(convert::none(gil)), |a| new_int_tuple(gil, a));
     let buf = if view.buf().is_null() {
-        convert::none()
+        convert::none(gil)
     } else {
         // SAFETY: converting an address to an int; no dereference.
         unsafe { Owned::from_new(ffi::PyLong_FromVoidPtr(view.buf())) }?
     };
-    let exporter = view.obj().map_or_else(convert::none, Owned::from_borrowed);
+    let exporter = view
+        .obj()
+        .map_or_else(|| convert::none(gil), Owned::from_borrowed);
     let format = match view.format() {
-        Some(f) => new_str(&f.to_string_lossy())?,
-        None => convert::none(),
+        Some(f) => new_str(gil, &f.to_string_lossy())?,
+        None => convert::none(gil),
     };
     let fields = [
         buf,
         exporter,
-        new_int(view.len())?,
-        new_int(view.itemsize())?,
-        new_bool(view.readonly())?,
-        new_int(view.as_raw().ndim as isize)?,
+        new_int(gil, view.len())?,
+        new_int(gil, view.itemsize())?,
+        new_bool(gil, view.readonly())?,
+        new_int(gil, view.as_raw().ndim as isize)?,
         format,
         opt_tuple(view.shape())?,
         opt_tuple(view.strides())?,

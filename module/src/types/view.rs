@@ -42,7 +42,7 @@ use super::common::{
 use crate::trampoline::{getter, length, noargs, onearg, richcompare, unary, varkw, with_first};
 use bufferkit::exporter::{BufferExporter, ExportCounter, Gil, Memory};
 use bufferkit::ffi::convert::{self, new_bool, new_int, new_str};
-use bufferkit::ffi::{unwind, Borrowed, Error, Object, Owned, PyResult, This};
+use bufferkit::ffi::{unwind, Borrowed, Error, Object, Owned, Result, This};
 use bufferkit::layout::{Format, Layout, Order};
 use bufferkit::request::flags;
 
@@ -179,7 +179,7 @@ impl HeldExport {
         tp: *mut ffi::PyTypeObject,
         base: Borrowed<'_>,
         writable: bool,
-    ) -> PyResult<Owned> {
+    ) -> Result<Owned> {
         let empty = HeldExport {
             // SAFETY: an all-zero Py_buffer is the empty one (`Py_buffer::new` is the same).
             export: UnsafeCell::new(ffi::Py_buffer::new()),
@@ -244,7 +244,7 @@ impl HeldExport {
     /// `(lo, hi)`: the bytes the export addresses, `[buf + lo, buf + hi)`, from its shape and
     /// strides (C order where it has none); a `BufferError` naming `base` if they cannot be
     /// expressed in `isize`.
-    fn extent(&self, base: Borrowed<'_>) -> PyResult<(isize, isize)> {
+    fn extent(&self, base: Borrowed<'_>) -> Result<(isize, isize)> {
         let export = self.export();
         let ndim = export.ndim as usize; // checked by `acquire`
         let dim = |i: usize| -> isize {
@@ -336,7 +336,7 @@ impl Source {
         held_type: *mut ffi::PyTypeObject,
         base: Borrowed<'_>,
         writable: bool,
-    ) -> PyResult<Self> {
+    ) -> Result<Self> {
         match as_view(gil, base)? {
             Some(parent) => Self::of_view(parent, parent.value.layout.clone()),
             None => Self::from_exporter(gil, held_type, base, writable),
@@ -344,7 +344,7 @@ impl Source {
     }
 
     /// `parent`'s memory with `layout` (relative to the parent's block), sharing its export.
-    fn of_view(parent: This<'_, View>, layout: Layout) -> PyResult<Self> {
+    fn of_view(parent: This<'_, View>, layout: Layout) -> Result<Self> {
         View::pinned(parent, |value, held, root| Self {
             held: Owned::from_borrowed(held),
             root: Owned::from_borrowed(root),
@@ -361,7 +361,7 @@ impl Source {
         held_type: *mut ffi::PyTypeObject,
         base: Borrowed<'_>,
         writable: bool,
-    ) -> PyResult<Self> {
+    ) -> Result<Self> {
         let held = HeldExport::acquire(gil, held_type, base, writable)?;
         // SAFETY: `acquire` returns an `Object<HeldExport>`, kept alive by `held`.
         let value = unsafe { Object::<HeldExport>::value_of(held.as_ptr()) };
@@ -415,7 +415,7 @@ impl Source {
 }
 
 /// `Some(view)` if `obj` is a bufferkit View (or subclass) of this interpreter's module.
-fn as_view<'py>(gil: Gil<'py>, obj: Borrowed<'py>) -> PyResult<Option<This<'py, View>>> {
+fn as_view<'py>(gil: Gil<'py>, obj: Borrowed<'py>) -> Result<Option<This<'py, View>>> {
     // SAFETY: the type of a live object is live; the GIL is held.
     if unsafe { crate::shims::module_of_type(obj.type_ptr()) }.is_none() {
         return Ok(None);
@@ -431,14 +431,14 @@ fn as_view<'py>(gil: Gil<'py>, obj: Borrowed<'py>) -> PyResult<Option<This<'py, 
 }
 
 /// The View type of the bufferkit module that made `tp` (or its bufferkit base).
-fn view_type_of(tp: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyTypeObject> {
+fn view_type_of(tp: *mut ffi::PyTypeObject) -> Result<*mut ffi::PyTypeObject> {
     // SAFETY: `tp` is the live type of a live object and the GIL is held.
     let state = unsafe { crate::module::state_of_type(tp) }?;
     Ok(state.view_type.cast())
 }
 
 /// The module state of the bufferkit module that made `tp` (View or a subclass).
-fn state_of(tp: *mut ffi::PyTypeObject) -> PyResult<&'static crate::module::State> {
+fn state_of(tp: *mut ffi::PyTypeObject) -> Result<&'static crate::module::State> {
     // SAFETY: `tp` is the live type of a live object (or the type being called) and the GIL
     // is held; the state lives as long as the module, which the type keeps alive, and is only
     // read here.
@@ -446,12 +446,7 @@ fn state_of(tp: *mut ffi::PyTypeObject) -> PyResult<&'static crate::module::Stat
 }
 
 /// Builds a View of the given type from a source.
-fn make(
-    gil: Gil<'_>,
-    tp: *mut ffi::PyTypeObject,
-    source: Source,
-    readonly: bool,
-) -> PyResult<Owned> {
+fn make(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, source: Source, readonly: bool) -> Result<Owned> {
     let Source {
         held,
         root,
@@ -503,7 +498,7 @@ impl View {
     fn pinned<R>(
         this: This<'_, View>,
         f: impl FnOnce(&View, Borrowed<'_>, Borrowed<'_>) -> R,
-    ) -> PyResult<R> {
+    ) -> Result<R> {
         critical_section(this.obj, || {
             common::open(this)?;
             // SAFETY: the View is open and `release()` cannot run until this returns (see
@@ -554,7 +549,7 @@ fn view_new(
     subtype: *mut ffi::PyTypeObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     const NAMES: [&core::ffi::CStr; 6] = [
         c"base",
         c"offset",
@@ -660,7 +655,7 @@ fn relayout_source(
     format: Option<Borrowed<'_>>,
     shape: Option<Borrowed<'_>>,
     strides: Option<Borrowed<'_>>,
-) -> PyResult<Source> {
+) -> Result<Source> {
     let parent = &source.layout;
     if !(parent.is_c_contiguous() || parent.is_f_contiguous()) {
         return Err(Error::value_error(format!(
@@ -713,7 +708,7 @@ fn relayout_source(
     Ok(source)
 }
 
-fn parse_strides(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
+fn parse_strides(obj: Borrowed<'_>) -> Result<Vec<isize>> {
     // SAFETY: `obj` is live and the GIL is held.
     let is_seq =
         unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
@@ -727,7 +722,7 @@ fn parse_strides(obj: Borrowed<'_>) -> PyResult<Vec<isize>> {
 }
 
 /// `v[a:b:c]`, `v[s0, s1, ...]`: a new View of the same root.
-fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
+fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
     let value = common::open(this)?;
     let layout = &value.layout;
     // SAFETY: `key` is live and the GIL is held.
@@ -782,7 +777,7 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> PyResult<Owned> {
     make(this.gil, view_type, source, readonly)
 }
 
-fn view_release(this: This<'_, View>) -> PyResult<Owned> {
+fn view_release(this: This<'_, View>) -> Result<Owned> {
     // Closing and taking the held reference out are one step against `pinned` (a slice on
     // another thread); dropping it, which may run Python code, comes after.
     let held = critical_section(this.obj, || {
@@ -795,7 +790,7 @@ fn view_release(this: This<'_, View>) -> PyResult<Owned> {
         Ok::<_, Error>(closed_now.then(|| this.value.take_held()).flatten())
     })?;
     drop(held);
-    Ok(convert::none())
+    Ok(convert::none(this.gil))
 }
 
 /// Runs `f` in a critical section on `obj` on free-threaded builds (CPython 3.13t+'s
@@ -826,7 +821,7 @@ fn critical_section<R>(obj: Borrowed<'_>, f: impl FnOnce() -> R) -> R {
 
 /// `View.__reduce_ex__(protocol)`: refuses. A View is a window on another object's memory;
 /// a pickled copy would silently stop being one. Pickle `Buffer.from_buffer_copy(view)`.
-fn view_reduce_ex(this: This<'_, View>, _protocol: Borrowed<'_>) -> PyResult<Owned> {
+fn view_reduce_ex(this: This<'_, View>, _protocol: Borrowed<'_>) -> Result<Owned> {
     Err(Error::type_error(format!(
         "cannot pickle '{}' object: it views another object's memory; pickle \
          bufferkit.Buffer.from_buffer_copy(view) for a copy",
@@ -838,51 +833,57 @@ fn view_exit(
     this: This<'_, View>,
     args: Borrowed<'_>,
     _kwargs: Option<Borrowed<'_>>,
-) -> PyResult<Owned> {
+) -> Result<Owned> {
     common::exit_ending(this.obj, args, "released", || view_release(this))
 }
 
-fn view_base(this: This<'_, View>) -> PyResult<Owned> {
+fn view_base(this: This<'_, View>) -> Result<Owned> {
     let value = common::open(this)?;
     // SAFETY: open, so `root` is a live strong reference (invariants).
     let root = unsafe { *value.root.get() };
     // SAFETY: as above.
     match unsafe { Borrowed::from_ptr(root) } {
         Some(root) => Ok(Owned::from_borrowed(root)),
-        None => Ok(convert::none()),
+        None => Ok(convert::none(this.gil)),
     }
 }
 
-fn view_offset(this: This<'_, View>) -> PyResult<Owned> {
+fn view_offset(this: This<'_, View>) -> Result<Owned> {
     let value = common::open(this)?;
     let first = value.block.as_ptr().wrapping_offset(value.layout.offset());
-    new_int((first as isize).wrapping_sub(value.root_start as isize))
+    new_int(
+        this.gil,
+        (first as isize).wrapping_sub(value.root_start as isize),
+    )
 }
 
-fn view_released(this: This<'_, View>) -> PyResult<Owned> {
-    new_bool(this.value.counter.snapshot().closed())
+fn view_released(this: This<'_, View>) -> Result<Owned> {
+    new_bool(this.gil, this.value.counter.snapshot().closed())
 }
 
-fn view_repr(this: This<'_, View>) -> PyResult<Owned> {
+fn view_repr(this: This<'_, View>) -> Result<Owned> {
     let name = common::qualified_type_name(this.obj)?;
     let state = this.value.counter.snapshot();
     if state.closed() {
-        return new_str(&format!("<released {name}>"));
+        return new_str(this.gil, &format!("<released {name}>"));
     }
     // SAFETY: open, so `root` is live.
     let root = unsafe { Borrowed::from_ptr(*this.value.root.get()) }
         .map_or_else(|| "None".into(), Borrowed::type_name);
     let layout = &this.value.layout;
-    new_str(&format!(
-        "<{name} of {root} shape={} strides={} format='{}' offset={} readonly={} exports={}>",
-        common::shape_text(layout.shape()),
-        common::shape_text(layout.strides()),
-        layout.format().as_str(),
-        (this.value.block.as_ptr().wrapping_offset(layout.offset()) as isize)
-            .wrapping_sub(this.value.root_start as isize),
-        if state.readonly() { "True" } else { "False" },
-        state.count()
-    ))
+    new_str(
+        this.gil,
+        &format!(
+            "<{name} of {root} shape={} strides={} format='{}' offset={} readonly={} exports={}>",
+            common::shape_text(layout.shape()),
+            common::shape_text(layout.strides()),
+            layout.format().as_str(),
+            (this.value.block.as_ptr().wrapping_offset(layout.offset()) as isize)
+                .wrapping_sub(this.value.root_start as isize),
+            if state.readonly() { "True" } else { "False" },
+            state.count()
+        ),
+    )
 }
 
 /// Whether the running CPython's garbage collector may clear a memoryview that still has
