@@ -98,7 +98,7 @@ pub mod __private {
 
     use crate::exporter::Gil;
     use crate::ffi::Result;
-    use pyo3_ffi::Py_buffer;
+    use pyo3_ffi::{PyObject, Py_buffer};
 
     /// The panic and error boundary of bufferkit's own `bf_getbuffer`, for a getbuffer slot
     /// whose body is not [`crate::ffi::getbuffer`] (`bufferkit.Exporter`'s delegates to
@@ -115,6 +115,19 @@ pub mod __private {
     ) -> c_int {
         // SAFETY: forwarded from the caller.
         unsafe { crate::ffi::slots::getbuffer_boundary(view, body) }
+    }
+
+    /// The panic boundary of bufferkit's own `bf_releasebuffer`, for a releasebuffer slot
+    /// whose body is not [`crate::ffi::releasebuffer`]: a panic in `body` goes to
+    /// `sys.unraisablehook`.
+    ///
+    /// # Safety
+    ///
+    /// Called from a `bf_releasebuffer` slot: the GIL is held and `obj` is live.
+    #[inline(always)]
+    pub unsafe fn releasebuffer_boundary(obj: *mut PyObject, body: impl FnOnce(Gil<'_>)) {
+        // SAFETY: forwarded from the caller.
+        unsafe { crate::ffi::slots::releasebuffer_boundary(obj, body) }
     }
 
     /// `struct.calcsize(text)` where the `struct` module fixes it without being asked (one

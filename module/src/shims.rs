@@ -5,11 +5,10 @@
 
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3_ffi as ffi;
 
-use bufferkit::__private::getbuffer_boundary;
+use bufferkit::__private::{getbuffer_boundary, releasebuffer_boundary};
 use bufferkit::exporter::Gil;
 use bufferkit::ffi::trampoline::guard;
 use bufferkit::ffi::{dealloc, unwind, Borrowed, Error};
@@ -318,18 +317,14 @@ pub unsafe extern "C" fn exporter_releasebuffer(
     obj: *mut ffi::PyObject,
     view: *mut ffi::Py_buffer,
 ) {
-    // SAFETY: CPython calls slots with the GIL held (caller).
-    let gil = unsafe { Gil::assume() };
-    let done = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `obj` is live for the call (caller).
-        if let Some(this) = unsafe { Borrowed::from_ptr(obj) } {
-            // SAFETY: `view` is being released for `obj` (caller); GIL held.
-            unsafe { crate::types::exporter::release(gil, this, view) };
-        }
-    }));
-    if let Err(panic) = done {
-        Error::from_panic(panic).restore(gil);
-        // SAFETY: an exception is set and `obj` is live.
-        unsafe { ffi::PyErr_WriteUnraisable(obj) };
+    // SAFETY: forwarded from the caller: the GIL is held and `obj` is live.
+    unsafe {
+        releasebuffer_boundary(obj, |gil| {
+            // SAFETY: `obj` is live for the call (caller).
+            if let Some(this) = Borrowed::from_ptr(obj) {
+                // SAFETY: `view` is being released for `obj` (caller); GIL held.
+                crate::types::exporter::release(gil, this, view);
+            }
+        })
     }
 }

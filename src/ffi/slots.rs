@@ -339,18 +339,32 @@ pub unsafe extern "C" fn releasebuffer<T: BufferExporter>(
     obj: *mut ffi::PyObject,
     _view: *mut ffi::Py_buffer,
 ) {
+    // SAFETY: forwarded from the caller: the GIL is held and `obj` is live.
+    unsafe {
+        releasebuffer_boundary(obj, |gil| {
+            // SAFETY: `obj` is a live `Object<T>` kept alive by the view being released
+            // (caller).
+            let this = Object::<T>::value_of(obj);
+            // SAFETY: CPython calls bf_releasebuffer once per export `getbuffer` counted.
+            release(gil, this);
+        })
+    }
+}
+
+/// The panic boundary of a `bf_releasebuffer`, which cannot fail: `body` runs, and a panic in
+/// it goes to `sys.unraisablehook` (`PyErr_WriteUnraisable(obj)`).
+///
+/// # Safety
+///
+/// Called from a `bf_releasebuffer` slot: the GIL is held and `obj` is live.
+#[inline(always)]
+pub(crate) unsafe fn releasebuffer_boundary(obj: *mut ffi::PyObject, body: impl FnOnce(Gil<'_>)) {
     // SAFETY: CPython calls slots with the GIL held (caller).
     let gil = unsafe { Gil::assume() };
-    let released = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `obj` is a live `Object<T>` kept alive by the view being released (caller).
-        let this = unsafe { Object::<T>::value_of(obj) };
-        // SAFETY: CPython calls bf_releasebuffer once per export `getbuffer` counted.
-        unsafe { release(gil, this) };
-    }));
-    if let Err(panic) = released {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| body(gil))) {
         Error::from_panic(panic).restore(gil);
-        // SAFETY: an exception is set and `obj` is live; releasebuffer cannot fail, so the
-        // error goes to sys.unraisablehook.
+        // SAFETY: an exception is set and `obj` is live (caller); releasebuffer cannot fail,
+        // so the error goes to sys.unraisablehook.
         unsafe { ffi::PyErr_WriteUnraisable(obj) };
     }
 }
