@@ -1,14 +1,17 @@
-"""One oracle and one verify() for every bufferkit exporter (Buffer today, View and Exporter later).
+"""One verify() for every bufferkit exporter, judged by the oracle of ``oracle.py``.
 
 The model is CPython's ``Lib/test/test_buffer.py``: ``verify_getbuf`` decides from the exporter
 and the request whether the request must be refused and, if not, which fields the consumer must
 see; ``verify`` then compares what a consumer really got, field by field.  Here the two halves
 are:
 
-* ``expected(layout, flags, policy)``: the oracle.  ``layout`` describes what the exporter
-  holds (format, shape, strides, where element (0, ..., 0) lies, read-only, logical contents);
-  ``policy`` names the few documented ways exporters differ (docs/semantics.md: malformed flags,
-  FORMAT without ND for unsigned bytes, ...).  It returns a ``Refused`` or a ``Fields``.
+* ``expected(layout, flags, policy)`` of ``oracle.py``: the oracle.  ``layout`` describes what
+  the exporter holds (format, shape, strides, where element (0, ..., 0) lies, read-only,
+  logical contents); ``policy`` names the few documented ways exporters differ
+  (docs/semantics.md: malformed flags, FORMAT without ND for unsigned bytes, ...).  It returns a
+  ``Refused`` or a ``Fields``.  The C request tests take their expectations from the same
+  function (``python oracle.py c-table``); this file re-exports the oracle's names, so tests
+  import everything from ``conftest``.
 * ``verify(obj, flags, layout, policy, reference=...)``: asks ``obj`` for a buffer through two
   consumers and checks each against the oracle:
 
@@ -27,75 +30,45 @@ The oracle is itself proven on CPython's exporters in ``test_oracle.py``.
 
 import ctypes
 import gc
-import itertools
-import random
 import struct
 import sys
-from dataclasses import dataclass
-from typing import NamedTuple, Optional, Tuple
 
 import pytest
 
 import _testbuffer
-from _testbuffer import (
-    ND_FORTRAN,
-    ND_WRITABLE,
-    PyBUF_ANY_CONTIGUOUS,
-    PyBUF_C_CONTIGUOUS,
-    PyBUF_CONTIG,
-    PyBUF_CONTIG_RO,
-    PyBUF_F_CONTIGUOUS,
-    PyBUF_FORMAT,
-    PyBUF_FULL,
-    PyBUF_FULL_RO,
-    PyBUF_INDIRECT,
-    PyBUF_ND,
-    PyBUF_RECORDS,
-    PyBUF_RECORDS_RO,
-    PyBUF_SIMPLE,
-    PyBUF_STRIDED,
-    PyBUF_STRIDED_RO,
-    PyBUF_STRIDES,
-    PyBUF_WRITABLE,
-)
+from _testbuffer import ND_FORTRAN, ND_WRITABLE, PyBUF_FULL, PyBUF_FULL_RO
 
-# --------------------------------------------------------------------------------------------
-# Requests
-# --------------------------------------------------------------------------------------------
-
-#: The fifteen requests of test_ndarray_getbuf: the distinct flags, then the compound ones.
-STANDARD_REQUESTS = (
-    PyBUF_INDIRECT, PyBUF_STRIDES, PyBUF_ND, PyBUF_SIMPLE,
-    PyBUF_C_CONTIGUOUS, PyBUF_F_CONTIGUOUS, PyBUF_ANY_CONTIGUOUS,
-    PyBUF_FULL, PyBUF_FULL_RO, PyBUF_RECORDS, PyBUF_RECORDS_RO,
-    PyBUF_STRIDED, PyBUF_STRIDED_RO, PyBUF_CONTIG, PyBUF_CONTIG_RO,
-)
-#: The bits a consumer adds to any of them.
-EXTRA_BITS = (0, PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_WRITABLE | PyBUF_FORMAT)
-
-
-def _unique(values):
-    seen = []
-    for v in values:
-        if v not in seen:
-            seen.append(v)
-    return tuple(seen)
-
-
-#: Every request of the matrix, each once (15 x 4 combinations, 28 distinct values).
-REQUESTS = _unique(req | bits for req in STANDARD_REQUESTS for bits in EXTRA_BITS)
-
-#: The bits a well-formed request may carry (docs/semantics.md, rule 1).
-KNOWN_BITS = 0x1FD
-_STRIDES_BIT = 0x10
-_NEEDS_STRIDES_BITS = (0x20, 0x40, 0x80, 0x100)  # C, F, ANY contiguity; INDIRECT
-
-#: Malformed requests of the brief and of the page, alone and on top of good requests.
-#: (Not 0x10000 alone: _testbuffer.ndarray reads getbuf=0x10000 as "no getbuf given".)
-MALFORMED_REQUESTS = _unique(
-    [0x200, 0x100, 0x2, 0x20, 0x10, 0x400, 0x40, 0x80, 0x800, 0x20000, 0x30, 0x120]
-    + [PyBUF_FULL | 0x200, PyBUF_FULL_RO | 0x2, PyBUF_ND | 0x20, PyBUF_ND | 0x100,
-       PyBUF_FORMAT | 0x10, PyBUF_WRITABLE | 0x400, PyBUF_RECORDS | 0x10000]
+from oracle import (  # noqa: F401 - re-exported for the test files
+    ARRAY,
+    BUFFERKIT,
+    EXTRA_BITS,
+    FILLINFO,
+    INTERCEPTED_FLAGS,
+    KNOWN_BITS,
+    MALFORMED_REQUESTS,
+    MEMORYVIEW,
+    REQUESTS,
+    STANDARD_REQUESTS,
+    TESTBUFFER,
+    UNSIGNED_BYTE_FORMATS,
+    Fields,
+    Layout,
+    Policy,
+    Refused,
+    c_indices,
+    contiguous_strides,
+    expected,
+    f_indices,
+    is_contiguous,
+    item_at,
+    malformation,
+    nest,
+    pack_item,
+    product,
+    random_items,
+    same_promise,
+    unpack_item,
+    zero_item,
 )
 
 
@@ -120,323 +93,6 @@ def malformed_flags(request):
     """Each malformed request."""
     return request.param
 
-
-# --------------------------------------------------------------------------------------------
-# Layouts: what an exporter holds
-# --------------------------------------------------------------------------------------------
-
-def contiguous_strides(shape, itemsize, order):
-    """Strides of a packed array, as PyBuffer_FillContiguousStrides computes them."""
-    strides = [0] * len(shape)
-    step = itemsize
-    dims = range(len(shape)) if order == 'F' else reversed(range(len(shape)))
-    for i in dims:
-        strides[i] = step
-        step *= shape[i]
-    return tuple(strides)
-
-
-def is_contiguous(shape, strides, itemsize, order):
-    """PyBuffer_IsContiguous for a layout without suboffsets ('C', 'F' or 'A')."""
-    if order == 'A':
-        return (is_contiguous(shape, strides, itemsize, 'C')
-                or is_contiguous(shape, strides, itemsize, 'F'))
-    if product(shape) == 0:
-        return True
-    step = itemsize
-    dims = range(len(shape)) if order == 'F' else reversed(range(len(shape)))
-    for i in dims:
-        if shape[i] > 1 and strides[i] != step:
-            return False
-        step *= shape[i]
-    return True
-
-
-def product(values):
-    result = 1
-    for v in values:
-        result *= v
-    return result
-
-
-def c_indices(shape):
-    """Every index of ``shape`` in C order (one empty index for 0-d)."""
-    return itertools.product(*(range(n) for n in shape))
-
-
-def f_indices(shape):
-    """Every index of ``shape`` in Fortran order."""
-    return (tuple(reversed(i)) for i in c_indices(tuple(reversed(shape))))
-
-
-def item_at(items, index):
-    for i in index:
-        items = items[i]
-    return items
-
-
-def nest(flat, shape):
-    """The nested list of ``shape`` whose C-order items are ``flat`` (the item itself for 0-d)."""
-    if not shape:
-        return flat[0]
-    if len(shape) == 1:
-        return list(flat)
-    step = product(shape[1:])
-    return [nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
-
-
-def pack_item(fmt, item):
-    return struct.pack(fmt, *item) if isinstance(item, tuple) else struct.pack(fmt, item)
-
-
-def unpack_item(fmt, raw):
-    values = struct.unpack(fmt, raw)
-    return values[0] if len(values) == 1 else values
-
-
-def random_items(fmt, count, rng):
-    """``count`` items of ``fmt`` as struct.unpack returns them, from random bytes; no NaN."""
-    size = struct.calcsize(fmt)
-    items = []
-    while len(items) < count:
-        item = unpack_item(fmt, bytes(rng.getrandbits(8) for _ in range(size)))
-        values = item if isinstance(item, tuple) else (item,)
-        if any(v != v for v in values):  # NaN compares unequal to itself
-            continue
-        items.append(unpack_item(fmt, pack_item(fmt, item)))  # canonical ('?' -> 0/1 byte)
-    return items
-
-
-class Layout:
-    """What an exporter holds.
-
-    ``items`` is the logical contents: nested lists of items as ``struct.unpack`` returns them
-    (tuples for multi-value formats such as 'hi'), the bare item for 0-d.  ``strides`` default
-    to the packed strides of ``order``; ``offset`` is the byte offset of element (0, ..., 0)
-    from the start of the exporter's memory.
-    """
-
-    def __init__(self, format, shape, items, *, order='C', strides=None, offset=0,
-                 readonly=False):
-        self.format = format
-        self.itemsize = struct.calcsize(format)
-        self.shape = tuple(shape)
-        self.ndim = len(self.shape)
-        self.order = order
-        self.strides = (contiguous_strides(self.shape, self.itemsize, order)
-                        if strides is None else tuple(strides))
-        self.offset = offset
-        self.readonly = bool(readonly)
-        self.items = items
-        self.nbytes = product(self.shape) * self.itemsize
-        self.c_contiguous = is_contiguous(self.shape, self.strides, self.itemsize, 'C')
-        self.f_contiguous = is_contiguous(self.shape, self.strides, self.itemsize, 'F')
-        self.contiguous = self.c_contiguous or self.f_contiguous
-
-    @classmethod
-    def generate(cls, format, shape, *, order='C', readonly=False, seed=0):
-        """A packed layout with reproducible random contents."""
-        shape = tuple(shape)
-        flat = random_items(format, product(shape), random.Random(f'{format}{shape}{seed}'))
-        return cls(format, shape, nest(flat, shape), order=order, readonly=readonly)
-
-    @classmethod
-    def from_memory(cls, format, shape, memory_items, *, strides=None, offset=0, order='C',
-                    readonly=False):
-        """The layout of ``_testbuffer.ndarray(memory_items, shape, strides, offset, format)``:
-        items fill the memory in turn; element i lies at offset + sum(i * strides)."""
-        itemsize = struct.calcsize(format)
-        shape = tuple(shape)
-        if strides is None:
-            strides = contiguous_strides(shape, itemsize, order)
-        if not shape:
-            return cls(format, shape, memory_items, strides=(), offset=offset,
-                       readonly=readonly)
-        flat = [memory_items[(offset + sum(i * s for i, s in zip(index, strides))) // itemsize]
-                for index in c_indices(shape)]
-        return cls(format, shape, nest(flat, shape), order=order, strides=strides,
-                   offset=offset, readonly=readonly)
-
-    def flat_items(self, order='C'):
-        indices = f_indices(self.shape) if order == 'F' else c_indices(self.shape)
-        return [item_at(self.items, index) for index in indices]
-
-    def tobytes(self, order='C'):
-        """The contents packed in C or Fortran order (memoryview.tobytes semantics)."""
-        return b''.join(pack_item(self.format, item) for item in self.flat_items(order))
-
-    def tolist(self):
-        return self.items
-
-    @property
-    def packed(self):
-        """True when the memory is exactly the items in ``order``, from offset 0."""
-        return (self.offset == 0
-                and self.strides == contiguous_strides(self.shape, self.itemsize, self.order))
-
-    def __repr__(self):
-        return (f'Layout({self.format!r}, shape={self.shape}, order={self.order!r}, '
-                f'strides={self.strides}, offset={self.offset}, readonly={self.readonly})')
-
-
-def zero_item(fmt):
-    return unpack_item(fmt, bytes(struct.calcsize(fmt)))
-
-
-# --------------------------------------------------------------------------------------------
-# Policies: the documented differences between exporters
-# --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Policy:
-    """How one kind of exporter applies the rules of docs/semantics.md.
-
-    messages           the refusal messages are bufferkit's (T = type(obj).__name__)
-    refuses_malformed  rule 1: malformed requests are refused (CPython's exporters read the
-                       flags through (flags & X) == X and serve them)
-    format_without_nd  rule 5: 'unsigned-bytes' (bufferkit, PyBuffer_FillInfo: served for a
-                       'B' format, as format 'B'), 'never' (_testbuffer.ndarray, memoryview)
-                       or 'always' (array.array: served with the real format)
-    clears_obj         view->obj is NULL after a refusal (PyBuffer_FillInfo leaves it alone)
-    internal_null      view->internal is NULL (None: not checked)
-    has_exports        the exporter has an ``exports`` attribute counting live exports
-    """
-    name: str
-    messages: bool
-    refuses_malformed: bool
-    format_without_nd: str
-    clears_obj: bool = True
-    internal_null: Optional[bool] = True
-    has_exports: bool = False
-
-
-BUFFERKIT = Policy('bufferkit', messages=True, refuses_malformed=True,
-                   format_without_nd='unsigned-bytes', has_exports=True)
-TESTBUFFER = Policy('_testbuffer.ndarray', messages=False, refuses_malformed=False,
-                    format_without_nd='never', internal_null=False)
-MEMORYVIEW = Policy('memoryview', messages=False, refuses_malformed=False,
-                    format_without_nd='never', internal_null=None)
-FILLINFO = Policy('PyBuffer_FillInfo (bytes, bytearray)', messages=False,
-                  refuses_malformed=False, format_without_nd='unsigned-bytes',
-                  clears_obj=False)
-ARRAY = Policy('array.array', messages=False, refuses_malformed=False,
-               format_without_nd='always')
-
-UNSIGNED_BYTE_FORMATS = ('B', '@B', '=B', '<B', '>B', '!B')
-
-
-class Refused(NamedTuple):
-    """The request must fail with BufferError.
-
-    ``message`` is the exact message when the page fixes it; otherwise ``prefix`` is what the
-    page fixes of it (None: nothing is known about the message)."""
-    rule: int
-    message: Optional[str] = None
-    prefix: Optional[str] = None
-
-    def check_message(self, text):
-        if self.message is not None:
-            assert text == self.message, f'rule {self.rule}: got {text!r}, want {self.message!r}'
-        elif self.prefix is not None:
-            assert text.startswith(self.prefix), (
-                f'rule {self.rule}: got {text!r}, want it to start with {self.prefix!r}')
-
-
-class Fields(NamedTuple):
-    """The Py_buffer a served request must fill.  None stands for a NULL pointer."""
-    buf_offset: int           # buf - start of the exporter's memory
-    len: int
-    itemsize: int
-    readonly: bool
-    ndim: int
-    format: Optional[str]
-    shape: Optional[Tuple[int, ...]]
-    strides: Optional[Tuple[int, ...]]
-    suboffsets: Optional[Tuple[int, ...]]
-    tolist: object            # what a consumer reading items through the fields finds
-    tobytes: bytes            # the items in C order
-
-
-def malformation(flags):
-    """Rule 1 of docs/semantics.md: None, or Refused with as much of the message as is fixed."""
-    problems = []
-    unknown = flags & ~KNOWN_BITS
-    if unknown:
-        problems.append(('documented', f'unknown bits {hex(unknown)}'))
-    if flags & _STRIDES_BIT and not flags & PyBUF_ND:
-        problems.append(('undocumented', None))  # the page gives no message for this case
-    for bit in _NEEDS_STRIDES_BITS:
-        if flags & bit and (flags & PyBUF_STRIDES) != PyBUF_STRIDES:
-            problems.append(('documented', f'{hex(bit)} needs PyBUF_STRIDES'))
-    if not problems:
-        return None
-    prefix = f'invalid buffer request flags {hex(flags)}: ' if flags >= 0 else (
-        'invalid buffer request flags ')
-    if len(problems) == 1 and problems[0][0] == 'documented' and flags >= 0:
-        return Refused(1, message=prefix + problems[0][1])
-    return Refused(1, prefix=prefix)
-
-
-def expected(layout, flags, policy=BUFFERKIT, type_name='Buffer'):
-    """The oracle: what ``flags`` must give on an exporter holding ``layout``."""
-    def asks(x):
-        return flags & x == x
-
-    def refused(rule, message):
-        return Refused(rule, message=message if policy.messages else None)
-
-    t = type_name
-    if policy.refuses_malformed:
-        bad = malformation(flags)
-        if bad is not None:
-            return bad if policy.messages else Refused(1)
-    if asks(PyBUF_WRITABLE) and layout.readonly:
-        return refused(2, f'{t} is not writable')
-    if asks(PyBUF_C_CONTIGUOUS) and not layout.c_contiguous:
-        return refused(3, f'{t} is not C-contiguous')
-    if asks(PyBUF_F_CONTIGUOUS) and not layout.f_contiguous:
-        return refused(3, f'{t} is not Fortran contiguous')
-    if asks(PyBUF_ANY_CONTIGUOUS) and not layout.contiguous:
-        return refused(3, f'{t} is not contiguous')
-    if not asks(PyBUF_STRIDES) and not layout.c_contiguous:
-        return refused(4, f'{t} is not C-contiguous and the request has no strides')
-
-    fmt = None
-    if asks(PyBUF_FORMAT):
-        fmt = layout.format
-        if not asks(PyBUF_ND):
-            rule = policy.format_without_nd
-            if rule == 'never' or (rule == 'unsigned-bytes'
-                                   and layout.format not in UNSIGNED_BYTE_FORMATS):
-                return refused(5, f'{t} has format {layout.format!r}: a request for the format '
-                                  'without the shape cannot be served')
-            # Served with the exporter's own format string ('<B' stays '<B'): see
-            # docs/semantics.md, rule 5.
-
-    if asks(PyBUF_ND):
-        ndim, shape, contents = layout.ndim, layout.shape, layout.tolist()
-    else:
-        ndim, shape, contents = 1, None, layout.flat_items()
-    return Fields(
-        buf_offset=layout.offset,
-        len=layout.nbytes,
-        itemsize=layout.itemsize,
-        readonly=layout.readonly,
-        ndim=ndim,
-        format=fmt,
-        shape=shape,
-        strides=layout.strides if asks(PyBUF_STRIDES) else None,
-        suboffsets=None,
-        tolist=contents,
-        tobytes=layout.tobytes('C'),
-    )
-
-
-def same_promise(a, b):
-    """Two oracle answers promise the same consumer-visible outcome."""
-    if isinstance(a, Refused) or isinstance(b, Refused):
-        return isinstance(a, Refused) and isinstance(b, Refused)
-    return a == b
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,19 +130,6 @@ _PY_BF_GETBUFFER = 1  # Include/typeslots.h
 _GetBufferSlot = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.POINTER(PyBuffer),
                                    ctypes.c_int)
 
-
-def _intercepted_by_python(flags):
-    try:
-        _testbuffer.ndarray(bytearray(1), getbuf=flags)
-    except SystemError:
-        return True
-    return False
-
-
-#: Requests that PyObject_GetBuffer refuses itself, before asking the exporter: Python 3.13
-#: answers PyBUF_READ and PyBUF_WRITE alone with SystemError (PyErr_BadInternalCall).  They
-#: reach the exporter only through its bf_getbuffer slot, which RawView then calls directly.
-INTERCEPTED_FLAGS = frozenset(f for f in (0x100, 0x200) if _intercepted_by_python(f))
 
 
 def _get_buffer(obj, view, flags):
