@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# ctest.sh PYTHON [-v] [TEST...]: build c_tests/embed.c against PYTHON's headers and libpython
-# into build/ctest/<cpXY>/embed, then run each named test (every test when none is named) in a
-# process of its own, with the bufferkit build of PYTHON (build/<kind>/) on PYTHONPATH.
+# ctest.sh PYTHON [-v] [TEST...]: build the C tests (c_tests/*.c) against PYTHON's headers and
+# libpython into build/ctest/<cpXY>/embed, write the request tests' expectation table with
+# PYTHON (python_tests/oracle.py c-table) into build/ctest/<cpXY>/requests.tsv, then run each
+# named test (every test when none is named) in a process of its own, with the bufferkit build
+# of PYTHON (build/<kind>/) on PYTHONPATH.
 # Prints every test's output, then "N passed, M failed" summed over the runs as the last line;
 # exits non-zero when anything failed, crashed or could not be built.
 #   -v              passed on to embed: a PASS line for every check, every FAIL line
@@ -21,40 +23,21 @@ read -r -a wrapper <<<"${CTEST_WRAPPER:-}"
 tag=$(py_tag "$py") || exit 2
 kind=$(build_kind "$py") || exit 2
 
-# Everything gcc needs from the interpreter's own sysconfig, one value a line.
-mapfile -t cfg < <("$py" - <<'EOF'
-import sys, sysconfig
-v = sysconfig.get_config_var
-paths = sysconfig.get_paths()
-print(paths["include"])
-print(paths["platinclude"])
-print(v("LIBDIR") or "")
-print(v("LIBPL") or "")
-print(v("LDVERSION") or v("VERSION"))
-print(int(bool(v("Py_ENABLE_SHARED"))))
-print(" ".join(x for x in (v("LIBS"), v("SYSLIBS")) if x))
-print(sys.base_prefix)
-EOF
-) || { echo "ctest.sh: cannot read sysconfig of $py" >&2; exit 2; }
-[ "${#cfg[@]}" -eq 8 ] || { echo "ctest.sh: unexpected sysconfig output from $py" >&2; exit 2; }
-include=${cfg[0]} platinclude=${cfg[1]} libdir=${cfg[2]} libpl=${cfg[3]}
-ldversion=${cfg[4]} shared=${cfg[5]} syslibs=${cfg[6]} base_prefix=${cfg[7]}
-
-if [ "$shared" = 1 ]; then
-  link=(-L"$libdir" -lpython"$ldversion" -Wl,-rpath,"$libdir")
-else
-  # a static libpython: extension modules resolve its symbols from the executable
-  link=(-L"$libpl" -lpython"$ldversion" $syslibs -Wl,-export-dynamic)
-fi
-
 out="$BK_ROOT/build/ctest/$tag"
 exe="$out/embed"
+table="$out/requests.tsv"
 mkdir -p "$out"
-echo "==> compiling $exe against $("$py" -V 2>&1) ($include)"
-if ! gcc -std=c11 -Wall -Wextra -Werror -O1 -g \
-    -I"$include" -I"$platinclude" \
-    "$BK_ROOT/c_tests/embed.c" -o "$exe" "${link[@]}" -lm; then
-  echo "ctest.sh: compiling c_tests/embed.c failed"
+base_prefix=$(py_home "$py") || { echo "ctest.sh: cannot read sysconfig of $py" >&2; exit 2; }
+echo "==> compiling $exe against $("$py" -V 2>&1)"
+if ! build_embed "$py" "$exe" -Wall -Wextra -Werror -O1 -g; then
+  echo "ctest.sh: compiling c_tests/*.c failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+# The expectations of the request tests: the oracle of python_tests/, run by the same
+# interpreter (build/, not committed; c_tests/README.md, "The expectation table").
+if ! write_request_table "$py" "$table"; then
+  echo "ctest.sh: python_tests/oracle.py c-table failed"
   echo "0 passed, 1 failed"
   exit 1
 fi
@@ -77,7 +60,7 @@ trap 'rm -f "$log"' EXIT
 for t in "${tests[@]}"; do
   # PYTHONHOME: the embedded interpreter finds its standard library even when PYTHON is a venv
   PYTHONPATH="$pypath" PYTHONHOME="$base_prefix" PYTHONDONTWRITEBYTECODE=1 \
-    "${wrapper[@]}" "$exe" "${embed_flags[@]}" "$t" >"$log" 2>&1
+    "${wrapper[@]}" "$exe" --table "$table" "${embed_flags[@]}" "$t" >"$log" 2>&1
   rc=$?
   tally=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
   grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$log"

@@ -71,6 +71,72 @@ print(sys.version_info[0], sys.version_info[1], sys.implementation.name, int(boo
   else echo "cp3$minor"; fi
 }
 
+# py_build_config SPEC -> what a C program embedding SPEC's interpreter needs from its own
+# sysconfig, one value a line: include, platinclude, LIBDIR, LIBPL, LDVERSION, 1 if libpython is
+# shared, LIBS and SYSLIBS, sys.base_prefix. The paths are those of SPEC's environment (its
+# chroot for sid: specs): compile there.
+py_build_config() {
+  pyx "$1" -c 'import sys, sysconfig
+v = sysconfig.get_config_var
+p = sysconfig.get_paths()
+print(p["include"]); print(p["platinclude"]); print(v("LIBDIR") or ""); print(v("LIBPL") or "")
+print(v("LDVERSION") or v("VERSION")); print(int(bool(v("Py_ENABLE_SHARED"))))
+print(" ".join(x for x in (v("LIBS"), v("SYSLIBS")) if x)); print(sys.base_prefix)'
+}
+
+# _py_build_config_line SPEC N -> line N (0-based) of py_build_config; fails unless all 8 came
+_py_build_config_line() {
+  local cfg
+  mapfile -t cfg < <(py_build_config "$1")
+  [ "${#cfg[@]}" -eq 8 ] || { echo "cannot read the sysconfig of $1" >&2; return 1; }
+  echo "${cfg[$2]}"
+}
+
+# py_cflags SPEC -> the compiler flags for SPEC's headers (-I include -I platinclude)
+py_cflags() {
+  local inc plat
+  inc=$(_py_build_config_line "$1" 0) && plat=$(_py_build_config_line "$1" 1) || return 1
+  echo "-I$inc -I$plat"
+}
+
+# py_ldflags SPEC -> the linker flags for SPEC's libpython: the shared library with an rpath,
+# or the static one with its system libraries and -export-dynamic (extension modules then
+# resolve libpython's symbols from the executable). Works for debug, free-threaded and TSan
+# builds alike (LDVERSION carries their ABI flags).
+py_ldflags() {
+  local cfg
+  mapfile -t cfg < <(py_build_config "$1")
+  [ "${#cfg[@]}" -eq 8 ] || { echo "cannot read the sysconfig of $1" >&2; return 1; }
+  if [ "${cfg[5]}" = 1 ]; then
+    echo "-L${cfg[2]} -lpython${cfg[4]} -Wl,-rpath,${cfg[2]}"
+  else
+    echo "-L${cfg[3]} -lpython${cfg[4]} ${cfg[6]} -Wl,-export-dynamic"
+  fi
+}
+
+# py_home SPEC -> sys.base_prefix: PYTHONHOME for a program embedding SPEC's interpreter, so
+# that it finds its standard library even when SPEC is a venv's python
+py_home() { _py_build_config_line "$1" 7; }
+
+# build_embed SPEC EXE GCC_FLAGS...: compile the C tests' program (every c_tests/*.c but the
+# ABI probe) against SPEC's interpreter into EXE, with GCC_FLAGS (warnings, sanitizers)
+build_embed() {
+  local spec=$1 exe=$2 cflags ldflags srcs
+  shift 2
+  cflags=$(py_cflags "$spec") && ldflags=$(py_ldflags "$spec") || return 1
+  mapfile -t srcs < <(ls "$BK_ROOT"/c_tests/*.c | grep -v '/abi_probe\.c$')
+  mkdir -p "$(dirname "$exe")"
+  # shellcheck disable=SC2086 # the flags are words
+  gcc -std=c11 "$@" $cflags -DC_TESTS_DIR="\"$BK_ROOT/c_tests\"" "${srcs[@]}" -o "$exe" \
+    $ldflags -lm
+}
+
+# write_request_table SPEC FILE: the expectation table of the C request tests, from the oracle
+# of python_tests/ run by SPEC's interpreter (the interpreter decides some outcomes itself)
+write_request_table() {
+  pyx "$1" "$BK_ROOT/python_tests/oracle.py" c-table >"$2.tmp" && mv "$2.tmp" "$2"
+}
+
 # pyo3_gate PYTHON: export what pyo3-ffi needs to accept PYTHON. pyo3-ffi 0.30.1 refuses
 # free-threaded builds before 3.14 (its MIN_FREE_THREADED_VERSION) unless
 # UNSAFE_PYO3_SKIP_VERSION_CHECK=1; bufferkit skips that gate for 3.13t only, with

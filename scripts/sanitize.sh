@@ -3,7 +3,7 @@
 #
 #   1. valgrind memcheck, on a debug-info build of bufferkit (its own target directory and
 #      build/sanitize/<kind>/; the normal build is not touched), with PYTHONMALLOC=malloc:
-#        a. every C test (c_tests/embed.c, through scripts/ctest.sh);
+#        a. every C test (c_tests/*.c, through scripts/ctest.sh);
 #        b. a representative subset of the Python suite: test_bad_input.py (every error
 #           path, hostile exporters), test_properties.py (layouts over every base kind, the
 #           differential, the stateful machine; 3% of the hypothesis examples) and
@@ -169,30 +169,20 @@ done
 echo "==> C tests with -fsanitize=address,undefined (gcc)"
 for py in "${pythons[@]}"; do
   tag=$(py_tag "$py"); kind=$(build_kind "$py")
-  mapfile -t cfg < <("$py" - <<'EOF'
-import sys, sysconfig
-v = sysconfig.get_config_var
-p = sysconfig.get_paths()
-print(p["include"]); print(p["platinclude"]); print(v("LIBDIR") or ""); print(v("LIBPL") or "")
-print(v("LDVERSION") or v("VERSION")); print(int(bool(v("Py_ENABLE_SHARED"))))
-print(" ".join(x for x in (v("LIBS"), v("SYSLIBS")) if x)); print(sys.base_prefix)
-EOF
-)
-  if [ "${cfg[5]}" = 1 ]; then link=(-L"${cfg[2]}" -lpython"${cfg[4]}" -Wl,-rpath,"${cfg[2]}")
-  else link=(-L"${cfg[3]}" -lpython"${cfg[4]}" ${cfg[6]} -Wl,-export-dynamic); fi
-  exe="$BK_ROOT/build/sanitize/asan-$tag/embed"; mkdir -p "$(dirname "$exe")"
-  if ! gcc -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-      -fno-sanitize-recover=undefined -I"${cfg[0]}" -I"${cfg[1]}" c_tests/embed.c -o "$exe" \
-      "${link[@]}" -lm >"$log/asan-build-$tag.txt" 2>&1; then
+  exe="$BK_ROOT/build/sanitize/asan-$tag/embed"; table="$(dirname "$exe")/requests.tsv"
+  if ! build_embed "$py" "$exe" -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+      -fno-sanitize-recover=undefined >"$log/asan-build-$tag.txt" 2>&1 ||
+     ! write_request_table "$py" "$table" 2>>"$log/asan-build-$tag.txt"; then
     tail -n 20 "$log/asan-build-$tag.txt"; result 1 "asan $tag: build"; continue
   fi
+  home=$(py_home "$py")
   fails=0; total=0; : >"$log/asan-$tag.txt"
   for t in $("$exe" --list); do
     total=$((total + 1))
-    PYTHONPATH="build/$kind" PYTHONHOME="${cfg[7]}" PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPATH="build/$kind" PYTHONHOME="$home" PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 \
       ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=97 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=98 \
-      "$exe" "$t" >>"$log/asan-$tag.txt" 2>&1
+      "$exe" --table "$table" "$t" >>"$log/asan-$tag.txt" 2>&1
     rc=$?
     if [ $rc -ne 0 ] || grep -q "ERROR: AddressSanitizer\|runtime error:" "$log/asan-$tag.txt"; then
       echo "     $tag $t: exit $rc"; fails=$((fails + 1))
@@ -205,7 +195,7 @@ done
 
 # --- 4. ThreadSanitizer on a free-threaded 3.13t --------------------------------------------
 # A 3.13t configured --with-thread-sanitizer (scripts/pythons.sh --tsan builds it once into
-# $BK_CACHE), the GIL off: the C tests (embed.c built with -fsanitize=thread against its
+# $BK_CACHE), the GIL off: the C tests (c_tests/*.c built with -fsanitize=thread against its
 # libpython) and python_tests/stress/test_threads.py. Passes on zero reports. Suppressions:
 # scripts/tsan-cpython.supp, only reports inside CPython, each citing its CPython issue.
 # bufferkit's module is the stable toolchain's build (build/cp313t): TSan sees its memory
@@ -224,20 +214,16 @@ else
   # same ABI, the same file
   ft_py=$(find "$BK_CACHE"/cpython-3.13t/bin -name python3.13t 2>/dev/null | head -n 1)
   if [ -n "$ft_py" ] && scripts/build.sh "$ft_py" >"$log/tsan-build.txt" 2>&1; then
-    mapfile -t cfg < <("$tsan_py" - <<'EOF'
-import sys, sysconfig
-v = sysconfig.get_config_var
-print(sysconfig.get_paths()["include"]); print(v("LIBDIR")); print(v("LDVERSION")); print(sys.base_prefix)
-EOF
-)
-    exe="$BK_ROOT/build/sanitize/tsan-cp313t/embed"; mkdir -p "$(dirname "$exe")"
-    if gcc -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=thread -I"${cfg[0]}" c_tests/embed.c \
-        -o "$exe" -L"${cfg[1]}" -lpython"${cfg[2]}" -Wl,-rpath,"${cfg[1]}" -lm >"$log/tsan-embed-build.txt" 2>&1; then
+    exe="$BK_ROOT/build/sanitize/tsan-cp313t/embed"; table="$(dirname "$exe")/requests.tsv"
+    if build_embed "$tsan_py" "$exe" -O1 -g -fno-omit-frame-pointer -fsanitize=thread \
+        >"$log/tsan-embed-build.txt" 2>&1 &&
+       TSAN_OPTIONS=report_bugs=0 write_request_table "$tsan_py" "$table" 2>>"$log/tsan-embed-build.txt"; then
+      home=$(TSAN_OPTIONS=report_bugs=0 py_home "$tsan_py")
       fails=0; total=0; : >"$log/tsan-ctest.txt"
       for t in $("$exe" --list); do
         total=$((total + 1))
-        TSAN_OPTIONS=$tsan_opts PYTHON_GIL=0 PYTHONPATH="build/cp313t" PYTHONHOME="${cfg[3]}" \
-          PYTHONDONTWRITEBYTECODE=1 "$exe" "$t" >>"$log/tsan-ctest.txt" 2>&1
+        TSAN_OPTIONS=$tsan_opts PYTHON_GIL=0 PYTHONPATH="build/cp313t" PYTHONHOME="$home" \
+          PYTHONDONTWRITEBYTECODE=1 "$exe" --table "$table" "$t" >>"$log/tsan-ctest.txt" 2>&1
         rc=$?
         [ $rc -eq 0 ] || { echo "     tsan $t: exit $rc"; fails=$((fails + 1)); }
       done
@@ -246,7 +232,7 @@ EOF
       echo "     cp313t-tsan: $((total - fails))/$total C tests passed, $reports ThreadSanitizer reports (log: ${log#$BK_ROOT/}/tsan-ctest.txt)"
       result $(( fails > 0 || reports > 0 )) "tsan cp313t: C tests"
     else
-      tail -n 20 "$log/tsan-embed-build.txt"; result 1 "tsan cp313t: building embed.c"
+      tail -n 20 "$log/tsan-embed-build.txt"; result 1 "tsan cp313t: building the C tests"
     fi
     # The TSan interpreter's own venv (wheels only: pytest, numpy, hypothesis); pip's own
     # threads are not what is checked here
