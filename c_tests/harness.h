@@ -157,6 +157,11 @@ void check_layout_consistent(Check *c, const Layout *l);
 /* One request to s->obj through PyObject_GetBuffer (via_slot 0) or the bf_getbuffer slot,
  * checked against its row of the table. One check in the tally. */
 void check_request(const Subject *s, int flags, const char *flags_name, int via_slot);
+/* Whether a subject was built: obj is not None; otherwise its construction error (err) is
+ * reported as one failed check. */
+int subject_built(const char *label, PyObject *obj, PyObject *err);
+/* each(s), then the check that every row of s in the table was used. */
+void drive_subject(const Subject *s, void (*each)(const Subject *s));
 /* The 15 x 4 standard requests. */
 void check_standard_requests(const Subject *s);
 /* The malformed requests through both paths, then the standard ones. */

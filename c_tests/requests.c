@@ -586,6 +586,28 @@ check_request(const Subject *s, int flags, const char *flags_name, int via_slot)
     check_end(&c);
 }
 
+int
+subject_built(const char *label, PyObject *obj, PyObject *err)
+{
+    if (obj != Py_None) {
+        return 1;
+    }
+    Check c;
+    char e[512];
+    str_of(err, e, sizeof e);
+    check_begin(&c, "%s", label);
+    check_fail(&c, "construction raised %s", e);
+    check_end(&c);
+    return 0;
+}
+
+void
+drive_subject(const Subject *s, void (*each)(const Subject *s))
+{
+    each(s);
+    table_subject_done(s->entry);
+}
+
 void
 check_standard_requests(const Subject *s)
 {
@@ -851,18 +873,12 @@ run_buffer_cases(const char *test, void (*each)(const Subject *s))
             check_end(&c);
             continue;
         }
-        if (obj == Py_None) {
-            char e[512];
-            str_of(err, e, sizeof e);
-            check_begin(&c, "%s", label);
-            check_fail(&c, "construction raised %s", e);
-            check_end(&c);
+        if (!subject_built(label, obj, err)) {
             continue;
         }
         Subject s;
         if (subject_init(&s, obj, label, test, &facts) == 0) {
-            each(&s);
-            table_subject_done(s.entry);
+            drive_subject(&s, each);
         }
     }
     table_test_done(test);
@@ -924,8 +940,7 @@ test_reference_exporters(void)
         }
         Subject s;
         if (subject_init(&s, obj, label, test, NULL) == 0) {
-            check_reference_requests(&s);
-            table_subject_done(s.entry);
+            drive_subject(&s, check_reference_requests);
         }
     }
     table_test_done(test);

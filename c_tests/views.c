@@ -392,18 +392,12 @@ for_each_view_case(PyObject *cases, const char *test, void (*each)(const Subject
             check_end(&c);
             continue;
         }
-        if (obj == Py_None) {
-            char e[512];
-            str_of(err, e, sizeof e);
-            check_begin(&c, "%s", label);
-            check_fail(&c, "construction raised %s", e);
-            check_end(&c);
+        if (!subject_built(label, obj, err)) {
             continue;
         }
         Subject s;
         if (view_subject_init(&s, obj, label, test, &facts) == 0) {
-            each(&s);
-            table_subject_done(s.entry);
+            drive_subject(&s, each);
         }
     }
 }
