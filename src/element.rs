@@ -61,7 +61,7 @@ impl Format {
     /// assert_eq!(Format::of::<u8>(), Format::bytes());
     /// ```
     pub fn of<T: Element>() -> Self {
-        Self::new(T::FORMAT.to_owned(), size_of::<T>())
+        Self::from_c_str(T::FORMAT, size_of::<T>())
             .expect("an Element's format and size agree (checked by the tests of element.rs)")
     }
 }

@@ -9,6 +9,7 @@
 //! 2**63 are refused instead of wrapping.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 use std::fmt;
 
@@ -33,7 +34,12 @@ pub enum Order {
 #[repr(C)] // `itemsize` first: see `Layout`
 pub struct Format {
     itemsize: isize,
-    text: CString,
+    // A format `struct` sizes by itself ('B', '<i': see `fixed_itemsize`) borrows a static
+    // copy, so that making, cloning and dropping the formats of everyday layouts allocates
+    // nothing (a View of a bytearray made three of them, 15% of its instructions); any other
+    // text is owned. Both arms keep the pointer in the same place, so reading it for an export
+    // is one load either way.
+    text: Cow<'static, CStr>,
     byte_format: bool,
 }
 
@@ -50,11 +56,27 @@ impl Format {
     /// assert_eq!(e.to_string(), "format 'f' has itemsize 4, not 2");
     /// ```
     pub fn new(text: CString, itemsize: usize) -> Result<Self, LayoutError> {
+        Self::with_text(Cow::Owned(text), itemsize)
+    }
+
+    /// [`Format::new`] for a borrowed format string, copied only if it is not one of the
+    /// formats `struct` sizes by itself (`'d'`, `'<i'`, ...), which need no copy.
+    ///
+    /// ```
+    /// use bufferkit::Format;
+    /// let f = Format::from_c_str(c"<i", 4).unwrap();
+    /// assert_eq!((f.as_str(), f.itemsize()), ("<i", 4));
+    /// ```
+    pub fn from_c_str(text: &CStr, itemsize: usize) -> Result<Self, LayoutError> {
+        Self::with_text(Cow::Borrowed(text), itemsize)
+    }
+
+    fn with_text(text: Cow<'_, CStr>, itemsize: usize) -> Result<Self, LayoutError> {
         let itemsize = match isize::try_from(itemsize) {
             Ok(n) if n >= 1 => n,
             _ => return Err(LayoutError::ItemSize(itemsize)),
         };
-        if let Some(fixed) = fixed_itemsize(text.as_bytes()) {
+        if let Some(fixed) = fixed_itemsize(text.to_bytes()) {
             if fixed as isize != itemsize {
                 return Err(LayoutError::FormatSize {
                     format: text.to_string_lossy().into_owned(),
@@ -64,9 +86,13 @@ impl Format {
             }
         }
         let byte_format = matches!(
-            text.as_bytes(),
+            text.to_bytes(),
             b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']
         );
+        let text = match static_text(text.to_bytes()) {
+            Some(fixed) => Cow::Borrowed(fixed),
+            None => Cow::Owned(text.into_owned()),
+        };
         Ok(Self {
             text,
             itemsize,
@@ -77,7 +103,7 @@ impl Format {
     /// Unsigned bytes, `"B"`.
     pub fn bytes() -> Self {
         Self {
-            text: c"B".to_owned(),
+            text: Cow::Borrowed(c"B"),
             itemsize: 1,
             byte_format: true,
         }
@@ -124,6 +150,41 @@ pub(crate) fn fixed_itemsize(text: &[u8]) -> Option<usize> {
         b'n' | b'N' | b'P' if !standard => size_of::<usize>(),
         _ => return None,
     })
+}
+
+/// The prefixes and codes of the formats [`fixed_itemsize`] knows, whose texts are kept in
+/// [`STATIC_TEXTS`] (prefix `0`: none).
+const PREFIXES: [u8; 6] = [0, b'@', b'<', b'>', b'=', b'!'];
+const CODES: [u8; 19] = *b"xcbB?hHeiIfqQdlLnNP";
+
+/// Every `[prefix]code` of [`PREFIXES`] x [`CODES`] as a NUL-terminated string (NUL-padded).
+static STATIC_TEXTS: [[[u8; 3]; CODES.len()]; PREFIXES.len()] = {
+    let mut texts = [[[0u8; 3]; CODES.len()]; PREFIXES.len()];
+    let mut p = 0;
+    while p < PREFIXES.len() {
+        let mut c = 0;
+        while c < CODES.len() {
+            texts[p][c] = match PREFIXES[p] {
+                0 => [CODES[c], 0, 0],
+                prefix => [prefix, CODES[c], 0],
+            };
+            c += 1;
+        }
+        p += 1;
+    }
+    texts
+};
+
+/// The static copy of `text` if it is one of the one-item formats `struct` sizes by itself.
+fn static_text(text: &[u8]) -> Option<&'static CStr> {
+    let (prefix, code) = match text {
+        [code] => (0, *code),
+        [prefix, code] => (*prefix, *code),
+        _ => return None,
+    };
+    let p = PREFIXES.iter().position(|&x| x == prefix)?;
+    let c = CODES.iter().position(|&x| x == code)?;
+    CStr::from_bytes_until_nul(&STATIC_TEXTS[p][c]).ok()
 }
 
 /// A checked description of how items lie in one block of memory.
@@ -185,29 +246,42 @@ impl Layout {
     pub fn contiguous(format: Format, shape: &[isize], order: Order) -> Result<Self, LayoutError> {
         check_shape(shape)?;
         let nbytes = checked_nbytes(&format, shape)?;
-        let mut strides = vec![0; shape.len()];
-        let mut step = format.itemsize;
-        // CPython's strides (PyBuffer_FillContiguousStrides): the running product of the
-        // dimensions, so a dimension of length 0 zeroes every stride beyond it. Without a zero
-        // the product cannot overflow (checked above); with one nothing is addressed, and
-        // saturation only keeps the arithmetic defined.
-        let mut fill = |k: usize| {
-            strides[k] = step;
-            step = step.saturating_mul(shape[k]);
-        };
-        match order {
-            Order::C => (0..shape.len()).rev().for_each(&mut fill),
-            Order::F => (0..shape.len()).for_each(&mut fill),
-        }
+        let mut strides = [0; MAX_NDIM];
+        let strides = contiguous_strides(format.itemsize, shape, order, &mut strides);
         let required_len = usize::try_from(nbytes).map_err(|_| LayoutError::TooLarge)?;
         Ok(Self::assemble(
             format,
             shape,
-            &strides,
+            strides,
             0,
             nbytes,
             required_len,
         ))
+    }
+
+    /// A contiguous layout of `shape` in `order` whose element `(0, ..., 0)` lies `offset`
+    /// bytes into a block of `block_len` bytes: [`Layout::strided`] with the strides of
+    /// [`Layout::contiguous`], refused unless every byte it addresses lies in the block.
+    ///
+    /// ```
+    /// use bufferkit::layout::{Format, Layout, Order};
+    /// let l = Layout::contiguous_in(Format::new(c"i".into(), 4).unwrap(), &[3], Order::C, 4, 16).unwrap();
+    /// assert_eq!((l.offset(), l.strides(), l.required_len()), (4, &[4][..], 16));
+    /// assert!(Layout::contiguous_in(Format::bytes(), &[3], Order::C, 14, 16).is_err());
+    /// ```
+    pub fn contiguous_in(
+        format: Format,
+        shape: &[isize],
+        order: Order,
+        offset: isize,
+        block_len: usize,
+    ) -> Result<Self, LayoutError> {
+        check_shape(shape)?;
+        // A size beyond `isize` is the diagnosis, as for `contiguous`, before the bounds.
+        checked_nbytes(&format, shape)?;
+        let mut strides = [0; MAX_NDIM];
+        let strides = contiguous_strides(format.itemsize, shape, order, &mut strides);
+        Self::strided(format, shape, strides, offset, block_len)
     }
 
     /// A layout with explicit strides whose element `(0, ..., 0)` lies `offset` bytes into a
@@ -379,7 +453,12 @@ impl Layout {
                 ndim: self.ndim(),
             });
         }
-        let mut shape = self.shape().to_vec();
+        // On the stack: slicing a View allocates nothing but the new layout's arrays.
+        let ndim = self.ndim();
+        let (mut shape, mut strides) = ([0; MAX_NDIM], [0; MAX_NDIM]);
+        let (shape, strides) = (&mut shape[..ndim], &mut strides[..ndim]);
+        shape.copy_from_slice(self.shape());
+        strides.copy_from_slice(self.strides());
         for (k, &(_, _, len)) in slices.iter().enumerate() {
             shape[k] = len;
         }
@@ -387,7 +466,6 @@ impl Layout {
         // strides only need to be defined (they can overflow where the items they would step
         // over do not exist, e.g. a stride of 2**62 stepped by -1 from index 2).
         let empty = shape.contains(&0);
-        let mut strides = self.strides().to_vec();
         let mut offset = self.offset;
         for (k, &(start, step, len)) in slices.iter().enumerate() {
             if empty {
@@ -406,12 +484,38 @@ impl Layout {
         }
         Self::strided(
             self.format.clone(),
-            &shape,
-            &strides,
+            shape,
+            strides,
             offset,
             self.required_len,
         )
     }
+}
+
+/// The strides of a contiguous `shape` in `order` (`shape.len() <= MAX_NDIM`, checked by the
+/// caller), written to the front of `out`.
+///
+/// CPython's strides (`PyBuffer_FillContiguousStrides`): the running product of the
+/// dimensions, so a dimension of length 0 zeroes every stride beyond it. Without a zero the
+/// product cannot overflow once `checked_nbytes` passed; with one nothing is addressed, and
+/// saturation only keeps the arithmetic defined.
+fn contiguous_strides<'a>(
+    itemsize: isize,
+    shape: &[isize],
+    order: Order,
+    out: &'a mut [isize; MAX_NDIM],
+) -> &'a [isize] {
+    let strides = &mut out[..shape.len()];
+    let mut step = itemsize;
+    let mut fill = |k: usize| {
+        strides[k] = step;
+        step = step.saturating_mul(shape[k]);
+    };
+    match order {
+        Order::C => (0..shape.len()).rev().for_each(&mut fill),
+        Order::F => (0..shape.len()).for_each(&mut fill),
+    }
+    strides
 }
 
 /// Why a layout was refused.
@@ -658,6 +762,50 @@ mod tests {
 
     fn fmt(text: &str, itemsize: usize) -> Format {
         Format::new(CString::new(text).unwrap(), itemsize).unwrap()
+    }
+
+    #[test]
+    fn fixed_formats_borrow_a_static_text() {
+        for prefix in ["", "@", "<", ">", "=", "!"] {
+            for code in CODES {
+                let text = format!("{prefix}{}", code as char);
+                let Some(size) = fixed_itemsize(text.as_bytes()) else {
+                    continue;
+                };
+                let f = Format::from_c_str(&CString::new(text.clone()).unwrap(), size).unwrap();
+                assert_eq!(f.as_str(), text);
+                assert!(matches!(f.text, Cow::Borrowed(_)), "{text}");
+                assert_eq!(
+                    f,
+                    Format::new(CString::new(text.clone()).unwrap(), size).unwrap()
+                );
+            }
+        }
+        for (text, size) in [("3f", 12), ("T{i:x:}", 4), ("<Zd", 16)] {
+            let f = Format::from_c_str(&CString::new(text).unwrap(), size).unwrap();
+            assert_eq!((f.as_str(), f.itemsize()), (text, size as isize));
+            assert!(matches!(f.text, Cow::Owned(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn contiguous_in_is_contiguous_placed_in_a_block() {
+        let l = Layout::contiguous_in(fmt("h", 2), &[3, 2], Order::F, 2, 14).unwrap();
+        let c = Layout::contiguous(fmt("h", 2), &[3, 2], Order::F).unwrap();
+        assert_eq!(
+            (l.strides(), l.offset(), l.required_len()),
+            (c.strides(), 2, 14)
+        );
+        assert!(l.is_f_contiguous() && !l.is_c_contiguous());
+        // One byte short, and a size beyond isize reported as such (not as a bound).
+        assert!(matches!(
+            Layout::contiguous_in(fmt("h", 2), &[3, 2], Order::F, 3, 14),
+            Err(LayoutError::Dim { .. } | LayoutError::Item { .. })
+        ));
+        assert!(matches!(
+            Layout::contiguous_in(fmt("d", 8), &[1 << 62, 4], Order::C, 0, 16),
+            Err(LayoutError::TooManyBytes { .. })
+        ));
     }
 
     #[test]

@@ -13,17 +13,26 @@ use super::error::{check_ptr, Error, Result};
 use super::object::{Borrowed, Owned};
 use super::unwind;
 use crate::exporter::Gil;
+use std::borrow::Cow;
 
 /// The text of a `str`.
 pub fn str_of(obj: Borrowed<'_>) -> Result<String> {
+    str_ref(obj).map(Cow::into_owned)
+}
+
+/// The text of a `str`, borrowed from the UTF-8 form the object keeps: no allocation.
+/// (`PyUnicode_AsUTF8AndSize` refuses lone surrogates, so the text is always valid UTF-8 and
+/// the lossy conversion never copies.)
+pub fn str_ref<'a>(obj: Borrowed<'a>) -> Result<Cow<'a, str>> {
     let mut size: ffi::Py_ssize_t = 0;
     // SAFETY: `obj` is live and the GIL is held (`Borrowed`); PyUnicode_AsUTF8AndSize raises
-    // TypeError for a non-str and returns a buffer owned by `obj`, valid while `obj` lives.
+    // TypeError for a non-str and returns a buffer owned by `obj`, valid while `obj` lives:
+    // for 'a, and a str never changes.
     let data =
         check_ptr(unsafe { ffi::PyUnicode_AsUTF8AndSize(obj.as_ptr(), &mut size) }.cast_mut())?;
-    // SAFETY: `data` points to `size` bytes of UTF-8 (the call above), alive for this scope.
-    let bytes = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
-    Ok(String::from_utf8_lossy(bytes).into_owned())
+    // SAFETY: `data` points to `size` bytes of UTF-8 (the call above), alive for 'a.
+    let bytes: &'a [u8] = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
+    Ok(String::from_utf8_lossy(bytes))
 }
 
 /// Whether `obj` is a `str`.

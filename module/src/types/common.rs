@@ -56,11 +56,18 @@ pub fn simple_args<const N: usize>(
             if unsafe { ffi::PyUnicode_Check(key) } == 0 {
                 return None;
             }
-            let at = names.iter().position(|name| {
-                // SAFETY: `key` is a str, `name` a NUL-terminated ASCII string; the
-                // comparison sets no error for a str.
-                unsafe { ffi::PyUnicode_CompareWithASCIIString(key, name.as_ptr()) == 0 }
-            })?;
+            let mut size: ffi::Py_ssize_t = 0;
+            // SAFETY: `key` is a live str; its UTF-8 form is cached in it (a pointer for the
+            // ASCII names of keywords), valid while the dict holds it, i.e. for this loop.
+            let text = unsafe { ffi::PyUnicode_AsUTF8AndSize(key, &mut size) };
+            if text.is_null() {
+                // SAFETY: the GIL is held; the slow path reports a bad name itself.
+                unsafe { ffi::PyErr_Clear() };
+                return None;
+            }
+            // SAFETY: `text` points to `size` bytes (the call above).
+            let key = unsafe { core::slice::from_raw_parts(text.cast::<u8>(), size as usize) };
+            let at = names.iter().position(|name| name.to_bytes() == key)?;
             if !found[at].is_null() {
                 return None;
             }
@@ -578,7 +585,7 @@ pub fn in_use_error(action: &str, count: usize) -> Error {
 /// str, object, structured); TypeError for anything else. The messages say what to pass.
 pub fn parse_format(arg: Borrowed<'_>) -> Result<Format> {
     if convert::is_str(arg) {
-        let text = convert::str_of(arg)?;
+        let text = convert::str_ref(arg)?;
         let why = match struct_format(arg.gil(), &text)? {
             Ok(format) => return Ok(format),
             Err(why) => why,
@@ -668,16 +675,22 @@ fn struct_format(
     if !text.is_ascii() {
         return Ok(Err(Rejected::Text("formats are ASCII")));
     }
+    // The common case, one item of a fixed size ('d', '<i'), is struct's answer without
+    // asking struct (about 1 µs of Python calls); pad bytes ('x') are not an item. Such a
+    // format is at most two characters, NUL-terminated here without an allocation.
+    if let Some(size) = bufferkit::__private::fixed_itemsize(text.as_bytes()) {
+        if !text.ends_with('x') {
+            let mut c_text = [0u8; 3];
+            c_text[..text.len()].copy_from_slice(text.as_bytes());
+            let c_text = CStr::from_bytes_until_nul(&c_text).expect("NUL-terminated above");
+            return Ok(
+                Format::from_c_str(c_text, size).map_err(|e| Rejected::Struct(e.to_string()))
+            );
+        }
+    }
     let Ok(c_fmt) = CString::new(text) else {
         return Ok(Err(Rejected::Text("embedded NUL")));
     };
-    // The common case, one item of a fixed size ('d', '<i'), is struct's answer without
-    // asking struct (about 1 µs of Python calls); pad bytes ('x') are not an item.
-    if let Some(size) = bufferkit::__private::fixed_itemsize(text.as_bytes()) {
-        if !text.ends_with('x') {
-            return Ok(Format::new(c_fmt, size).map_err(|e| Rejected::Struct(e.to_string())));
-        }
-    }
     let module = convert::import(gil, c"struct")?;
     let arg = new_str(gil, text)?;
     let packer = match convert::call_method(module.borrow(), c"Struct", &[arg.borrow()]) {
@@ -876,7 +889,7 @@ pub fn pending_message(gil: bufferkit::exporter::Gil<'_>) -> String {
 }
 
 /// A shape argument: an int, or a tuple or list of ints.
-pub fn parse_shape(obj: Borrowed<'_>) -> Result<Vec<isize>> {
+pub fn parse_shape(obj: Borrowed<'_>) -> Result<Dims> {
     // SAFETY: `obj` is live and the GIL is held.
     let is_seq =
         unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
@@ -888,20 +901,85 @@ pub fn parse_shape(obj: Borrowed<'_>) -> Result<Vec<isize>> {
                 obj.type_name()
             )));
         }
-        return Ok(vec![convert::index_arg(obj, &|| "shape".into())?]);
+        return Ok(Dims::one(convert::index_arg(obj, &|| "shape".into())?));
     }
-    // SAFETY: `obj` is a tuple or list.
-    let n = unsafe { ffi::PyObject_Size(obj.as_ptr()) };
-    if n < 0 {
-        return Err(Error::Raised);
+    index_dims(obj, "shape")
+}
+
+/// Lengths or strides: what `shape=` and `strides=` arguments become, on the stack up to
+/// four (no allocation per call for everyday shapes).
+pub enum Dims {
+    /// Up to four, in front.
+    Few(usize, [isize; 4]),
+    /// More.
+    Many(Vec<isize>),
+}
+
+impl Default for Dims {
+    fn default() -> Self {
+        Dims::Few(0, [0; 4])
     }
-    if n as usize > bufferkit::layout::MAX_NDIM {
-        return Err(Error::value_error(
-            LayoutError::TooManyDims(n as usize).to_string(),
-        ));
+}
+
+impl Dims {
+    /// One dimension of `n`.
+    pub fn one(n: isize) -> Self {
+        Dims::Few(1, [n, 0, 0, 0])
     }
-    // Read from a tuple taken first: an item's __index__ may change a list it is in.
-    convert::index_items(obj, "shape")
+
+    /// Appends `n`.
+    fn push(&mut self, n: isize) {
+        match self {
+            Dims::Few(len, items) if *len < items.len() => {
+                items[*len] = n;
+                *len += 1;
+            }
+            Dims::Few(len, items) => {
+                let mut all = items[..*len].to_vec();
+                all.push(n);
+                *self = Dims::Many(all);
+            }
+            Dims::Many(all) => all.push(n),
+        }
+    }
+}
+
+impl core::ops::Deref for Dims {
+    type Target = [isize];
+    fn deref(&self) -> &[isize] {
+        match self {
+            Dims::Few(len, items) => &items[..*len],
+            Dims::Many(all) => all,
+        }
+    }
+}
+
+/// The items of a tuple or list as `Dims` (`what` names them in errors), refused beyond
+/// `MAX_NDIM`. A list is read from a tuple taken first: an item's `__index__` may change a
+/// list it is in; a tuple cannot change.
+pub fn index_dims(seq: Borrowed<'_>, what: &str) -> Result<Dims> {
+    // SAFETY: `seq` is live and the GIL is held.
+    let items = if unsafe { ffi::PyTuple_Check(seq.as_ptr()) } != 0 {
+        Owned::from_borrowed(seq)
+    } else {
+        // SAFETY: as above; a new reference (a tuple holding its own references to the items)
+        // or NULL with an exception set.
+        unsafe { Owned::from_new(ffi::PySequence_Tuple(seq.as_ptr())) }?
+    };
+    // SAFETY: `items` is a tuple.
+    let n = unsafe { ffi::PyTuple_Size(items.as_ptr()) } as usize;
+    if n > bufferkit::layout::MAX_NDIM {
+        return Err(layout_error(LayoutError::TooManyDims(n)));
+    }
+    let mut dims = Dims::default();
+    for i in 0..n {
+        // SAFETY: 0 <= i < n; borrowed from the tuple, which `items` keeps alive and nothing
+        // can change (tuples are immutable).
+        let item = unsafe { Borrowed::from_ptr(ffi::PyTuple_GetItem(items.as_ptr(), i as isize)) }
+            .ok_or(Error::Raised)?;
+        dims.push(convert::index_arg(item, &|| format!("{what}[{i}]"))?);
+    }
+    Ok(dims)
 }
 
 /// A `LayoutError` as the exception CPython would raise for it.

@@ -330,16 +330,17 @@ struct Source {
 
 impl Source {
     /// `base`'s memory: for a View base, the View's own (its held export, block and layout),
-    /// else a new export of `base`, held by a new HeldExport of type `held_type`.
+    /// else a new export of `base`, held by a new HeldExport (types: `state`'s, the module's
+    /// that made the View being built).
     fn acquire(
         gil: Gil<'_>,
-        held_type: *mut ffi::PyTypeObject,
+        state: &crate::module::State,
         base: Borrowed<'_>,
         writable: bool,
     ) -> Result<Self> {
-        match as_view(gil, base)? {
+        match as_view(gil, state, base) {
             Some(parent) => Self::of_view(parent, parent.value.layout.clone()),
-            None => Self::from_exporter(gil, held_type, base, writable),
+            None => Self::from_exporter(gil, state.held_type.cast(), base, writable),
         }
     }
 
@@ -371,31 +372,31 @@ impl Source {
             Format::bytes()
         } else {
             // SAFETY: a non-NULL format is a C string valid while the export is held.
-            let text = unsafe { core::ffi::CStr::from_ptr(export.format) }.to_owned();
-            Format::new(text, export.itemsize as usize).map_err(common::layout_error)?
+            let text = unsafe { core::ffi::CStr::from_ptr(export.format) };
+            Format::from_c_str(text, export.itemsize as usize).map_err(common::layout_error)?
         };
-        let shape: Vec<isize> = match (export.shape.is_null(), ndim) {
+        // Shape and strides are read in place (no copies: they live as long as the export).
+        let one_dim = [export.len / export.itemsize];
+        let shape: &[isize] = match (export.shape.is_null(), ndim) {
             // SAFETY: shape and strides are NULL or arrays of `ndim` entries valid while the
             // export is held (buffer.rst, "Buffer structure").
-            (false, n) => unsafe { core::slice::from_raw_parts(export.shape, n) }.to_vec(),
-            (true, 0) => Vec::new(),
-            (true, _) => vec![export.len / export.itemsize],
-        };
-        let strides: Vec<isize> = if export.strides.is_null() {
-            Layout::contiguous(format.clone(), &shape, Order::C)
-                .map_err(common::layout_error)?
-                .strides()
-                .to_vec()
-        } else {
-            // SAFETY: as above.
-            unsafe { core::slice::from_raw_parts(export.strides, shape.len()) }.to_vec()
+            (false, n) => unsafe { core::slice::from_raw_parts(export.shape, n) },
+            (true, 0) => &[],
+            (true, _) => &one_dim,
         };
         // The block is the extent of the bytes the export addresses, [buf + lo, buf + hi).
         let (lo, hi) = value.extent(base)?;
         let block_len = (hi - lo) as usize;
         let start = export.buf.cast::<u8>().wrapping_offset(lo);
         let block = NonNull::new(start).unwrap_or(NonNull::dangling());
-        let layout = Layout::strided(format, &shape, &strides, -lo, block_len).map_err(|e| {
+        let layout = if export.strides.is_null() {
+            Layout::contiguous_in(format, shape, Order::C, -lo, block_len)
+        } else {
+            // SAFETY: as above.
+            let strides = unsafe { core::slice::from_raw_parts(export.strides, shape.len()) };
+            Layout::strided(format, shape, strides, -lo, block_len)
+        }
+        .map_err(|e| {
             Error::buffer_error(format!(
                 "{} exported an inconsistent layout: {e}",
                 base.type_name()
@@ -414,20 +415,26 @@ impl Source {
     }
 }
 
-/// `Some(view)` if `obj` is a bufferkit View (or subclass) of this interpreter's module.
-fn as_view<'py>(gil: Gil<'py>, obj: Borrowed<'py>) -> Result<Option<This<'py, View>>> {
-    // SAFETY: the type of a live object is live; the GIL is held.
-    if unsafe { crate::shims::module_of_type(obj.type_ptr()) }.is_none() {
-        return Ok(None);
-    }
-    let view_type = view_type_of(obj.type_ptr())?;
-    // SAFETY: both are live types; PyType_IsSubtype only reads their MROs.
-    if unsafe { ffi::PyType_IsSubtype(obj.type_ptr(), view_type) } == 0 {
-        return Ok(None);
+/// `Some(view)` if `obj` is a View (or subclass) of the module whose state is `state`.
+///
+/// A View of another instance of the module is an exporter like any other. Asking the View
+/// type directly (a pointer compare, or a walk of `obj`'s MRO) is what keeps `View(bytearray)`
+/// from looking for a bufferkit base in bytearray's type chain (180 instructions on abi3).
+fn as_view<'py>(
+    gil: Gil<'py>,
+    state: &crate::module::State,
+    obj: Borrowed<'py>,
+) -> Option<This<'py, View>> {
+    let view_type = state.view_type.cast::<ffi::PyTypeObject>();
+    let tp = obj.type_ptr();
+    // SAFETY: both are live types (the module keeps its own); PyType_IsSubtype only reads
+    // their MROs.
+    if tp != view_type && unsafe { ffi::PyType_IsSubtype(tp, view_type) } == 0 {
+        return None;
     }
     // SAFETY: `obj` is an instance of View (or a subclass), whose instances are `Object<View>`.
     let value = unsafe { Object::<View>::value_of(obj.as_ptr()) };
-    Ok(Some(This { gil, obj, value }))
+    Some(This { gil, obj, value })
 }
 
 /// The View type of the bufferkit module that made `tp` (or its bufferkit base).
@@ -617,11 +624,11 @@ fn view_new(
     // Ask for a read-only export first: every exporter serves it, and it says whether the
     // base is writable. Only a caller who insists on writing asks again with PyBUF_WRITABLE
     // (an exporter may grant writes only when asked).
-    let held_type = state_of(subtype)?.held_type.cast::<ffi::PyTypeObject>();
-    let mut source = Source::acquire(gil, held_type, base, false)?;
+    let state = state_of(subtype)?;
+    let mut source = Source::acquire(gil, state, base, false)?;
     if readonly == Some(false) && source.readonly {
         drop(source);
-        source = Source::acquire(gil, held_type, base, true).map_err(|_| {
+        source = Source::acquire(gil, state, base, true).map_err(|_| {
             // SAFETY: the GIL is held; the exporter's own refusal is replaced by ours.
             unsafe { ffi::PyErr_Clear() };
             Error::buffer_error(format!(
@@ -689,7 +696,7 @@ fn relayout_source(
                     bufferkit::layout::LayoutError::Offset { offset, block_len },
                 ));
             }
-            vec![(block_len as isize - offset) / itemsize]
+            common::Dims::one((block_len as isize - offset) / itemsize)
         }
     };
     let layout = match strides {
@@ -697,9 +704,7 @@ fn relayout_source(
             let strides = parse_strides(s)?;
             Layout::strided(format, &shape, &strides, offset, block_len)
         }
-        None => Layout::contiguous(format, &shape, Order::C).and_then(|c| {
-            Layout::strided(c.format().clone(), &shape, c.strides(), offset, block_len)
-        }),
+        None => Layout::contiguous_in(format, &shape, Order::C, offset, block_len),
     }
     .map_err(common::layout_error)?;
     source.block = block;
@@ -708,7 +713,7 @@ fn relayout_source(
     Ok(source)
 }
 
-fn parse_strides(obj: Borrowed<'_>) -> Result<Vec<isize>> {
+fn parse_strides(obj: Borrowed<'_>) -> Result<common::Dims> {
     // SAFETY: `obj` is live and the GIL is held.
     let is_seq =
         unsafe { ffi::PyTuple_Check(obj.as_ptr()) != 0 || ffi::PyList_Check(obj.as_ptr()) != 0 };
@@ -718,7 +723,7 @@ fn parse_strides(obj: Borrowed<'_>) -> Result<Vec<isize>> {
             obj.type_name()
         )));
     }
-    convert::index_items(obj, "strides")
+    common::index_dims(obj, "strides")
 }
 
 /// `v[a:b:c]`, `v[s0, s1, ...]`: a new View of the same root.
