@@ -8,6 +8,7 @@
 use core::cell::Cell;
 use core::ffi::{c_char, c_int, CStr};
 use core::marker::PhantomData;
+use core::ptr::NonNull;
 
 use pyo3_ffi as ffi;
 
@@ -17,11 +18,14 @@ use crate::request::Request;
 
 /// A buffer obtained from an exporter, released on drop.
 pub struct BufferView<'py> {
-    // INVARIANTS: `raw` was filled by a successful `PyObject_GetBuffer` and is released exactly
-    // once, in `drop`; its pointers are valid until then. It is boxed and never moves: some
-    // exporters point `shape`/`strides` into the struct itself (`PyBuffer_FillInfo` sets
-    // `shape = &view->len`, `array.array` sets `strides = &view->itemsize`).
-    raw: Box<ffi::Py_buffer>,
+    // INVARIANTS: `raw` points to a `Py_buffer` filled by a successful `PyObject_GetBuffer`,
+    // released exactly once, in `drop`; its pointers are valid until then. It never moves:
+    // some exporters point `shape`/`strides` into the struct itself (`PyBuffer_FillInfo` sets
+    // `shape = &view->len`, `array.array` sets `strides = &view->itemsize`). It is a `Box`
+    // leaked by `get` (`boxed`, freed on drop), or a slot on the stack of `with`, which
+    // outlives the view and is only lent to its closure by shared reference.
+    raw: NonNull<ffi::Py_buffer>,
+    boxed: bool,
     // Ties the view to the GIL (release needs it) and keeps it on this thread.
     _gil: PhantomData<Gil<'py>>,
 }
@@ -59,9 +63,43 @@ impl<'py> BufferView<'py> {
             return Err(Error::Raised);
         }
         Ok(Self {
-            raw,
+            raw: NonNull::from(Box::leak(raw)),
+            boxed: true,
             _gil: PhantomData,
         })
+    }
+
+    /// `PyObject_GetBuffer(obj, &view, flags)`, `f(&view)`, then the release: the same as
+    /// [`get`](Self::get) for a view used in one scope, without its allocation (the
+    /// `Py_buffer` lives on this function's stack, which outlives the view).
+    ///
+    /// The view is lent to `f`, so nothing borrowed from it can outlive the release.
+    pub fn with<R>(
+        obj: Borrowed<'py>,
+        flags: c_int,
+        f: impl FnOnce(&BufferView<'py>) -> R,
+    ) -> Result<R> {
+        let mut slot = ffi::Py_buffer::new();
+        // SAFETY: `obj` is live and the GIL is held (`Borrowed`); `slot` is a writable
+        // Py_buffer that does not move until this function returns, after the release.
+        let status = unsafe { unwind::get_buffer(obj.as_ptr(), &mut slot, flags) };
+        if status == -1 {
+            return Err(Error::Raised);
+        }
+        // Declared after `slot`, so dropped (released) before it, also when `f` panics.
+        let view = Self {
+            raw: NonNull::from(&mut slot),
+            boxed: false,
+            _gil: PhantomData,
+        };
+        Ok(f(&view))
+    }
+
+    /// The filled `Py_buffer` (invariants).
+    fn raw(&self) -> &ffi::Py_buffer {
+        // SAFETY: `raw` points to a filled Py_buffer that lives at least as long as `self`
+        // and that only `drop` changes (invariants).
+        unsafe { self.raw.as_ref() }
     }
 
     /// `PyObject_GetBuffer(obj, &view, request.flags())`: a request made with
@@ -79,53 +117,53 @@ impl<'py> BufferView<'py> {
 
     /// The raw struct, for passing to C-API functions that read it.
     pub fn as_raw(&self) -> &ffi::Py_buffer {
-        &self.raw
+        self.raw()
     }
     /// `buf`: the address of the first element.
     pub fn buf(&self) -> *mut core::ffi::c_void {
-        self.raw.buf
+        self.raw().buf
     }
     /// `obj`: the exporter (may be NULL for views made by `PyBuffer_FillInfo` with no object).
     pub fn obj(&self) -> Option<Borrowed<'_>> {
         // SAFETY: `raw.obj` is NULL or a strong reference the view holds until release.
-        unsafe { Borrowed::from_ptr(self.raw.obj) }
+        unsafe { Borrowed::from_ptr(self.raw().obj) }
     }
     /// `len`: the number of bytes the view covers.
     pub fn len(&self) -> isize {
-        self.raw.len
+        self.raw().len
     }
     /// Whether the view covers no bytes.
     pub fn is_empty(&self) -> bool {
-        self.raw.len == 0
+        self.raw().len == 0
     }
     /// `itemsize`.
     pub fn itemsize(&self) -> isize {
-        self.raw.itemsize
+        self.raw().itemsize
     }
     /// `readonly`.
     pub fn readonly(&self) -> bool {
-        self.raw.readonly != 0
+        self.raw().readonly != 0
     }
     /// `ndim`.
     pub fn ndim(&self) -> usize {
-        usize::try_from(self.raw.ndim).unwrap_or(0)
+        usize::try_from(self.raw().ndim).unwrap_or(0)
     }
     /// `format`, if the request asked for it.
     pub fn format(&self) -> Option<&CStr> {
         // SAFETY: a non-NULL format is a C string valid until release (buffer.rst, `format`).
-        (!self.raw.format.is_null()).then(|| unsafe { CStr::from_ptr(self.raw.format) })
+        (!self.raw().format.is_null()).then(|| unsafe { CStr::from_ptr(self.raw().format) })
     }
     /// `shape`, if present.
     pub fn shape(&self) -> Option<&[isize]> {
-        self.array(self.raw.shape)
+        self.array(self.raw().shape)
     }
     /// `strides`, if present.
     pub fn strides(&self) -> Option<&[isize]> {
-        self.array(self.raw.strides)
+        self.array(self.raw().strides)
     }
     /// `suboffsets`, if present.
     pub fn suboffsets(&self) -> Option<&[isize]> {
-        self.array(self.raw.suboffsets)
+        self.array(self.raw().suboffsets)
     }
 
     fn array(&self, ptr: *mut ffi::Py_ssize_t) -> Option<&[isize]> {
@@ -137,43 +175,43 @@ impl<'py> BufferView<'py> {
     /// Whether the view is contiguous in `order` (`PyBuffer_IsContiguous`).
     pub fn is_contiguous(&self, order: CopyOrder) -> bool {
         // SAFETY: `raw` is a filled view (invariant); the call only reads it.
-        unsafe { ffi::PyBuffer_IsContiguous(&*self.raw, order.as_c_char()) != 0 }
+        unsafe { ffi::PyBuffer_IsContiguous(self.raw(), order.as_c_char()) != 0 }
     }
 
     /// The bytes, if the view is one C-contiguous block. `Cell` because other holders of the
     /// same memory (Python code, other views) may write to it while this borrow lives.
     pub fn as_cells(&self) -> Option<&[Cell<u8>]> {
-        if !self.is_contiguous(CopyOrder::C) || self.raw.len < 0 {
+        if !self.is_contiguous(CopyOrder::C) || self.raw().len < 0 {
             return None;
         }
-        if self.raw.len == 0 {
+        if self.raw().len == 0 {
             return Some(&[]);
         }
         // SAFETY: a C-contiguous view covers `len` bytes from `buf` (buffer.rst), valid until
         // release; `Cell<u8>` has the layout of `u8` and admits writes by others while shared.
         Some(unsafe {
-            core::slice::from_raw_parts(self.raw.buf.cast::<Cell<u8>>(), self.raw.len as usize)
+            core::slice::from_raw_parts(self.raw().buf.cast::<Cell<u8>>(), self.raw().len as usize)
         })
     }
 
     /// Copies the view's items into `dst` (of exactly `len()` bytes) in `order`.
     pub fn copy_to(&self, dst: &mut [u8], order: CopyOrder) -> Result<()> {
-        if dst.len() as isize != self.raw.len {
+        if dst.len() as isize != self.raw().len {
             return Err(Error::value_error(format!(
                 "destination has {} bytes, the buffer {}",
                 dst.len(),
-                self.raw.len
+                self.raw().len
             )));
         }
         // The full API before 3.11 declares the view `*mut`; the function only reads it.
-        let raw = core::ptr::addr_of!(*self.raw).cast_mut();
+        let raw = self.raw.as_ptr();
         // SAFETY: `dst` is writable for `len` bytes and `raw` is a filled view; the call
         // follows shape/strides/suboffsets, which the exporter guarantees are in bounds.
         let status = unsafe {
             ffi::PyBuffer_ToContiguous(
                 dst.as_mut_ptr().cast(),
                 raw,
-                self.raw.len,
+                self.raw().len,
                 order.as_c_char(),
             )
         };
@@ -190,7 +228,7 @@ impl<'py> BufferView<'py> {
         let bytes = unsafe {
             Owned::from_new(ffi::PyBytes_FromStringAndSize(
                 core::ptr::null(),
-                self.raw.len,
+                self.raw().len,
             ))
         }?;
         // SAFETY: `bytes` is a fresh bytes object; its buffer is ours to fill before it is
@@ -201,7 +239,7 @@ impl<'py> BufferView<'py> {
         }
         // SAFETY: `data` holds `len` writable bytes owned by `bytes`, which nothing else sees yet.
         let dst =
-            unsafe { core::slice::from_raw_parts_mut(data.cast::<u8>(), self.raw.len as usize) };
+            unsafe { core::slice::from_raw_parts_mut(data.cast::<u8>(), self.raw().len as usize) };
         self.copy_to(dst, order)?;
         Ok(bytes)
     }
@@ -211,6 +249,10 @@ impl Drop for BufferView<'_> {
     fn drop(&mut self) {
         // SAFETY: `raw` was filled by PyObject_GetBuffer and is released once, here, with the
         // GIL held (the view cannot outlive `'py` nor leave the thread).
-        unsafe { unwind::release_buffer(&mut *self.raw) };
+        unsafe { unwind::release_buffer(self.raw.as_ptr()) };
+        if self.boxed {
+            // SAFETY: made by `Box::leak` in `get` and freed once, here, after the release.
+            drop(unsafe { Box::from_raw(self.raw.as_ptr()) });
+        }
     }
 }

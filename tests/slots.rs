@@ -20,7 +20,7 @@ use bufferkit::ffi::{
 };
 use bufferkit::pyo3_ffi as ffi;
 use bufferkit::{bufferkit_method, bufferkit_slot, BufferExporter, ExportCounter};
-use bufferkit::{Format, Gil, Layout, Memory, Order, SharedVec};
+use bufferkit::{BufferView, Format, Gil, Layout, Memory, Order, SharedVec};
 
 /// What `memory()` does next.
 #[derive(Clone, Copy, PartialEq)]
@@ -103,6 +103,7 @@ fn embedded() {
         a_locked_shared_vec_refuses_exports_and_says_why(gil);
         a_slot_given_twice_is_refused_at_type_creation(gil);
         a_collectable_value_in_a_cycle_is_collected(gil);
+        buffer_views_hold_one_export_until_released(gil);
     }
 }
 
@@ -518,4 +519,48 @@ unsafe fn a_collectable_value_in_a_cycle_is_collected(gil: Gil<'_>) {
     drop(handle);
     // SAFETY: the GIL is held (caller).
     assert!(unsafe { take_error(gil) }.is_none());
+}
+
+/// `BufferView::get` (boxed) and `BufferView::with` (on the stack) each hold one export while
+/// they live and give it back once; `with` also when its closure panics.
+fn buffer_views_hold_one_export_until_released(gil: Gil<'_>) {
+    let handle = match LOCKY.make_type(gil, None) {
+        Ok(handle) => handle,
+        Err(e) => panic!("no type: {e:?}"),
+    };
+    let data = SharedVec::new((10..18).collect(), false).unwrap();
+    let obj: Owned = match handle.create(gil, Locky { data }) {
+        Ok(obj) => obj,
+        Err(e) => panic!("no instance: {e:?}"),
+    };
+    // SAFETY: an instance of a type made by `ExportingType<Locky>` (`Object<Locky>`), alive
+    // until the end of this function.
+    let this = unsafe { Object::<Locky>::value_of(obj.as_ptr()) };
+    let full = ffi::PyBUF_FULL_RO as c_int;
+
+    let boxed = BufferView::get(obj.borrow(), full).expect("an export");
+    assert_eq!((boxed.len(), this.data.counter().count()), (8, 1));
+    let seen = BufferView::with(obj.borrow(), full, |view| {
+        let first = view.as_cells().map(|cells| cells[0].get());
+        (
+            first,
+            view.shape().map(<[isize]>::to_vec),
+            this.data.counter().count(),
+        )
+    })
+    .expect("an export");
+    assert_eq!(seen, (Some(10), Some(vec![8]), 2));
+    assert_eq!(this.data.counter().count(), 1);
+    drop(boxed);
+    assert_eq!(this.data.counter().count(), 0);
+
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        BufferView::with(obj.borrow(), full, |_| panic!("inside with"))
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(
+        this.data.counter().count(),
+        0,
+        "the unwind released the export"
+    );
 }

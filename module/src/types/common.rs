@@ -354,27 +354,34 @@ fn same_integer_bytes<T: Shipped>(this: This<'_, T>, other: Borrowed<'_>) -> Res
     if !integer || !layout.is_c_contiguous() || !convert::check_buffer(other) {
         return Ok(None);
     }
-    let Ok(theirs) = BufferView::get(other, flags::FULL_RO) else {
-        // As memoryview: an exporter that refuses is compared by memoryview, which says so.
-        // SAFETY: the GIL is held; the refusal is not the comparison's error.
-        unsafe { ffi::PyErr_Clear() };
-        return Ok(None);
-    };
-    let same_layout = theirs.format().map(CStr::to_bytes) == Some(text.as_bytes())
-        && theirs.shape() == Some(layout.shape())
-        && theirs.is_contiguous(CopyOrder::C);
-    if !same_layout {
-        return Ok(None);
+    // Both views on the stack (`BufferView::with`): an == allocates nothing.
+    let compared = BufferView::with(other, flags::FULL_RO, |theirs| {
+        let same_layout = theirs.format().map(CStr::to_bytes) == Some(text.as_bytes())
+            && theirs.shape() == Some(layout.shape())
+            && theirs.is_contiguous(CopyOrder::C);
+        if !same_layout {
+            return Ok(None);
+        }
+        BufferView::with(this.obj, flags::FULL_RO, |ours| {
+            let n = ours.len();
+            if theirs.len() != n {
+                return Some(false);
+            }
+            // SAFETY: both exports are held for the comparison and C-contiguous, `n` bytes
+            // each (`len` of a contiguous export); nothing runs in between that could end
+            // them.
+            Some(n == 0 || unsafe { libc::memcmp(ours.buf(), theirs.buf(), n as usize) } == 0)
+        })
+    });
+    match compared {
+        Ok(result) => result,
+        Err(_) => {
+            // As memoryview: an exporter that refuses is compared by memoryview, which says so.
+            // SAFETY: the GIL is held; the refusal is not the comparison's error.
+            unsafe { ffi::PyErr_Clear() };
+            Ok(None)
+        }
     }
-    let ours = BufferView::get(this.obj, flags::FULL_RO)?;
-    let n = ours.len();
-    if theirs.len() != n {
-        return Ok(Some(false));
-    }
-    // SAFETY: both exports are held for the comparison and C-contiguous, `n` bytes each
-    // (`len` of a contiguous export); nothing runs in between that could end them.
-    let equal = n == 0 || unsafe { libc::memcmp(ours.buf(), theirs.buf(), n as usize) } == 0;
-    Ok(Some(equal))
 }
 
 /// A new reference to `NotImplemented`.
@@ -1018,8 +1025,7 @@ pub fn parse_copy_order(obj: Option<Borrowed<'_>>) -> Result<CopyOrder> {
 
 /// `obj.tobytes(order)` through the object's own export.
 pub fn tobytes(obj: Borrowed<'_>, order: CopyOrder) -> Result<Owned> {
-    let view = BufferView::get(obj, flags::FULL_RO)?;
-    view.to_bytes(order)
+    BufferView::with(obj, flags::FULL_RO, |view| view.to_bytes(order))?
 }
 
 /// `obj.tolist()`: memoryview's answer where memoryview knows the format, else the items
