@@ -1608,3 +1608,95 @@ def test_module_layout():
         assert name in bufferkit.__all__
     import bufferkit._bufferkit as native
     assert native.View is View and native.inspect is bufferkit.inspect
+
+
+# View.cast: View(v, format=..., shape=...) spelled as memoryview.cast.
+
+@pytest.mark.parametrize("fmt, shape", [
+    ("i", None), ("<h", None), ("B", (4, 16)), ("d", (2, 4)), ("2h", None), ("f", [2, 8]),
+])
+def test_cast_equals_view_with_format_and_shape(fmt, shape):
+    ba = bytearray(range(64))
+    v = View(ba)
+    cast = v.cast(fmt) if shape is None else v.cast(fmt, shape)
+    made = View(v, format=fmt, shape=shape)
+    for got in (cast, v.cast(format=fmt, shape=shape)):
+        assert type(got) is View and got.base is ba
+        assert (got.format, got.itemsize, got.shape, got.strides, got.offset, got.readonly) == (
+            made.format, made.itemsize, made.shape, made.strides, made.offset, made.readonly)
+        assert got.tobytes() == made.tobytes() == bytes(ba)
+        if len(fmt.lstrip("<")) == 1:
+            assert got.tolist() == memoryview(ba).cast(fmt.lstrip("<"), shape or [64 // got.itemsize]).tolist()
+
+
+def test_cast_may_cover_part_of_the_view_as_view_does():
+    # Unlike memoryview.cast (product(shape) * itemsize must equal the size), a cast is any
+    # layout inside the View's items, as View(v, format=, shape=) is.
+    c = View(bytearray(range(16))).cast("B", (3,))
+    assert (c.shape, c.nbytes, c.tolist()) == ((3,), 3, [0, 1, 2])
+
+
+def test_cast_shares_the_export_and_sees_writes():
+    root = Buffer(16)
+    v = View(root)
+    c = v.cast("I")
+    assert root.exports == 1 and v.exports == 0 and c.base is root
+    with memoryview(root) as m:
+        m[:4] = (7).to_bytes(4, sys.byteorder)
+    assert c.tolist()[0] == 7
+    v.release()
+    assert root.exports == 1 and c.tolist()[0] == 7    # the cast keeps the shared export
+    c.release()
+    assert root.exports == 0
+
+
+def test_cast_of_a_fortran_view_and_of_a_slice():
+    f = View(bytearray(range(24)), shape=(4, 6), strides=(1, 4))   # Fortran-contiguous
+    assert bytes(f.cast("B").tolist()) == memoryview(f).tobytes("A") and len(f.cast("h")) == 12
+    s = View(bytearray(range(32)))[8:24]
+    assert s.cast("I").tolist() == memoryview(bytes(range(8, 24))).cast("I").tolist()
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda v: v[::2].cast("B"), ValueError, "needs a contiguous base"),
+    (lambda v: v.cast("d", (3,)), ValueError, "past the end of the base"),
+    (lambda v: v.cast("i", (-1,)), ValueError, None),
+    (lambda v: v.cast("not a format"), ValueError, "bad format"),
+    (lambda v: v.cast(), TypeError, None),
+    (lambda v: v.cast("B", (16,), 1), TypeError, None),
+    (lambda v: v.cast("B", strides=(1,)), TypeError, None),
+    (lambda v: v.cast(4), TypeError, None),
+])
+def test_cast_refusals(call, exc, message):
+    ba = bytearray(16)
+    v = View(ba)
+    with pytest.raises(exc) as info:
+        call(v)
+    if message:
+        assert message in str(info.value)
+    assert v.exports == 0 and not v.released
+    v.release()
+    ba.append(0)                                      # nothing else holds the base
+
+
+def test_cast_of_a_released_view_raises_value_error():
+    v = View(bytearray(8))
+    v.release()
+    with pytest.raises(ValueError, match="released"):
+        v.cast("B")
+
+
+def test_cast_releasing_the_view_while_its_shape_is_read():
+    # A shape item's __index__ releases the View mid-call: the cast then refuses (the View is
+    # released), and nothing of the base stays locked.
+    ba = bytearray(16)
+    v = View(ba)
+
+    class Sneaky:
+        def __index__(self):
+            v.release()
+            return 16
+
+    with pytest.raises(ValueError, match="released"):
+        v.cast("B", (Sneaky(),))
+    ba.append(0)

@@ -246,8 +246,8 @@ impl Layout {
     pub fn contiguous(format: Format, shape: &[isize], order: Order) -> Result<Self, LayoutError> {
         check_shape(shape)?;
         let nbytes = checked_nbytes(&format, shape)?;
-        let mut strides = [0; MAX_NDIM];
-        let strides = contiguous_strides(format.itemsize, shape, order, &mut strides);
+        let mut scratch = Scratch::new(shape.len());
+        let strides = contiguous_strides(format.itemsize, shape, order, scratch.get());
         let required_len = usize::try_from(nbytes).map_err(|_| LayoutError::TooLarge)?;
         Ok(Self::assemble(
             format,
@@ -279,8 +279,8 @@ impl Layout {
         check_shape(shape)?;
         // A size beyond `isize` is the diagnosis, as for `contiguous`, before the bounds.
         checked_nbytes(&format, shape)?;
-        let mut strides = [0; MAX_NDIM];
-        let strides = contiguous_strides(format.itemsize, shape, order, &mut strides);
+        let mut scratch = Scratch::new(shape.len());
+        let strides = contiguous_strides(format.itemsize, shape, order, scratch.get());
         Self::strided(format, shape, strides, offset, block_len)
     }
 
@@ -455,8 +455,8 @@ impl Layout {
         }
         // On the stack: slicing a View allocates nothing but the new layout's arrays.
         let ndim = self.ndim();
-        let (mut shape, mut strides) = ([0; MAX_NDIM], [0; MAX_NDIM]);
-        let (shape, strides) = (&mut shape[..ndim], &mut strides[..ndim]);
+        let mut scratch = Scratch::new(2 * ndim);
+        let (shape, strides) = scratch.get().split_at_mut(ndim);
         shape.copy_from_slice(self.shape());
         strides.copy_from_slice(self.strides());
         for (k, &(_, _, len)) in slices.iter().enumerate() {
@@ -492,8 +492,32 @@ impl Layout {
     }
 }
 
-/// The strides of a contiguous `shape` in `order` (`shape.len() <= MAX_NDIM`, checked by the
-/// caller), written to the front of `out`.
+/// Scratch space for the arrays a layout is made from: on the stack up to 8 entries (shape
+/// and strides of up to 4 dimensions), where a zeroed `[isize; 2 * MAX_NDIM]` would cost a
+/// 1 KiB memset per slice and a `Vec` an allocation.
+enum Scratch {
+    Few(usize, [isize; 8]),
+    Many(Vec<isize>),
+}
+
+impl Scratch {
+    fn new(len: usize) -> Self {
+        if len <= 8 {
+            Scratch::Few(len, [0; 8])
+        } else {
+            Scratch::Many(vec![0; len])
+        }
+    }
+
+    fn get(&mut self) -> &mut [isize] {
+        match self {
+            Scratch::Few(len, items) => &mut items[..*len],
+            Scratch::Many(items) => items,
+        }
+    }
+}
+
+/// The strides of a contiguous `shape` in `order`, written to `out` (as long as `shape`).
 ///
 /// CPython's strides (`PyBuffer_FillContiguousStrides`): the running product of the
 /// dimensions, so a dimension of length 0 zeroes every stride beyond it. Without a zero the
@@ -503,9 +527,8 @@ fn contiguous_strides<'a>(
     itemsize: isize,
     shape: &[isize],
     order: Order,
-    out: &'a mut [isize; MAX_NDIM],
+    strides: &'a mut [isize],
 ) -> &'a [isize] {
-    let strides = &mut out[..shape.len()];
     let mut step = itemsize;
     let mut fill = |k: usize| {
         strides[k] = step;

@@ -654,6 +654,26 @@ fn view_new(
     make(gil, subtype, source, readonly)
 }
 
+/// What a re-layout needs of the layout it starts from, copied before any argument is read
+/// (reading one may run Python code).
+struct Parent {
+    contiguous: bool,
+    nbytes: isize,
+    offset: isize,
+    format: Format,
+}
+
+impl Parent {
+    fn of(layout: &Layout) -> Self {
+        Parent {
+            contiguous: layout.is_c_contiguous() || layout.is_f_contiguous(),
+            nbytes: layout.nbytes(),
+            offset: layout.offset(),
+            format: layout.format().clone(),
+        }
+    }
+}
+
 /// Applies explicit layout arguments to a contiguous base.
 fn relayout_source(
     mut source: Source,
@@ -663,24 +683,42 @@ fn relayout_source(
     shape: Option<Borrowed<'_>>,
     strides: Option<Borrowed<'_>>,
 ) -> Result<Source> {
-    let parent = &source.layout;
-    if !(parent.is_c_contiguous() || parent.is_f_contiguous()) {
+    let parent = Parent::of(&source.layout);
+    let (block, block_len, layout) =
+        relayout(&parent, source.block, base, offset, format, shape, strides)?;
+    source.block = block;
+    source.block_len = block_len;
+    source.layout = layout;
+    Ok(source)
+}
+
+/// The block and layout of a re-layout of `parent` (whose block starts at `block`): the
+/// parent's items as one block, and the layout the arguments give over it.
+fn relayout(
+    parent: &Parent,
+    block: NonNull<u8>,
+    base: Borrowed<'_>,
+    offset: Option<Borrowed<'_>>,
+    format: Option<Borrowed<'_>>,
+    shape: Option<Borrowed<'_>>,
+    strides: Option<Borrowed<'_>>,
+) -> Result<(NonNull<u8>, usize, Layout)> {
+    if !parent.contiguous {
         return Err(Error::value_error(format!(
             "a View with offset, format, shape or strides needs a contiguous base, but {} is not contiguous",
             base.type_name()
         )));
     }
     // The base's items as one block: a contiguous layout covers [first item, + nbytes).
-    let block_len = parent.nbytes() as usize;
-    let block = NonNull::new(source.block.as_ptr().wrapping_offset(parent.offset()))
-        .unwrap_or(source.block);
+    let block_len = parent.nbytes as usize;
+    let block = NonNull::new(block.as_ptr().wrapping_offset(parent.offset)).unwrap_or(block);
     let offset = match offset {
         Some(o) => convert::index_arg(o, &|| "offset".into())?,
         None => 0,
     };
     let format = match format {
         Some(f) => common::parse_format(f)?,
-        None => parent.format().clone(),
+        None => parent.format.clone(),
     };
     let itemsize = format.itemsize();
     let shape = match shape {
@@ -707,10 +745,7 @@ fn relayout_source(
         None => Layout::contiguous_in(format, &shape, Order::C, offset, block_len),
     }
     .map_err(common::layout_error)?;
-    source.block = block;
-    source.block_len = block_len;
-    source.layout = layout;
-    Ok(source)
+    Ok((block, block_len, layout))
 }
 
 fn parse_strides(obj: Borrowed<'_>) -> Result<common::Dims> {
@@ -778,6 +813,66 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
     let sliced = layout.sliced(slices).map_err(common::layout_error)?;
     let readonly = value.counter.snapshot().readonly();
     let source = Source::of_view(this, sliced)?;
+    let view_type = view_type_of(this.obj.type_ptr())?;
+    make(this.gil, view_type, source, readonly)
+}
+
+/// `v.cast(format, shape=None)`: memoryview's spelling of `View(v, format=format,
+/// shape=shape)`, a View of the same items with another format (and shape); any struct
+/// format, C or Fortran order. Like a slice, it shares this View's export.
+fn view_cast(
+    this: This<'_, View>,
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+) -> Result<Owned> {
+    const NAMES: [&core::ffi::CStr; 2] = [c"format", c"shape"];
+    let [format, shape] = match common::simple_args(args, kwargs, 2, 1, NAMES) {
+        Some(found) => found,
+        None => {
+            let mut names = kwlist(NAMES);
+            let mut found = [ptr::null_mut(); 2];
+            let [format, shape] = &mut found;
+            // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call;
+            // both converters are O, storing a borrowed PyObject*.
+            let parsed = unsafe {
+                ffi::PyArg_ParseTupleAndKeywords(
+                    args.as_ptr(),
+                    kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+                    c"O|O:cast".as_ptr(),
+                    names.as_mut_ptr() as KwList,
+                    format,
+                    shape,
+                )
+            };
+            if parsed == 0 {
+                return Err(Error::Raised);
+            }
+            found
+        }
+    };
+    // SAFETY: NULL or borrowed references valid for this call; None counts as not given.
+    let format = unsafe { Borrowed::from_ptr(format) }.ok_or(Error::Raised)?;
+    // SAFETY: as above.
+    let shape =
+        unsafe { Borrowed::from_ptr(shape) }.filter(|o| o.as_ptr() != unsafe { ffi::Py_None() });
+    // The parent's facts are copied before the arguments are read (which may run Python code,
+    // even release this View: `of_view` checks afterwards, and the source it returns holds
+    // the export by a reference of its own).
+    let value = common::open(this)?;
+    let parent = Parent::of(&value.layout);
+    let readonly = value.counter.snapshot().readonly();
+    let (block, block_len, layout) = relayout(
+        &parent,
+        value.block,
+        this.obj,
+        None,
+        Some(format),
+        shape,
+        None,
+    )?;
+    let mut source = Source::of_view(this, layout)?;
+    source.block = block;
+    source.block_len = block_len;
     let view_type = view_type_of(this.obj.type_ptr())?;
     make(this.gil, view_type, source, readonly)
 }
@@ -1053,9 +1148,15 @@ static mut VIEW_GETSET: [ffi::PyGetSetDef; 16] = getset_table!(
     ]
 );
 
-static mut VIEW_METHODS: [ffi::PyMethodDef; 7] = method_table!(
+static mut VIEW_METHODS: [ffi::PyMethodDef; 8] = method_table!(
     View,
     [
+        method(
+            c"cast",
+            ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(View, view_cast) },
+            ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+            c"cast($self, /, format, shape=None)\n--\n\nA View of the same items with another format (any struct format) and shape:\nView(self, format=format, shape=shape), spelled as memoryview.cast. The View\nmust be contiguous (C or Fortran order); the new one shares its export.",
+        ),
         method(
             c"release",
             ffi::PyMethodDefPointer { PyCFunction: noargs!(View, view_release) },
