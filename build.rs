@@ -25,6 +25,17 @@ fn main() {
     if let Some(lib_dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{lib_dir}");
     }
+    // `abi3t`: the stable ABI for free-threaded builds (PEP 803), where pyo3-ffi sets both
+    // Py_LIMITED_API and Py_GIL_DISABLED and makes `PyObject` and `PyModuleDef` opaque. One
+    // name for that pair, which decides the object layout and the module's entry point.
+    println!("cargo:rustc-check-cfg=cfg(abi3t)");
+    if matches!(
+        config.target_abi().kind(),
+        pyo3_build_config::PythonAbiKind::Stable(pyo3_build_config::StableAbi::Abi3t)
+    ) {
+        println!("cargo:rustc-cfg=abi3t");
+    }
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    println!("cargo:rerun-if-env-changed=PYO3_CONFIG_FILE");
     println!("cargo:rerun-if-changed=build.rs");
 }

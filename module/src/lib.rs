@@ -35,9 +35,24 @@ mod trampoline {
 /// # Safety
 ///
 /// Called by the import machinery with the GIL held.
+#[cfg(not(abi3t))]
 #[no_mangle]
 pub unsafe extern "C" fn PyInit__bufferkit() -> *mut pyo3_ffi::PyObject {
     // SAFETY: MODULE_DEF is a static that lives for the program; PyModuleDef_Init only
     // initialises its header and returns it as an object.
     unsafe { pyo3_ffi::PyModuleDef_Init(&raw mut shims::MODULE_DEF) }
+}
+
+/// The entry point CPython 3.15+ looks up first when importing `bufferkit._bufferkit` (PEP 793),
+/// and the only one of the `abi3t` build, where `PyModuleDef` is opaque: returns the module's
+/// slot array.
+///
+/// # Safety
+///
+/// Called by the import machinery.
+#[cfg(abi3t)]
+#[no_mangle]
+pub unsafe extern "C" fn PyModExport__bufferkit() -> *mut pyo3_ffi::PySlot {
+    // Only the address of the static is taken (no unsafe needed); CPython only reads it.
+    (&raw mut shims::export::SLOTS).cast()
 }

@@ -4,6 +4,7 @@
 //! the lookup of the module from a type that slots and methods use to reach module state.
 
 use core::ffi::{c_int, c_void};
+#[cfg(not(abi3t))]
 use core::ptr;
 
 use pyo3_ffi as ffi;
@@ -86,11 +87,13 @@ of data, in memory order: what Buffer.__reduce_ex__ returns to pickle."
     ffi::PyMethodDef::zeroed(),
 ];
 
+#[cfg(not(abi3t))]
 const EXEC_SLOT: ffi::PyModuleDef_Slot = ffi::PyModuleDef_Slot {
     slot: ffi::Py_mod_exec,
     value: module_exec as *mut c_void,
 };
 
+#[cfg(not(abi3t))]
 const END_SLOT: ffi::PyModuleDef_Slot = ffi::PyModuleDef_Slot {
     slot: 0,
     value: ptr::null_mut(),
@@ -109,10 +112,11 @@ static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 3] = [
     END_SLOT,
 ];
 
-#[cfg(not(all(Py_3_13, not(Py_LIMITED_API))))]
+#[cfg(all(not(all(Py_3_13, not(Py_LIMITED_API))), not(abi3t)))]
 static mut MODULE_SLOTS: [ffi::PyModuleDef_Slot; 2] = [EXEC_SLOT, END_SLOT];
 
 /// The definition of `bufferkit._bufferkit`.
+#[cfg(not(abi3t))]
 pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
     m_base: ffi::PyModuleDef_HEAD_INIT,
     m_name: c"bufferkit._bufferkit".as_ptr(),
@@ -128,6 +132,67 @@ pub static mut MODULE_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
     m_clear: Some(module_clear),
     m_free: Some(module_free),
 };
+
+/// The abi3t module: `PyModuleDef` is opaque under the stable ABI for free-threaded builds
+/// (PEP 803), so the module is described by a slot array that `PyModExport__bufferkit` returns
+/// (PEP 793); the same definition as `MODULE_DEF`'s, plus the ABI it was built for
+/// (`Py_mod_abi`, checked by the importer) and `Py_mod_gil`.
+#[cfg(abi3t)]
+pub mod export {
+    use core::ffi::c_void;
+
+    use pyo3_ffi as ffi;
+
+    /// What `PyABIInfo_VAR` gives a C extension built with `Py_TARGET_ABI3T = 3.15`: the
+    /// stable ABI, loadable with and without the GIL, version 3.15 (`Include/modsupport.h`).
+    static mut ABI_INFO: ffi::PyABIInfo = ffi::PyABIInfo {
+        abiinfo_major_version: 1,
+        abiinfo_minor_version: 0,
+        flags: ffi::PyABIInfo_STABLE | ffi::PyABIInfo_FREETHREADING_AGNOSTIC,
+        // PY_VERSION_HEX of the headers (pyo3-ffi's declarations are 3.15's) and the ABI
+        // floor, Py_TARGET_ABI3T = 3.15.
+        build_version: 0x030F_0000,
+        abi_version: 0x030F_0000,
+    };
+
+    /// The slot array `PyModExport__bufferkit` returns; CPython reads it during import and
+    /// keeps no pointer into it that it writes.
+    pub static mut SLOTS: [ffi::PySlot; 11] = [
+        // SAFETY: only the address of the static is taken; CPython only reads it.
+        ffi::PySlot_DATA(ffi::Py_mod_abi, (&raw mut ABI_INFO).cast()),
+        ffi::PySlot_DATA(
+            ffi::Py_mod_name,
+            c"bufferkit._bufferkit".as_ptr().cast_mut().cast(),
+        ),
+        ffi::PySlot_DATA(
+            ffi::Py_mod_doc,
+            c"The native part of bufferkit; import bufferkit instead.".as_ptr().cast_mut().cast(),
+        ),
+        ffi::PySlot_SIZE(
+            ffi::Py_mod_state_size,
+            core::mem::size_of::<crate::module::State>() as ffi::Py_ssize_t,
+        ),
+        // SAFETY: only the address of the static is taken; CPython reads the table during
+        // module creation and never writes it.
+        ffi::PySlot_DATA(ffi::Py_mod_methods, (&raw mut super::MODULE_METHODS).cast()),
+        // SAFETY: a function of the slot's signature (`int (*)(PyObject *)`), not NULL.
+        unsafe { ffi::PySlot_FUNC(ffi::Py_mod_exec, super::module_exec as *mut c_void) },
+        // SAFETY: a `traverseproc`, not NULL.
+        unsafe {
+            ffi::PySlot_FUNC(
+                ffi::Py_mod_state_traverse,
+                super::module_traverse as *mut c_void,
+            )
+        },
+        // SAFETY: an `inquiry`, not NULL.
+        unsafe { ffi::PySlot_FUNC(ffi::Py_mod_state_clear, super::module_clear as *mut c_void) },
+        // SAFETY: a `freefunc`, not NULL.
+        unsafe { ffi::PySlot_FUNC(ffi::Py_mod_state_free, super::module_free as *mut c_void) },
+        // bufferkit does not rely on the GIL (src/exporter.rs, "Threads").
+        ffi::PySlot_DATA(ffi::Py_mod_gil, ffi::Py_MOD_GIL_NOT_USED),
+        ffi::PySlot_END(),
+    ];
+}
 
 /// The bufferkit module that defined `tp` or its nearest bufferkit base (Python subclasses of
 /// bufferkit types are made by `class` statements and have no module of their own), or `None`

@@ -142,14 +142,23 @@ pub unsafe fn type_name(tp: *mut ffi::PyTypeObject) -> String {
 /// `repr(C)` puts the header at offset 0, where CPython expects it; the value follows at its
 /// own alignment. Python subclasses append their `__dict__` and weak-reference slots after
 /// `size_of::<Object<T>>()`, the type's basic size.
+#[cfg(not(abi3t))]
 #[repr(C)]
 pub struct Object<T> {
     header: ffi::PyObject,
     value: T,
 }
 
+/// The layout of every bufferkit object under the stable ABI for free-threaded builds (PEP 803,
+/// `abi3t`): `PyObject` is opaque there, so the value cannot follow a header of known size.
+/// The type asks for `size_of::<T>()` bytes *beyond its base's* with a negative `basicsize`
+/// (PEP 697), and CPython places them: [`abi3t::data_offset`] says where.
+#[cfg(abi3t)]
+pub struct Object<T>(PhantomData<T>);
+
 impl<T> Object<T> {
     /// The `basicsize` of the type's `PyType_Spec`.
+    #[cfg(not(abi3t))]
     pub const BASICSIZE: core::ffi::c_int = {
         assert!(core::mem::offset_of!(Self, header) == 0);
         // CPython's allocators align objects to two pointers (16 bytes on 64-bit targets);
@@ -158,6 +167,33 @@ impl<T> Object<T> {
         assert!(core::mem::size_of::<Self>() <= i32::MAX as usize);
         core::mem::size_of::<Self>() as core::ffi::c_int
     };
+
+    /// The `basicsize` of the type's `PyType_Spec`: negative, "this many bytes beyond the
+    /// base's" (PEP 697, `Doc/c-api/type.rst`, `PyType_Spec.basicsize`).
+    #[cfg(abi3t)]
+    pub const BASICSIZE: core::ffi::c_int = {
+        // PyObject_GetTypeData's memory is aligned to `ALIGNOF_MAX_ALIGN_T` (16 on the 64-bit
+        // targets bufferkit builds for), as CPython's allocators align objects.
+        assert!(core::mem::align_of::<T>() <= 2 * core::mem::size_of::<usize>());
+        assert!(core::mem::size_of::<T>() <= i32::MAX as usize);
+        -(core::mem::size_of::<T>() as core::ffi::c_int)
+    };
+
+    /// Where the value of the instance `obj` is (initialised or not).
+    ///
+    /// # Safety
+    ///
+    /// `obj` is a live instance of a type whose instances are `Object<T>`.
+    #[inline(always)]
+    unsafe fn value_ptr(obj: *mut ffi::PyObject) -> *mut T {
+        #[cfg(not(abi3t))]
+        // SAFETY: per the contract, `obj` points to an `Object<T>`.
+        return unsafe { core::ptr::addr_of_mut!((*obj.cast::<Self>()).value) };
+        #[cfg(abi3t)]
+        // SAFETY: every instance was made by `create`, which checked that its value is at
+        // `data_offset()` (PyObject_GetTypeData), and the instance is at least that long.
+        return unsafe { obj.byte_add(abi3t::data_offset()) }.cast::<T>();
+    }
 
     /// The value inside an instance.
     ///
@@ -169,8 +205,8 @@ impl<T> Object<T> {
     /// stays alive for `'a`.
     #[inline(always)]
     pub unsafe fn value_of<'a>(obj: *mut ffi::PyObject) -> &'a T {
-        // SAFETY: per the contract, `obj` points to a live, initialised `Object<T>`.
-        unsafe { &(*obj.cast::<Self>()).value }
+        // SAFETY: per the contract, `obj` is a live, initialised `Object<T>`.
+        unsafe { &*Self::value_ptr(obj) }
     }
 
     /// A new instance of `tp` holding `value`.
@@ -179,7 +215,10 @@ impl<T> Object<T> {
     ///
     /// `tp` is a live heap type whose instances are `Object<T>` (see [`value_of`](Self::value_of)),
     /// and the GIL is held (`gil` stands for it).
-    pub unsafe fn create(_gil: Gil<'_>, tp: *mut ffi::PyTypeObject, value: T) -> Result<Owned> {
+    pub unsafe fn create(_gil: Gil<'_>, tp: *mut ffi::PyTypeObject, value: T) -> Result<Owned>
+    where
+        T: 'static,
+    {
         // SAFETY: tp is a live heap type; PyType_GetSlot reads its tp_alloc (every type has
         // one after PyType_Ready: PyType_GenericAlloc unless overridden).
         let alloc = unsafe { ffi::PyType_GetSlot(tp, ffi::Py_tp_alloc) };
@@ -189,12 +228,119 @@ impl<T> Object<T> {
         // SAFETY: `alloc` is tp's tp_alloc; tp_alloc(tp, 0) returns a zeroed instance of at least
         // tp_basicsize bytes with the header initialised, or NULL with an exception set.
         let obj = unsafe { Owned::from_new(super::unwind::alloc(alloc, tp)) }?;
-        // SAFETY: the instance is at least `size_of::<Object<T>>()` bytes (the type's basic
-        // size, contract) and suitably aligned (CPython's allocators align to 16 and `T` is
-        // checked against that where the spec is made); the value field is uninitialised
+        #[cfg(abi3t)]
+        // SAFETY: `obj` is a new instance of `tp`, whose instances are `Object<T>` (caller).
+        unsafe { abi3t::check_data_offset::<T>(obj.as_ptr(), tp) }?;
+        // SAFETY: the instance is at least as long as the type's basic size says, which makes
+        // room for a `T` where `value_ptr` points, suitably aligned (CPython's allocators
+        // align to 16 and `T` is checked against that in BASICSIZE); the value is uninitialised
         // (zeroed) memory that nothing reads before this write.
-        unsafe { core::ptr::addr_of_mut!((*obj.as_ptr().cast::<Self>()).value).write(value) };
+        unsafe { Self::value_ptr(obj.as_ptr()).write(value) };
         Ok(obj)
+    }
+}
+
+/// The type token of the types whose instances are `Object<T>` (`Py_tp_token`, 3.14+): one
+/// address per `T`, the address of a function that returns `T`'s `TypeId`. Functions with
+/// different bodies (different constants) are never merged by the compiler or linker, so no
+/// two `T` share one.
+pub fn type_token<T: 'static>() -> *mut c_void {
+    token_of::<T> as fn() -> core::any::TypeId as *mut c_void
+}
+
+#[inline(never)]
+fn token_of<T: 'static>() -> core::any::TypeId {
+    core::any::TypeId::of::<T>()
+}
+
+/// The `Py_tp_token` slot of a type whose instances are `Object<T>`, on builds that need it
+/// (abi3t: [`Object::create`] finds the defining type of a subclass instance by it); on the
+/// others a second end marker, so that slot tables have one length on every build (CPython
+/// stops at the first).
+pub const fn type_token_slot<T: 'static>() -> ffi::PyType_Slot {
+    #[cfg(abi3t)]
+    return ffi::PyType_Slot {
+        slot: ffi::Py_tp_token,
+        pfunc: token_of::<T> as fn() -> core::any::TypeId as *mut c_void,
+    };
+    #[cfg(not(abi3t))]
+    return ffi::PyType_Slot {
+        slot: 0,
+        pfunc: core::ptr::null_mut(),
+    };
+}
+
+/// Where the value of an instance is under `abi3t`, where `PyObject` is opaque.
+///
+/// Every bufferkit type derives from `object` and reserves its value with a negative
+/// `basicsize`, so `PyObject_GetTypeData(obj, defining_type)` puts the value at the same
+/// distance from `obj` for every bufferkit type and instance: right after `object`'s instance
+/// memory, at CPython's maximal alignment (PEP 697: the memory is reserved after the base's).
+/// [`check_data_offset`] learns that distance from the first instance and holds every later
+/// instance to it, through the documented call, so the hot paths (`value_of` in every export
+/// and release) pay one addition instead of a type-token lookup and two calls.
+#[cfg(abi3t)]
+pub mod abi3t {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    use pyo3_ffi as ffi;
+
+    use super::super::error::{Error, Result};
+
+    // INVARIANTS: 0 until the first instance is made; then the distance from every instance
+    // to its value, checked for each instance by `check_data_offset` before its value is
+    // written (so it never changes once set).
+    static DATA_OFFSET: AtomicUsize = AtomicUsize::new(0);
+
+    /// The distance from an instance to its value.
+    #[inline(always)]
+    pub fn data_offset() -> usize {
+        // Relaxed: the value is set once, before any instance it describes is published to
+        // other threads (publishing an object synchronises).
+        DATA_OFFSET.load(Ordering::Relaxed)
+    }
+
+    /// Checks, with `PyObject_GetTypeData` on the defining type (found by type token), that
+    /// `obj`'s value is at [`data_offset`] (setting it for the first instance).
+    ///
+    /// # Safety
+    ///
+    /// `obj` is a new, live instance of `tp`, whose instances are `Object<T>`; the GIL is held
+    /// (or, free-threaded, the thread is attached).
+    pub unsafe fn check_data_offset<T: 'static>(
+        obj: *mut ffi::PyObject,
+        tp: *mut ffi::PyTypeObject,
+    ) -> Result<()> {
+        let mut defining: *mut ffi::PyTypeObject = core::ptr::null_mut();
+        // SAFETY: `tp` is live; on 1 `defining` is a new reference to the first class of
+        // tp's MRO whose token is T's (the bufferkit type itself, or the base a Python
+        // subclass derives from); on 0 nothing is set, on -1 an exception.
+        let found = unsafe { ffi::PyType_GetBaseByToken(tp, super::type_token::<T>(), &mut defining) };
+        if found < 0 {
+            return Err(Error::Raised);
+        }
+        if found == 0 {
+            return Err(Error::system_error(
+                "bufferkit: the type has no bufferkit base with this value type (type token)",
+            ));
+        }
+        // SAFETY: `obj` is an instance of `defining` (a class of its type's MRO), a type made
+        // with a negative basicsize.
+        let data = unsafe { ffi::PyObject_GetTypeData(obj, defining) };
+        // SAFETY: our reference from PyType_GetBaseByToken; `tp`'s MRO keeps the type alive.
+        unsafe { super::super::unwind::decref(defining.cast()) };
+        let offset = (data as usize).wrapping_sub(obj as usize);
+        let known = match DATA_OFFSET.compare_exchange(0, offset, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => offset,
+            Err(known) => known,
+        };
+        if data.is_null() || offset != known || offset % core::mem::align_of::<T>() != 0 {
+            return Err(Error::system_error(format!(
+                "bufferkit: PyObject_GetTypeData puts this instance's value at offset {offset}, \
+                 not {known} as for every earlier one"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -215,7 +361,7 @@ pub unsafe extern "C" fn dealloc<T>(obj: *mut ffi::PyObject) {
         unsafe { ffi::PyObject_GC_UnTrack(obj.cast()) };
     }
     // SAFETY: the value was initialised by `Object::create` and nothing uses it after this.
-    let value = unsafe { core::ptr::addr_of_mut!((*obj.cast::<Object<T>>()).value) };
+    let value = unsafe { Object::<T>::value_ptr(obj) };
     // SAFETY: `value` points to an initialised `T` dropped exactly once, here.
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
         value.drop_in_place()

@@ -314,7 +314,7 @@ pub unsafe fn call_len<'py, T: 'py>(
 /// is that type or a subclass (CPython checks it, `tp_new_wrapper`), `args` a tuple and
 /// `kwargs` NULL or a dict.
 #[doc(hidden)]
-pub unsafe fn call_new<'py, T>(
+pub unsafe fn call_new<'py, T: 'static>(
     gil: Gil<'py>,
     subtype: *mut ffi::PyTypeObject,
     args: *mut ffi::PyObject,
@@ -499,6 +499,7 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
             slots.push(slot(ffi::Py_tp_traverse, traverse as *mut c_void));
             slots.push(slot(ffi::Py_tp_clear, clear as *mut c_void));
         }
+        slots.push(super::object::type_token_slot::<T>());
         slots.push(slot(0, ptr::null_mut()));
         let mut spec = ffi::PyType_Spec {
             name: self.name.as_ptr(),
@@ -642,7 +643,7 @@ pub struct TypeHandle<T> {
     _for: PhantomData<fn(T) -> T>,
 }
 
-impl<T: BufferExporter> TypeHandle<T> {
+impl<T: BufferExporter + 'static> TypeHandle<T> {
     /// A new instance holding `value`.
     pub fn create(&self, gil: Gil<'_>, value: T) -> Result<Owned> {
         // SAFETY: the type's instances are `Object<T>` (invariant); the GIL is held.
@@ -663,6 +664,7 @@ impl<T: BufferExporter> TypeHandle<T> {
 /// A module definition (`PyModuleDef`) in a `static`, for
 /// [`bufferkit_module!`](crate::bufferkit_module).
 #[doc(hidden)]
+#[cfg(not(abi3t))]
 pub struct ModuleDef {
     // CPython writes the definition's header in `PyModuleDef_Init`, hence the cell.
     def: core::cell::UnsafeCell<ffi::PyModuleDef>,
@@ -670,15 +672,19 @@ pub struct ModuleDef {
 
 /// The module's slot table, in a `static`, for [`bufferkit_module!`](crate::bufferkit_module).
 #[doc(hidden)]
+#[cfg(not(abi3t))]
 pub struct ModuleSlots(pub [ffi::PyModuleDef_Slot; 2]);
 
 // SAFETY: the table is immutable: CPython only reads it.
+#[cfg(not(abi3t))]
 unsafe impl Sync for ModuleSlots {}
 // SAFETY: CPython writes the definition only in `PyModuleDef_Init`, which the import
 // machinery calls with the GIL held (and the import lock), so no two threads do it at once;
 // everything else reads it.
+#[cfg(not(abi3t))]
 unsafe impl Sync for ModuleDef {}
 
+#[cfg(not(abi3t))]
 impl ModuleSlots {
     /// The table with one `Py_mod_exec` slot.
     pub const fn new(exec: unsafe extern "C" fn(*mut ffi::PyObject) -> c_int) -> Self {
@@ -695,6 +701,7 @@ impl ModuleSlots {
     }
 }
 
+#[cfg(not(abi3t))]
 impl ModuleDef {
     /// The definition of module `name` with `slots` (a `static`).
     pub const fn new(name: &'static CStr, doc: &'static CStr, slots: &'static ModuleSlots) -> Self {
@@ -752,6 +759,7 @@ pub unsafe fn run_exec(
 /// ```ignore
 /// bufferkit::bufferkit_module!(PyInit_waveform: c"waveform", c"The doc.", waveform_exec);
 /// ```
+#[cfg(not(abi3t))]
 #[macro_export]
 macro_rules! bufferkit_module {
     ($init:ident: $name:expr, $doc:expr, $exec:expr) => {
@@ -774,6 +782,17 @@ macro_rules! bufferkit_module {
             // contract).
             unsafe { DEF.init() }
         }
+    };
+}
+
+/// Not available in the `abi3t` build: `PyModuleDef` is opaque there and the entry point is
+/// `PyModExport_<name>` returning a slot array (PEP 793), which this macro's `PyInit_<name>`
+/// argument cannot name. The shipped module does it by hand (`PyModExport__bufferkit`).
+#[cfg(abi3t)]
+#[macro_export]
+macro_rules! bufferkit_module {
+    ($($any:tt)*) => {
+        compile_error!("bufferkit_module! is not available in the abi3t build (PEP 793: export PyModExport_<name> instead)");
     };
 }
 

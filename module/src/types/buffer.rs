@@ -676,7 +676,7 @@ static mut BUFFER_MEMBERS: [ffi::PyMemberDef; 2] = [
     common::MEMBER_END,
 ];
 
-static mut BUFFER_SLOTS: [ffi::PyType_Slot; 12] = [
+static mut BUFFER_SLOTS: [ffi::PyType_Slot; 13] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void,
@@ -712,6 +712,8 @@ static mut BUFFER_SLOTS: [ffi::PyType_Slot; 12] = [
         richcompare!(Buffer, common::compare) as *mut c_void,
     ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
+    // abi3t: how Object::create finds this type under a Python subclass.
+    crate::ffi::object::type_token_slot::<Buffer>(),
     SLOT_END,
 ];
 

@@ -121,7 +121,11 @@ impl WeakList {
         if self.0.load(core::sync::atomic::Ordering::Relaxed).is_null() {
             return;
         }
+        #[cfg(not(abi3t))]
         let offset = const { value_offset::<T>() };
+        // abi3t: where PyObject_GetTypeData put the value (checked for every instance).
+        #[cfg(abi3t)]
+        let offset = crate::ffi::object::abi3t::data_offset();
         // SAFETY: `value` is inside an `Object<T>` (caller), `offset` bytes from its start.
         let obj = unsafe { value.byte_sub(offset) }
             .cast_mut()
@@ -142,6 +146,7 @@ impl Default for WeakList {
 /// Where the value of an `Object<T>` starts: `Object<T>` is `repr(C)` (the header, then the
 /// value), so the value follows the header at the value's alignment. Checked against the
 /// type's basic size: nothing before the header, nothing between, no tail padding.
+#[cfg(not(abi3t))]
 pub const fn value_offset<T>() -> usize {
     let offset = core::mem::size_of::<ffi::PyObject>().next_multiple_of(core::mem::align_of::<T>());
     assert!(core::mem::align_of::<T>() >= core::mem::align_of::<ffi::PyObject>());
@@ -153,11 +158,17 @@ pub const fn value_offset<T>() -> usize {
 /// of an `Object<T>` (`core::mem::offset_of!(T, weaklist)`): the limited API's way to set
 /// `tp_weaklistoffset` (Doc/c-api/structures.rst, PyMemberDef).
 pub const fn weaklist_member<T>(field: usize) -> ffi::PyMemberDef {
+    // abi3t: the value's place is CPython's to choose (negative basicsize), so the offset is
+    // relative to it (`Py_RELATIVE_OFFSET`, 3.12+, PEP 697).
+    #[cfg(abi3t)]
+    let (offset, flags) = (field, ffi::Py_READONLY | ffi::Py_RELATIVE_OFFSET);
+    #[cfg(not(abi3t))]
+    let (offset, flags) = (value_offset::<T>() + field, ffi::Py_READONLY);
     ffi::PyMemberDef {
         name: c"__weaklistoffset__".as_ptr(),
         type_code: ffi::Py_T_PYSSIZET,
-        offset: (value_offset::<T>() + field) as ffi::Py_ssize_t,
-        flags: ffi::Py_READONLY,
+        offset: offset as ffi::Py_ssize_t,
+        flags,
         doc: core::ptr::null(),
     }
 }

@@ -459,7 +459,7 @@ static mut EXPORTER_METHODS: [ffi::PyMethodDef; 3] = [
     ffi::PyMethodDef::zeroed(),
 ];
 
-static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 6] = [
+static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 7] = [
     // No Py_tp_new: Exporter inherits object.__new__, so that copyreg pickles subclasses like
     // ordinary classes (with protocols 0 and 1 it would otherwise pickle `Exporter(self)`).
     slot(
@@ -478,6 +478,8 @@ static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 6] = [
     // PyType_FromModuleAndSpec and never writes it.
     slot(ffi::Py_tp_methods, (&raw mut EXPORTER_METHODS).cast()),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
+    // abi3t: how Object::create finds this type under a Python subclass.
+    crate::ffi::object::type_token_slot::<ExporterValue>(),
     SLOT_END,
 ];
 

@@ -1183,7 +1183,7 @@ static mut VIEW_MEMBERS: [ffi::PyMemberDef; 2] = [
     common::MEMBER_END,
 ];
 
-static mut VIEW_SLOTS: [ffi::PyType_Slot; 15] = [
+static mut VIEW_SLOTS: [ffi::PyType_Slot; 16] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, view_new) as *mut c_void,
@@ -1226,6 +1226,8 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 15] = [
         richcompare!(View, common::compare) as *mut c_void,
     ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
+    // abi3t: how Object::create finds this type under a Python subclass.
+    crate::ffi::object::type_token_slot::<View>(),
     SLOT_END,
 ];
 
@@ -1267,7 +1269,7 @@ const _: ffi::destructor = bufferkit::ffi::dealloc::<View>;
 const _: ffi::traverseproc = bufferkit::ffi::tp_traverse_with_type::<View>;
 const _: ffi::inquiry = bufferkit::ffi::tp_clear::<View>;
 
-static mut HELD_SLOTS: [ffi::PyType_Slot; 4] = [
+static mut HELD_SLOTS: [ffi::PyType_Slot; 5] = [
     slot(
         ffi::Py_tp_dealloc,
         bufferkit::ffi::dealloc::<HeldExport> as *mut c_void,
@@ -1283,6 +1285,8 @@ static mut HELD_SLOTS: [ffi::PyType_Slot; 4] = [
             .cast_mut()
             .cast(),
     ),
+    // abi3t: how Object::create finds this type under a Python subclass.
+    crate::ffi::object::type_token_slot::<HeldExport>(),
     SLOT_END,
 ];
 
