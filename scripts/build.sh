@@ -15,7 +15,11 @@ flock 9
 stage=$(mktemp -d "$BK_ROOT/build/.stage-$kind.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 echo "==> building bufferkit ($kind) with $("$py" -V 2>&1)" >&2
-(cd "$BK_ROOT" && PATH="$(dirname "$vpy"):$PATH" CARGO_TARGET_DIR="$BK_ROOT/build/target/$kind" \
+# The backend adds `--features abi3` on CPython 3.11+ unless features are given; the abi3t build
+# asks for its own (maturin 1.14+ tags the wheel abi3.abi3t and names the module .abi3t.so).
+features=()
+[ "$kind" = abi3t ] && features=(MATURIN_PEP517_ARGS="--features abi3t")
+(cd "$BK_ROOT" && env "${features[@]}" PATH="$(dirname "$vpy"):$PATH" CARGO_TARGET_DIR="$BK_ROOT/build/target/$kind" \
   "$vpy" -m pip wheel . --no-deps --no-build-isolation -q -w "$stage/wheel" >&2)
 whl=$(ls "$stage"/wheel/bufferkit-*.whl)
 "$vpy" -m zipfile -e "$whl" "$stage/unpacked"

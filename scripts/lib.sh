@@ -17,10 +17,15 @@ BK_CACHE=${BK_CACHE:-/var/cache/bufferkit}
 # $BK_CACHE/sid. Every script takes a plain path and is run inside that environment by in_env,
 # so none of them knows about chroots.
 
+# A spec may end in "#abi3t": that interpreter, loading the abi3t build instead of the one
+# build_kind picks for it (matrix.sh adds such a row for every CPython 3.15+).
+
 # spec_env SPEC -> host | sid
 spec_env() { case $1 in sid:*) echo sid ;; *) echo host ;; esac; }
 # spec_exe SPEC -> the interpreter's path inside its environment
-spec_exe() { echo "${1#sid:}"; }
+spec_exe() { local s=${1%%#*}; echo "${s#sid:}"; }
+# spec_kind SPEC -> the build kind the spec asks for ("abi3t"), or nothing
+spec_kind() { case $1 in *#abi3t) echo abi3t ;; esac; }
 
 # in_env SPEC CMD...: run CMD in the environment of SPEC's interpreter, in the current
 # directory (the repository is at the same path in every environment).
@@ -56,8 +61,12 @@ py_minor() { pyx "$1" -c 'import sys; print(sys.version_info[1])'; }
 #   cp39, cp310                     version-specific: the buffer slots are not in their limited API
 #   cp313t, cp314t, ...             free-threaded builds: abi3 does not exist for them (PEP 703)
 #   pp311                           PyPy: cpyext has no stable ABI
+#   abi3t    only when asked (a spec ending in #abi3t, or BK_KIND=abi3t in the environment, which
+#            is how matrix.sh tells the scripts it runs): the stable ABI for free-threaded builds
+#            (PEP 803), which CPython 3.15+ loads with and without the GIL
 build_kind() {
-  local info major minor impl ft
+  local info major minor impl ft want=${BK_KIND:-}
+  [ -n "$(spec_kind "$1")" ] && want=$(spec_kind "$1")
   info=$(pyx "$1" -c 'import sys, sysconfig
 print(sys.version_info[0], sys.version_info[1], sys.implementation.name, int(bool(sysconfig.get_config_var("Py_GIL_DISABLED"))))') || return 1
   read -r major minor impl ft <<<"$info"
@@ -65,7 +74,15 @@ print(sys.version_info[0], sys.version_info[1], sys.implementation.name, int(boo
     echo "bufferkit needs CPython 3.9 or newer; $1 is $(pyx "$1" -V 2>&1): before 3.9, PyType_FromSpec silently ignores buffer slots" >&2
     return 1
   fi
-  if [ "$impl" = pypy ]; then echo "pp3$minor"
+  if [ "$want" = abi3t ]; then
+    if [ "$impl" != cpython ] || [ "$minor" -lt 15 ]; then
+      echo "the abi3t build needs CPython 3.15 or newer (PEP 803); $1 is $(pyx "$1" -V 2>&1)" >&2
+      return 1
+    fi
+    echo abi3t
+  elif [ -n "$want" ]; then
+    echo "unknown build kind '$want' (BK_KIND or #KIND: only abi3t can be asked for)" >&2; return 1
+  elif [ "$impl" = pypy ]; then echo "pp3$minor"
   elif [ "$ft" = 1 ]; then echo "cp3${minor}t"
   elif [ "$minor" -ge 11 ]; then echo abi3
   else echo "cp3$minor"; fi

@@ -156,15 +156,17 @@ pub mod export {
     };
 
     /// The slot array `PyModExport__bufferkit` returns; CPython reads it during import and
-    /// keeps no pointer into it that it writes.
+    /// keeps no pointer into it that it writes. The data slots point at statics and say so
+    /// (`PySlot_STATIC`: CPython keeps the pointer instead of copying; `Py_mod_methods`
+    /// requires it).
     pub static mut SLOTS: [ffi::PySlot; 11] = [
         // SAFETY: only the address of the static is taken; CPython only reads it.
-        ffi::PySlot_DATA(ffi::Py_mod_abi, (&raw mut ABI_INFO).cast()),
-        ffi::PySlot_DATA(
+        ffi::PySlot_PTR_STATIC(ffi::Py_mod_abi, (&raw mut ABI_INFO).cast()),
+        ffi::PySlot_PTR_STATIC(
             ffi::Py_mod_name,
             c"bufferkit._bufferkit".as_ptr().cast_mut().cast(),
         ),
-        ffi::PySlot_DATA(
+        ffi::PySlot_PTR_STATIC(
             ffi::Py_mod_doc,
             c"The native part of bufferkit; import bufferkit instead.".as_ptr().cast_mut().cast(),
         ),
@@ -174,7 +176,7 @@ pub mod export {
         ),
         // SAFETY: only the address of the static is taken; CPython reads the table during
         // module creation and never writes it.
-        ffi::PySlot_DATA(ffi::Py_mod_methods, (&raw mut super::MODULE_METHODS).cast()),
+        ffi::PySlot_PTR_STATIC(ffi::Py_mod_methods, (&raw mut super::MODULE_METHODS).cast()),
         // SAFETY: a function of the slot's signature (`int (*)(PyObject *)`), not NULL.
         unsafe { ffi::PySlot_FUNC(ffi::Py_mod_exec, super::module_exec as *mut c_void) },
         // SAFETY: a `traverseproc`, not NULL.
