@@ -138,17 +138,3 @@ pub mod __private {
         crate::layout::fixed_itemsize(text)
     }
 }
-
-/// The entry point CPython 3.15+ looks up first when importing `bufferkit._bufferkit` (PEP 793),
-/// and the only one of the `abi3t` build, where `PyModuleDef` is opaque: returns the module's
-/// slot array.
-///
-/// # Safety
-///
-/// Called by the import machinery.
-#[cfg(all(feature = "module", abi3t))]
-#[no_mangle]
-pub unsafe extern "C" fn PyModExport__bufferkit() -> *mut pyo3_ffi::PySlot {
-    // Only the address of the static is taken (no unsafe needed); CPython only reads it.
-    (&raw mut ffi::module::export::SLOTS).cast()
-}

@@ -4,7 +4,6 @@
 //! the lookup of the module from a type that slots and methods use to reach module state.
 
 use core::ffi::{c_int, c_void};
-#[cfg(not(abi3t))]
 use core::ptr;
 
 use pyo3_ffi as ffi;

@@ -713,7 +713,7 @@ static mut BUFFER_SLOTS: [ffi::PyType_Slot; 13] = [
     ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
     // abi3t: how Object::create finds this type under a Python subclass.
-    crate::ffi::object::type_token_slot::<Buffer>(),
+    bufferkit::ffi::object::type_token_slot::<Buffer>(),
     SLOT_END,
 ];
 

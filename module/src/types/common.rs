@@ -125,7 +125,7 @@ impl WeakList {
         let offset = const { value_offset::<T>() };
         // abi3t: where PyObject_GetTypeData put the value (checked for every instance).
         #[cfg(abi3t)]
-        let offset = crate::ffi::object::abi3t::data_offset();
+        let offset = bufferkit::ffi::object::abi3t::data_offset();
         // SAFETY: `value` is inside an `Object<T>` (caller), `offset` bytes from its start.
         let obj = unsafe { value.byte_sub(offset) }
             .cast_mut()

@@ -479,7 +479,7 @@ static mut EXPORTER_SLOTS: [ffi::PyType_Slot; 7] = [
     slot(ffi::Py_tp_methods, (&raw mut EXPORTER_METHODS).cast()),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
     // abi3t: how Object::create finds this type under a Python subclass.
-    crate::ffi::object::type_token_slot::<ExporterValue>(),
+    bufferkit::ffi::object::type_token_slot::<ExporterValue>(),
     SLOT_END,
 ];
 

@@ -1227,7 +1227,7 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 16] = [
     ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
     // abi3t: how Object::create finds this type under a Python subclass.
-    crate::ffi::object::type_token_slot::<View>(),
+    bufferkit::ffi::object::type_token_slot::<View>(),
     SLOT_END,
 ];
 
@@ -1286,7 +1286,7 @@ static mut HELD_SLOTS: [ffi::PyType_Slot; 5] = [
             .cast(),
     ),
     // abi3t: how Object::create finds this type under a Python subclass.
-    crate::ffi::object::type_token_slot::<HeldExport>(),
+    bufferkit::ffi::object::type_token_slot::<HeldExport>(),
     SLOT_END,
 ];
 
