@@ -18,6 +18,7 @@ mode=${2:-wheel}
 kind=$(build_kind "$py")
 tag=$(py_tag "$py")
 venv="build/venv/fresh-$tag"
+[ "$kind" = abi3t ] && venv="$venv-abi3t" tag="$tag-abi3t"
 [ "$mode" = --from-source ] && venv="$venv-src"
 rm -rf "$venv"
 "$py" -m venv "$venv"
@@ -47,7 +48,7 @@ assert pkg.parent == site, f"bufferkit imported from {pkg}, not from {site}"
 for name in ("py.typed", "__init__.pyi", "__main__.py"):
     assert (pkg / name).is_file(), f"{name} is not installed"
 so = pathlib.Path(native.__file__).name
-want = ".abi3.so" if kind == "abi3" else sysconfig.get_config_var("EXT_SUFFIX")
+want = {"abi3": ".abi3.so", "abi3t": ".abi3t.so"}.get(kind, sysconfig.get_config_var("EXT_SUFFIX"))
 assert want in so, f"native module {so}: expected {want!r}"
 assert bufferkit.Buffer.__module__ == "bufferkit"
 b = bufferkit.Buffer(8)

@@ -25,6 +25,15 @@ done
 if [ "$(py_minor "$PYO3_PYTHON")" -ge 11 ]; then
   CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-abi3" cargo clippy --quiet --all-targets --features abi3 -- -D warnings
 fi
+# The abi3t build (PEP 803; cfg(abi3t): opaque PyObject, PyModExport) for CPython 3.15, which
+# this host cannot run: pyo3-ffi's configuration is written down instead of read from an
+# interpreter (the same target; the module's own build, in the sid chroot, asks python3.15).
+# Library and module only: the tests embed an interpreter of the host's.
+abi3t_cfg="$BK_ROOT/build/pyo3-abi3t-lint.cfg"
+printf '%s\n' implementation=CPython version=3.15 shared=true target_abi=CPython-abi3t-3.15 \
+  pointer_width=64 build_flags= suppress_build_script_link_lines=true >"$abi3t_cfg"
+PYO3_CONFIG_FILE="$abi3t_cfg" CARGO_TARGET_DIR="$BK_ROOT/build/target/lint-abi3t" \
+  cargo clippy --quiet --lib -p bufferkit -p bufferkit-module --features abi3t -- -D warnings
 # The ABI checks (version-specific builds only; bindgen loads libclang, which
 # `make abicheck` installs when it is missing).
 if ldconfig -p 2>/dev/null | grep -qE '\blibclang(-[0-9.]+)?\.so' || [ -n "${LIBCLANG_PATH:-}" ]; then

@@ -7,6 +7,10 @@
 # exits non-zero if any cell failed. An interpreter that cannot be had here is a row that says
 # why; a column that cannot run on an interpreter says "skip" and, under the table, why.
 #
+# Every CPython 3.15+ (GIL-enabled, debug or free-threaded) also gets a row "SPEC#abi3t" (tag
+# cp315-abi3t): the abi3t module (PEP 803), built once on the first of them, loaded and tested
+# there; `abi3t audit` checks its symbols (scripts/abi3tcheck.sh).
+#
 # Each build kind is built once, on the first interpreter of that kind: the abi3 module built
 # on the oldest 3.11+ (pyenv's 3.11) is the very file 3.12, 3.13, 3.14, 3.15 and the debug
 # builds load (build/wheels/abi3/, installed into each one's fresh venv).
@@ -30,6 +34,15 @@ else
 fi
 t_provision=$((SECONDS - t_start))
 [ ${#specs[@]} -gt 0 ] || { echo "no interpreter found or made (see $log/pythons.txt)" >&2; exit 1; }
+# The abi3t rows: PEP 803's stable ABI loads on every CPython 3.15+, with or without the GIL.
+extra=()
+for spec in "${specs[@]}"; do
+  [ -z "$(spec_kind "$spec")" ] || continue
+  [[ " ${specs[*]} " == *" $spec#abi3t "* ]] && continue
+  pyx "$spec" -c 'import sys; sys.exit(not (sys.implementation.name == "cpython" and sys.version_info >= (3, 15)))' \
+    2>/dev/null && extra+=("$spec#abi3t")
+done
+specs+=("${extra[@]}")
 printf '    %s\n' "${specs[@]}"
 
 rows=() notes=() fail=0
@@ -57,12 +70,15 @@ declare -A built=()
 for spec in "${specs[@]}"; do
   t0=$SECONDS
   py=$(spec_exe "$spec")
+  want=$(spec_kind "$spec")
   tag=$(py_tag "$spec") && kind=$(build_kind "$spec") || {
     rows+=("${tag:-$spec}|?|FAIL|-|-|-|-|-|FAIL|0"); notes+=("$spec: cannot run it"); fail=1; continue; }
+  [ -n "$want" ] && tag="$tag-$want"
   debug=0; [[ $tag == cp*d ]] && debug=1
   echo "==> $tag ($kind): $spec"
   # col SCRIPT ARGS...: a script of scripts/, run in the interpreter's environment
-  col() { local s=$1; shift; in_env "$spec" "scripts/$s" "$py" "$@"; }
+  # BK_KIND: the build kind the spec asks for (#abi3t), seen by build_kind in every script
+  col() { local s=$1; shift; BK_KIND=$want in_env "$spec" "scripts/$s" "$py" "$@"; }
   if [ -z "${built[$kind]:-}" ]; then
     built[$kind]=$(run "$log/build-$kind.txt" col build.sh)
     [ "${built[$kind]}" = pass ] || tail -n 30 "$log/build-$kind.txt" >&2
@@ -74,6 +90,8 @@ for spec in "${specs[@]}"; do
     a=skip; skip "$tag" layout "the release build's headers are checked on ${tag%d}'s row (Py_DEBUG changes no layout)"
   elif [[ $kind == pp* ]]; then
     a=skip; skip "$tag" layout "the checks compare CPython's headers; pyo3-ffi declares cpyext's Py_buffer and PyObject with private fields of PyPy's own"
+  elif [ "$kind" = abi3t ]; then
+    a=skip; skip "$tag" layout "the same headers are compared on ${tag%-abi3t}'s row; the abi3t module's own contract (symbols, entry point) is the abi3t audit below"
   else
     a=$(run "$log/abicheck-$tag.txt" col abicheck.sh)
   fi
@@ -87,7 +105,10 @@ for spec in "${specs[@]}"; do
     p=$(run "$log/pytest-$tag.txt" col install_check.sh)
     [ "$p" = skip ] && skip "$tag" python-tests "$(why "$log/pytest-$tag.txt")"
     [[ $kind == pp* ]] && skip "$tag" python-tests "python_tests/pypy only: the rest needs _testbuffer, ctypes.pythonapi and numpy, which PyPy lacks"
-    if [ "$debug" = 1 ]; then
+    if [ "$kind" = abi3t ]; then
+      t=skip; skip "$tag" typecheck "the stub is the abi3 module's, checked on the abi3 rows; the abi3t module has the same names (the Python suite runs against it)"
+      e=skip; skip "$tag" example "bufferkit_module! (PyInit_<name>) is not available under abi3t, whose entry point is PyModExport_<name> (PEP 793)"
+    elif [ "$debug" = 1 ]; then
       t=skip; skip "$tag" typecheck "the stub is checked against the same module on ${tag%d}'s row"
       e=skip; skip "$tag" example "the example crate is a release-build extension, built and tested on ${tag%d}'s row"
     else
@@ -111,6 +132,16 @@ if [ "${built[abi3]:-}" = pass ]; then
   abi3=$(run "$log/abi3check.txt" scripts/abi3check.sh "${specs[@]}")
   [ "$abi3" = pass ] || fail=1
   t_abi3=$((SECONDS - t0))
+fi
+
+abi3t=-
+if [ -n "${built[abi3t]:-}" ]; then
+  t0=$SECONDS
+  if [ "${built[abi3t]}" = pass ]; then
+    abi3t=$(run "$log/abi3tcheck.txt" scripts/abi3tcheck.sh "${specs[@]}")
+  else abi3t=FAIL; fi
+  [ "$abi3t" = pass ] || fail=1
+  t_abi3t=$((SECONDS - t0))
 fi
 
 # The abi3 promise: every abi3 row installed the very module 3.11 built (one sha256)
@@ -147,20 +178,21 @@ read -r pyo3ex t_pyo3ex < <(ends_pass "examples/pyo3-samples" example-pyo3 scrip
 [ "$src" = pass ] && [ "$pyo3ex" = pass ] || fail=1
 
 echo
-fmt='%-8s %-7s %-6s %-7s %-8s %-13s %-10s %-8s %-7s %s\n'
+fmt='%-12s %-7s %-6s %-7s %-8s %-13s %-10s %-8s %-7s %s\n'
 printf "$fmt" interp kind build layout c-tests python-tests typecheck example result seconds
 for row in "${rows[@]}"; do
   IFS='|' read -r tg k b a c p t e r s <<<"$row"
   printf "$fmt" "$tg" "$k" "$b" "$a" "$c" "$p" "$t" "$e" "$r" "$s"
 done
 for s in "${skipped[@]}"; do
-  printf '%-8s %-7s %s\n' "${s%%:*}" - "skipped:${s#*:}"
+  printf '%-12s %-7s %s\n' "${s%%:*}" - "skipped:${s#*:}"
 done
-printf '%-8s %-7s %s\n' rust - "$rust (unit + doc tests, fmt, clippy; ${t_rust} s)"
-printf '%-8s %-7s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI of each 3.11+; ${t_abi3:-0} s)"
-printf '%-8s %-7s %s\n' abi3 same "$same"
-printf '%-8s %-7s %s\n' install src "$src (pip install . into fresh venvs: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_src} s)"
-printf '%-8s %-7s %s\n' example pyo3 "$pyo3ex (examples/pyo3-samples: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_pyo3ex} s)"
+printf '%-12s %-7s %s\n' rust - "$rust (unit + doc tests, fmt, clippy; ${t_rust} s)"
+printf '%-12s %-7s %s\n' abi3 audit "$abi3 (abi3audit + nm vs the stable ABI of each 3.11+; ${t_abi3:-0} s)"
+printf '%-12s %-7s %s\n' abi3 same "$same"
+printf '%-12s %-7s %s\n' abi3t audit "$abi3t (tag, .abi3t.so, PyModExport only, nm vs the stable ABI and gcc vs Python.h with Py_TARGET_ABI3T, each 3.15+; ${t_abi3t:-0} s)"
+printf '%-12s %-7s %s\n' install src "$src (pip install . into fresh venvs: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_src} s)"
+printf '%-12s %-7s %s\n' example pyo3 "$pyo3ex (examples/pyo3-samples: $(py_tag "${host[0]}"), $(py_tag "${host[${#host[@]}-1]}"); ${t_pyo3ex} s)"
 for n in "${notes[@]}"; do echo "  skip/note: $n"; done
 echo "(logs: $log/; provisioning ${t_provision} s; total $((SECONDS - t_start)) s)"
 if [ $fail = 0 ]; then echo "matrix: ${#rows[@]} interpreters passed"; else echo "matrix: FAILED"; fi

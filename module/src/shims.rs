@@ -167,7 +167,10 @@ pub mod export {
         ),
         ffi::PySlot_PTR_STATIC(
             ffi::Py_mod_doc,
-            c"The native part of bufferkit; import bufferkit instead.".as_ptr().cast_mut().cast(),
+            c"The native part of bufferkit; import bufferkit instead."
+                .as_ptr()
+                .cast_mut()
+                .cast(),
         ),
         ffi::PySlot_SIZE(
             ffi::Py_mod_state_size,

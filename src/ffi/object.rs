@@ -315,7 +315,8 @@ pub mod abi3t {
         // SAFETY: `tp` is live; on 1 `defining` is a new reference to the first class of
         // tp's MRO whose token is T's (the bufferkit type itself, or the base a Python
         // subclass derives from); on 0 nothing is set, on -1 an exception.
-        let found = unsafe { ffi::PyType_GetBaseByToken(tp, super::type_token::<T>(), &mut defining) };
+        let found =
+            unsafe { ffi::PyType_GetBaseByToken(tp, super::type_token::<T>(), &mut defining) };
         if found < 0 {
             return Err(Error::Raised);
         }
@@ -330,11 +331,12 @@ pub mod abi3t {
         // SAFETY: our reference from PyType_GetBaseByToken; `tp`'s MRO keeps the type alive.
         unsafe { super::super::unwind::decref(defining.cast()) };
         let offset = (data as usize).wrapping_sub(obj as usize);
-        let known = match DATA_OFFSET.compare_exchange(0, offset, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => offset,
-            Err(known) => known,
-        };
-        if data.is_null() || offset != known || offset % core::mem::align_of::<T>() != 0 {
+        let known =
+            match DATA_OFFSET.compare_exchange(0, offset, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => offset,
+                Err(known) => known,
+            };
+        if data.is_null() || offset != known || !offset.is_multiple_of(core::mem::align_of::<T>()) {
             return Err(Error::system_error(format!(
                 "bufferkit: PyObject_GetTypeData puts this instance's value at offset {offset}, \
                  not {known} as for every earlier one"
