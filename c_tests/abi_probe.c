@@ -178,9 +178,22 @@ const struct bufferkit_abi_entry bufferkit_abi_probe[] = {
     VALUE(Py_tp_repr),
     VALUE(Py_tp_richcompare),
     VALUE(Py_tp_traverse),
+#ifdef Py_tp_token /* 3.14+ */
+    VALUE(Py_tp_token),
+#endif
     VALUE(Py_mod_exec),
 #ifdef Py_mod_gil /* 3.13+ */
     VALUE(Py_mod_gil),
+#endif
+#ifdef Py_mod_abi /* 3.15+: the module slots of PEP 793 */
+    VALUE(Py_mod_abi),
+    VALUE(Py_mod_name),
+    VALUE(Py_mod_doc),
+    VALUE(Py_mod_state_size),
+    VALUE(Py_mod_methods),
+    VALUE(Py_mod_state_traverse),
+    VALUE(Py_mod_state_clear),
+    VALUE(Py_mod_state_free),
 #endif
 
     /* Type flags, Include/object.h */

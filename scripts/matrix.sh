@@ -91,7 +91,7 @@ for spec in "${specs[@]}"; do
   elif [[ $kind == pp* ]]; then
     a=skip; skip "$tag" layout "the checks compare CPython's headers; pyo3-ffi declares cpyext's Py_buffer and PyObject with private fields of PyPy's own"
   elif [ "$kind" = abi3t ]; then
-    a=skip; skip "$tag" layout "the same headers are compared on ${tag%-abi3t}'s row; the abi3t module's own contract (symbols, entry point) is the abi3t audit below"
+    rel=${tag%-abi3t}; a=skip; skip "$tag" layout "the same headers are compared on ${rel%d}'s row; the abi3t module's own contract (symbols, entry point) is the abi3t audit below"
   else
     a=$(run "$log/abicheck-$tag.txt" col abicheck.sh)
   fi

@@ -47,7 +47,7 @@ pub use names::{MACROS, MACRO_FAMILIES, STRUCTS};
 /// The constants compared besides every `PyBUF_*` macro of the headers: the slot ids, type
 /// flags and calling conventions bufferkit uses (`grep -rn 'ffi::Py_\|METH_' src/`), and the
 /// API/ABI versions that `PyModule_Create2`-style callers pass.
-pub const CONSTANTS: [&str; 34] = [
+pub const CONSTANTS: [&str; 43] = [
     "Py_bf_getbuffer",
     "Py_bf_releasebuffer",
     "Py_mp_length",
@@ -65,8 +65,17 @@ pub const CONSTANTS: [&str; 34] = [
     "Py_tp_repr",
     "Py_tp_richcompare",
     "Py_tp_traverse",
+    "Py_tp_token",
     "Py_mod_exec",
     "Py_mod_gil",
+    "Py_mod_abi",
+    "Py_mod_name",
+    "Py_mod_doc",
+    "Py_mod_state_size",
+    "Py_mod_methods",
+    "Py_mod_state_traverse",
+    "Py_mod_state_clear",
+    "Py_mod_state_free",
     "Py_TPFLAGS_DEFAULT",
     "Py_TPFLAGS_BASETYPE",
     "Py_TPFLAGS_DISALLOW_INSTANTIATION",
@@ -351,10 +360,31 @@ pub fn pyo3_ffi() -> Witness {
         Py_tp_repr,
         Py_tp_richcompare,
         Py_tp_traverse,
+        // The header defines it from 3.14 (pyo3-ffi on every version); the abi3t build's
+        // type token.
+        #[cfg(Py_3_14)]
+        Py_tp_token,
         Py_mod_exec,
         // The header defines it from 3.13 (pyo3-ffi on every version).
         #[cfg(Py_3_13)]
         Py_mod_gil,
+        // 3.15's module slots (PEP 793), which the abi3t build's PyModExport array uses.
+        #[cfg(Py_3_15)]
+        Py_mod_abi,
+        #[cfg(Py_3_15)]
+        Py_mod_name,
+        #[cfg(Py_3_15)]
+        Py_mod_doc,
+        #[cfg(Py_3_15)]
+        Py_mod_state_size,
+        #[cfg(Py_3_15)]
+        Py_mod_methods,
+        #[cfg(Py_3_15)]
+        Py_mod_state_traverse,
+        #[cfg(Py_3_15)]
+        Py_mod_state_clear,
+        #[cfg(Py_3_15)]
+        Py_mod_state_free,
         Py_TPFLAGS_DEFAULT,
         Py_TPFLAGS_BASETYPE,
         #[cfg(Py_3_10)]
