@@ -676,7 +676,7 @@ static mut BUFFER_MEMBERS: [ffi::PyMemberDef; 2] = [
     common::MEMBER_END,
 ];
 
-static mut BUFFER_SLOTS: [ffi::PyType_Slot; 13] = [
+static mut BUFFER_SLOTS: [ffi::PyType_Slot; 14] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void,
@@ -694,6 +694,12 @@ static mut BUFFER_SLOTS: [ffi::PyType_Slot; 13] = [
         bufferkit::ffi::releasebuffer::<Buffer> as *mut c_void,
     ),
     slot(ffi::Py_tp_repr, unary!(Buffer, buffer_repr) as *mut c_void),
+    // len() asks sq_length first (PyObject_Size), then the mapping protocol: both, as
+    // memoryview has, so that len() takes one call.
+    slot(
+        ffi::Py_sq_length,
+        length!(Buffer, common::len) as *mut c_void,
+    ),
     slot(
         ffi::Py_mp_length,
         length!(Buffer, common::len) as *mut c_void,

@@ -1183,7 +1183,7 @@ static mut VIEW_MEMBERS: [ffi::PyMemberDef; 2] = [
     common::MEMBER_END,
 ];
 
-static mut VIEW_SLOTS: [ffi::PyType_Slot; 16] = [
+static mut VIEW_SLOTS: [ffi::PyType_Slot; 17] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, view_new) as *mut c_void,
@@ -1209,6 +1209,8 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 16] = [
         bufferkit::ffi::releasebuffer::<View> as *mut c_void,
     ),
     slot(ffi::Py_tp_repr, unary!(View, view_repr) as *mut c_void),
+    // Both, as for Buffer (len() asks sq_length first).
+    slot(ffi::Py_sq_length, length!(View, common::len) as *mut c_void),
     slot(ffi::Py_mp_length, length!(View, common::len) as *mut c_void),
     slot(
         ffi::Py_mp_subscript,
