@@ -3,7 +3,7 @@
  * PyBuffer_Release pair costs a C consumer, for every row of bench/bench_rows.py and the six
  * requests below, all measured in one process so that ratios between rows mean something.
  *
- * The program embeds the interpreter it was linked against (as c_tests/embed.c does), imports
+ * The program embeds the interpreter it was linked against (as the C tests in c_tests/ do), imports
  * bench_rows (which builds every exporter, including the floor of bench/floor.c), and acts as
  * a C extension would on the consumer side. Every measurement goes through one function,
  * bk_bench_loop(), so every row pays the same harness overhead.

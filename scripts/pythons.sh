@@ -50,7 +50,7 @@ skip() { echo "# skipped $1: $2"; echo "pythons.sh: skipped $1: $2" >&2; }
 step() { echo "==> $*" >&2; }
 
 # The sid chroot: the packages each interpreter needs, and what the columns need besides
-# (gcc for embed.c and cc-rs, libclang for bindgen, pip's venv module, the test modules).
+# (gcc for the C tests and cc-rs, libclang for bindgen, pip's venv module, the test modules).
 sid_packages() {
   local v
   for v in 3.14 3.15; do
