@@ -90,8 +90,8 @@ mod rust_md {}
 mod pyo3_md {}
 
 /// Plumbing for the `bufferkit-module` crate (the shipped `bufferkit._bufferkit`, `module/`)
-/// only: not part of bufferkit's API, no semver promise, may change or go in any release.
-/// Extension crates use the documented items instead.
+/// and the fuzz targets (`fuzz/`) only: not part of bufferkit's API, no semver promise, may
+/// change or go in any release. Extension crates use the documented items instead.
 #[doc(hidden)]
 pub mod __private {
     use core::ffi::c_int;
@@ -136,5 +136,22 @@ pub mod __private {
     #[inline]
     pub fn fixed_itemsize(text: &[u8]) -> Option<usize> {
         crate::layout::fixed_itemsize(text)
+    }
+
+    /// The export path's admission table (`Request::admit`): the request of `flags` if the
+    /// facts of index `facts` serve it, for the fuzz target that checks it against
+    /// `Request::check`.
+    pub fn admit(flags: c_int, facts: u8) -> Option<crate::Request> {
+        crate::Request::admit(flags, facts)
+    }
+
+    /// `Facts::index`, and back: the admission table's row of a set of facts (0..16).
+    pub fn facts_index(facts: crate::request::Facts) -> u8 {
+        facts.index()
+    }
+
+    /// The facts of admission-table row `index` (0..16).
+    pub fn facts_from_index(index: u8) -> crate::request::Facts {
+        crate::request::Facts::from_index(index)
     }
 }
