@@ -71,11 +71,18 @@ fn format(u: &mut Unstructured<'_>) -> Result<Format> {
     let fixed = !matches!(text, "hi" | "16s"); // one item: struct fixes its size
     match Format::new(CString::new(text).unwrap(), size) {
         Ok(f) => {
-            assert!(!fixed || size == given, "Format::new took '{text}' with item size {size}");
+            assert!(
+                !fixed || size == given,
+                "Format::new took '{text}' with item size {size}"
+            );
             Ok(f)
         }
         Err(LayoutError::ItemSize(0)) if size == 0 => Ok(Format::bytes()),
-        Err(LayoutError::FormatSize { fixed: want, itemsize, .. }) if fixed => {
+        Err(LayoutError::FormatSize {
+            fixed: want,
+            itemsize,
+            ..
+        }) if fixed => {
             assert_eq!((want, itemsize), (given, size));
             Ok(Format::bytes())
         }
