@@ -165,6 +165,7 @@ const struct bufferkit_abi_entry bufferkit_abi_probe[] = {
     VALUE(Py_bf_releasebuffer),
     VALUE(Py_mp_length),
     VALUE(Py_mp_subscript),
+    VALUE(Py_sq_length),
     VALUE(Py_tp_alloc),
     VALUE(Py_tp_base),
     VALUE(Py_tp_clear),

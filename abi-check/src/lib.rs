@@ -47,11 +47,12 @@ pub use names::{MACROS, MACRO_FAMILIES, STRUCTS};
 /// The constants compared besides every `PyBUF_*` macro of the headers: the slot ids, type
 /// flags and calling conventions bufferkit uses (`grep -rn 'ffi::Py_\|METH_' src/`), and the
 /// API/ABI versions that `PyModule_Create2`-style callers pass.
-pub const CONSTANTS: [&str; 43] = [
+pub const CONSTANTS: [&str; 44] = [
     "Py_bf_getbuffer",
     "Py_bf_releasebuffer",
     "Py_mp_length",
     "Py_mp_subscript",
+    "Py_sq_length",
     "Py_tp_alloc",
     "Py_tp_base",
     "Py_tp_clear",
@@ -347,6 +348,7 @@ pub fn pyo3_ffi() -> Witness {
         Py_bf_releasebuffer,
         Py_mp_length,
         Py_mp_subscript,
+        Py_sq_length,
         Py_tp_alloc,
         Py_tp_base,
         Py_tp_clear,

@@ -23,6 +23,7 @@ enum bufferkit_values {
     bufferkit_value_Py_bf_releasebuffer = Py_bf_releasebuffer,
     bufferkit_value_Py_mp_length = Py_mp_length,
     bufferkit_value_Py_mp_subscript = Py_mp_subscript,
+    bufferkit_value_Py_sq_length = Py_sq_length,
     bufferkit_value_Py_mod_exec = Py_mod_exec,
 #ifdef Py_mod_gil
     bufferkit_value_Py_mod_gil = Py_mod_gil,
