@@ -95,6 +95,17 @@ def cycle_view_slice(s, n):
         del sl
 
 
+def cycle_view_cast_compare(s, n):
+    """View.cast (a View sharing the export) and == (both exports on the stack)."""
+    ba, view = s[0], s[2]
+    equal = 0
+    for i in range(n):
+        c = view.cast('<I', (16, 16)) if i & 1 else view.cast('h')
+        equal += (c == c) + (view == ba)             # memcmp through two exports each
+        c.release()
+    assert equal == 2 * n
+
+
 def cycle_exporter(s, n):
     wrap = s[3]
     for _ in range(n):
@@ -144,7 +155,8 @@ def cycle_readinto(s, n):
 
 KINDS = {f.__name__[len('cycle_'):]: f for f in (
     cycle_buffer_memoryview, cycle_buffer_numpy, cycle_buffer_raw, cycle_view_export,
-    cycle_view_create, cycle_view_slice, cycle_exporter, cycle_exporter_view,
+    cycle_view_create, cycle_view_slice, cycle_view_cast_compare, cycle_exporter,
+    cycle_exporter_view,
     cycle_buffer_lifecycle, cycle_refused, cycle_readinto)}
 
 
