@@ -860,6 +860,11 @@ fn view_cast(
     // the export by a reference of its own).
     let value = common::open(this)?;
     let parent = Parent::of(&value.layout);
+    if !parent.contiguous {
+        return Err(Error::value_error(
+            "cast() needs a contiguous View (C or Fortran order), but this View is not contiguous",
+        ));
+    }
     let readonly = value.counter.snapshot().readonly();
     let (block, block_len, layout) = relayout(
         &parent,
