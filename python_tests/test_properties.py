@@ -1367,9 +1367,12 @@ class LifetimeMachine(RuleBasedStateMachine):
         for key, (kind, value) in zip(keys, outcomes):
             positions = v.positions[key] if op == 'slice' else v.positions
             if kind == 'ok':
+                # What _adopt checks, and the bytes: the model's, read before the release.
                 assert value.exports == 0 and not value.released, value
+                assert value.readonly == v.readonly, (value, v.readonly)
                 assert value.shape == positions.shape, (value, positions.shape)
-                assert len(value.tobytes()) == value.nbytes
+                assert value.tobytes() == self.expected_bytes(positions, v.itemsize, v.base), (
+                    value, v.name)
                 value.release()
             else:
                 assert (kind, value) == (
