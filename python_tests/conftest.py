@@ -430,6 +430,17 @@ ATTRS = ('format', 'itemsize', 'ndim', 'shape', 'strides', 'suboffsets', 'nbytes
          'c_contiguous', 'f_contiguous', 'contiguous')
 
 
+def in_use(verb, n):
+    """The refusal of close()/freeze() while n exports are alive, with what ends them."""
+    if n == 1:
+        return (f'cannot {verb}: 1 exported buffer is still in use; release it first: call '
+                'memoryview.release() or leave its with block, or del the numpy array or '
+                'other object that holds it')
+    return (f'cannot {verb}: {n} exported buffers are still in use; release them first: call '
+            'memoryview.release() or leave their with blocks, or del the numpy arrays or '
+            'other objects that hold them')
+
+
 def raises_message(exc_type, fn, *args, **kwargs):
     """Call fn, which must raise exactly exc_type; return the message."""
     with pytest.raises(exc_type) as info:

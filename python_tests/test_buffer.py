@@ -27,7 +27,7 @@ from bufferkit import Buffer, Exporter, View
 from conftest import (
     ATTRS, BUFFERKIT, FORMATS, MALFORMED_REQUESTS, STRUCT_HAS_COMPLEX, Layout, RawView, Refused,
     check_each, check_like_memoryview, flat, raised, raises_message, contiguous_strides, format_shape_cases, layout_variants, nest, product,
-    make_buffer, raw_refusal, reference_ndarray, verify, verify_all, write_contents, zero_item,
+    in_use, make_buffer, raw_refusal, reference_ndarray, verify, verify_all, write_contents, zero_item,
 )
 
 CLOSED = 'operation on closed Buffer'
@@ -576,17 +576,6 @@ def test_freeze_readonly_buffer_while_exported():
     with memoryview(b):
         b.freeze()
     assert b.readonly is True
-
-
-def in_use(verb, n):
-    """The refusal of close()/freeze() while n exports are alive, with what ends them."""
-    if n == 1:
-        return (f'cannot {verb}: 1 exported buffer is still in use; release it first: call '
-                'memoryview.release() or leave its with block, or del the numpy array or '
-                'other object that holds it')
-    return (f'cannot {verb}: {n} exported buffers are still in use; release them first: call '
-            'memoryview.release() or leave their with blocks, or del the numpy arrays or '
-            'other objects that hold them')
 
 
 def test_close_while_exported():

@@ -43,7 +43,7 @@ import bufferkit
 from bufferkit import Buffer, View
 from conftest import (
     ATTRS, BUFFERKIT, FORMATS, REQUESTS, Layout, RawView, c_indices, check_each,
-    check_like_memoryview, contiguous_strides, flat, raises_message,
+    check_like_memoryview, contiguous_strides, flat, in_use, raises_message,
     format_shape_cases, layout_variants, nest, pack_item, product, random_items, raw_refusal,
     reference_ndarray, unpack_item, verify, verify_all, write_contents, make_buffer,
 )
@@ -1234,7 +1234,7 @@ def test_base_locked_while_the_view_lives():
     b = Buffer(8)
     v = View(b)
     assert b.exports == 1
-    assert raises_message(BufferError, b.close).startswith('cannot close: 1 exported buffer')
+    assert raises_message(BufferError, b.close) == in_use('close', 1)
     assert b.closed is False
     v.release()
     b.close()
