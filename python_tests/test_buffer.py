@@ -986,7 +986,9 @@ def test_numpy_type_strings(spelling, fmt):
 
 
 @pytest.mark.parametrize('dtype', ['f4', '>f8', '<i2', 'u1', '?', 'S4', 'int64', 'e', 'l',
-                                   np.float32, np.uint16, np.bool_],
+                                   np.float32, np.uint16, np.bool_]
+                         # struct's complex codes (3.15+): numpy's 'Zf'/'Zd' then describe them
+                         + (['c8', '>c16', np.complex64] if STRUCT_HAS_COMPLEX else []),
                          ids=str)
 def test_numpy_dtypes(dtype):
     """A dtype (or scalar type) gives the format numpy itself exports for it."""
