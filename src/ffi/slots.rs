@@ -92,14 +92,31 @@ unsafe fn try_export<T: BufferExporter + ?Sized>(
     if seen.refuses() {
         return false;
     }
-    let Some(memory) = this.memory() else {
+    // Without the GIL the export is counted first: from then on `lock()`, `close()` and
+    // `freeze()` refuse until its release, so the memory and the read-only bit read below stay
+    // what they are. Read before counting, they could belong to memory that another thread
+    // replaced under a lock taken and dropped in between (a lock leaves the state word as it
+    // found it, so the count would still succeed). With the GIL nothing runs in between, and
+    // the count is taken last, once the request is known to be served.
+    #[cfg(Py_GIL_DISABLED)]
+    if !counter.acquire(gil, seen) {
         return false;
+    }
+    let declined = || {
+        #[cfg(Py_GIL_DISABLED)]
+        counter.release(gil);
+        false
     };
-    // SAFETY: `memory()` just returned it, and nothing ran since.
+    let Some(memory) = this.memory() else {
+        return declined();
+    };
+    // SAFETY: `memory()` just returned it, and nothing that could change it ran since (the
+    // GIL; without it, the export counted above holds it still).
     let admission = unsafe { memory.layout() }.admission();
     let Some(request) = admission.admit(flags, seen.readonly_row()) else {
-        return false;
+        return declined();
     };
+    #[cfg(not(Py_GIL_DISABLED))]
     if !counter.acquire(gil, seen) {
         return false;
     }
@@ -226,14 +243,17 @@ unsafe fn export<T: BufferExporter + ?Sized>(
         if seen.locked() {
             return Err(being_modified(obj));
         }
-        crate::exporter::take_short_block();
-        let Some(memory) = this.memory() else {
-            return Err(no_memory(obj, crate::exporter::take_short_block()));
-        };
-        // SAFETY: `memory()` just returned it, and nothing ran since.
-        let layout = unsafe { memory.layout() };
-        if Request::admit(flags, layout.facts_index(seen.readonly())).is_none() {
-            return Err(refusal(obj, flags, layout, seen.readonly()));
+        // Without the GIL the memory is read under a count of its own, as in `try_export`;
+        // losing the race to take it means the state moved on: try again.
+        #[cfg(Py_GIL_DISABLED)]
+        if !this.counter().acquire(gil, seen) {
+            continue;
+        }
+        let why = why_declined(this, obj, flags, seen);
+        #[cfg(Py_GIL_DISABLED)]
+        this.counter().release(gil);
+        if let Some(error) = why {
+            return Err(error);
         }
     }
     Err(Error::system_error(format!(
@@ -241,6 +261,26 @@ unsafe fn export<T: BufferExporter + ?Sized>(
              its answer from call to call)",
         type_name(obj)
     )))
+}
+
+/// Why `try_export` declined, if the exporter gives a reason now: no memory, or a request its
+/// layout does not serve. The caller keeps the memory still (the GIL, or a count).
+fn why_declined<T: BufferExporter + ?Sized>(
+    this: &T,
+    obj: *mut ffi::PyObject,
+    flags: c_int,
+    seen: crate::exporter::Snapshot,
+) -> Option<Error> {
+    crate::exporter::take_short_block();
+    let Some(memory) = this.memory() else {
+        return Some(no_memory(obj, crate::exporter::take_short_block()));
+    };
+    // SAFETY: `memory()` just returned it, and the caller keeps it still.
+    let layout = unsafe { memory.layout() };
+    if Request::admit(flags, layout.facts_index(seen.readonly())).is_none() {
+        return Some(refusal(obj, flags, layout, seen.readonly()));
+    }
+    None
 }
 
 /// Why `flags` were refused: `Request::new` and `check` again, for the message.
