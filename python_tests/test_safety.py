@@ -693,3 +693,50 @@ def test_exporter_class_dying_with_its_instances():
         assert not beyond, (with_view, with_memoryview)
         print('DONE')
     ''')
+
+
+def test_calls_after_the_module_was_cleared():
+    """Found in review: after the module's ``m_clear`` (interpreter exit, when the module is
+    torn down while its types still have users, e.g. in a ``__del__``), View construction,
+    slicing and ``cast`` read NULL types from module state and crashed (SIGSEGV in
+    ``Object::create``); ``inspect()`` and pickling a Buffer raised SystemError. They raise
+    ValueError now. ``m_clear`` is called here through the module's ``PyModuleDef``, as the
+    interpreter calls it; an abi3t module (PEP 793, 3.15+) has no ``PyModuleDef``."""
+    lines = isolated('''
+        import ctypes, pickle
+        m = sys.modules['bufferkit._bufferkit']
+        api = ctypes.pythonapi
+        api.PyModule_GetDef.restype = ctypes.c_void_p
+        api.PyModule_GetDef.argtypes = [ctypes.py_object]
+        moddef = api.PyModule_GetDef(m)
+        if not moddef:
+            api.PyErr_Clear()
+            print('no PyModuleDef')
+        else:
+            # PyModuleDef: PyModuleDef_Base (PyObject, m_init, m_index, m_copy), then m_name,
+            # m_doc, m_size, m_methods, m_slots, m_traverse, m_clear.
+            slot = ctypes.sizeof(ctypes.c_void_p)
+            base = object.__basicsize__ + 3 * slot       # PyObject: larger free-threaded
+            m_clear = ctypes.cast(moddef + base + 6 * slot, ctypes.POINTER(ctypes.c_void_p))[0]
+            v, b = View(bytearray(8)), Buffer(8)
+            assert ctypes.CFUNCTYPE(ctypes.c_int, ctypes.py_object)(m_clear)(m) == 0
+            gc.collect()
+            for name, call in [('View()', lambda: View(bytearray(8))), ('slice', lambda: v[1:]),
+                               ('cast', lambda: v.cast('B')),
+                               ('inspect', lambda: m.inspect(b)),
+                               ('pickle', lambda: pickle.dumps(b))]:
+                try:
+                    call()
+                except ValueError as e:
+                    assert 'module has been cleared' in str(e), (name, e)
+                else:
+                    raise AssertionError(f'{name} after m_clear did not raise')
+            # What needs no module state goes on working.
+            assert bytes(v) == bytes(8) and len(b) == 8 and v.release() is None
+            print('refused')
+        print('DONE')
+    ''')
+    assert lines in (['refused'], ['no PyModuleDef']), lines
+    if lines == ['no PyModuleDef']:
+        pytest.skip('the abi3t module is exported through PyModExport (PEP 793): no '
+                    'PyModuleDef whose m_clear could be called')

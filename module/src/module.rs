@@ -13,8 +13,19 @@ use bufferkit::ffi::convert;
 use bufferkit::ffi::{unwind, Borrowed, Error, Owned, Result};
 use bufferkit::request::flags;
 
+/// The error of a lookup in a module that `m_clear` emptied (interpreter exit), or of an
+/// object whose class is being torn down with it.
+pub const MODULE_CLEARED: &str =
+    "bufferkit module has been cleared, or the object's class is being torn down";
+
 /// What the module object holds: strong references to its types.
+///
+/// Readers get a copy ([`state_of_type`], [`state_of_module`]): no reference into the
+/// module's memory outlives the lookup, so `exec` and `clear`, which write it, never alias a
+/// reader's borrow. A copied pointer is borrowed from the module: a caller that runs Python
+/// code before using it takes a reference of its own first (`clear` may drop the module's).
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct State {
     /// `bufferkit.Buffer`
     pub buffer_type: *mut ffi::PyObject,
@@ -87,16 +98,17 @@ const CONSTANTS: [(&CStr, c_int); 19] = [
 /// # Safety
 ///
 /// `module` is a live `bufferkit._bufferkit` module object and the GIL is held.
-unsafe fn state<'a>(module: *mut ffi::PyObject) -> &'a mut State {
+unsafe fn state(module: *mut ffi::PyObject) -> *mut State {
     // SAFETY: the module was made from MODULE_DEF, whose m_size is size_of::<State>(), so
     // PyModule_GetState returns that (zero-initialised, suitably aligned) block.
-    unsafe { &mut *ffi::PyModule_GetState(module).cast::<State>() }
+    unsafe { ffi::PyModule_GetState(module).cast::<State>() }
 }
 
 /// `Py_mod_exec`: makes the types and fills the module.
 pub fn exec(gil: Gil<'_>, module: Borrowed<'_>) -> Result<()> {
-    // SAFETY: exec runs with the GIL on a module made from MODULE_DEF.
-    let state = unsafe { state(module.as_ptr()) };
+    // SAFETY: exec runs with the GIL on a module made from MODULE_DEF, before anything else
+    // can reach its state: the only reference to it while exec runs.
+    let state = unsafe { &mut *state(module.as_ptr()) };
     state.buffer_type = add_type(module, &raw mut crate::types::buffer::BUFFER_SPEC)?;
     state.view_type = add_type(module, &raw mut crate::types::view::VIEW_SPEC)?;
     state.held_type = new_type(module, &raw mut crate::types::view::HELD_SPEC)?.into_raw();
@@ -236,8 +248,9 @@ pub unsafe fn traverse(
     arg: *mut c_void,
 ) -> c_int {
     // SAFETY: m_traverse may be called before exec ran, when state is still zeroed: NULL
-    // entries are skipped below.
-    let state = unsafe { state(module) };
+    // entries are skipped below. The collector runs with the world stopped (or the GIL
+    // held) and nothing writes the state meanwhile; the reference lives for this loop.
+    let state = unsafe { &mut *state(module) };
     for ty in state.objects() {
         if !ty.is_null() {
             // SAFETY: a strong reference we own; `visit` is the GC's callback.
@@ -256,8 +269,8 @@ pub unsafe fn traverse(
 ///
 /// Called with the GIL held on a live module from MODULE_DEF.
 pub unsafe fn clear(module: *mut ffi::PyObject) {
-    // SAFETY: as in `traverse`.
-    let state = unsafe { state(module) };
+    // SAFETY: as in `traverse`; readers hold copies, never a reference into the state.
+    let state = unsafe { &mut *state(module) };
     for ty in state.objects() {
         let old = core::mem::replace(ty, ptr::null_mut());
         if !old.is_null() {
@@ -272,9 +285,10 @@ pub unsafe fn clear(module: *mut ffi::PyObject) {
 /// # Safety
 ///
 /// `module` is a live `bufferkit._bufferkit` module and the GIL is held.
-pub unsafe fn state_of_module<'a>(module: *mut ffi::PyObject) -> &'a State {
-    // SAFETY: forwarded.
-    unsafe { state(module) }
+pub unsafe fn state_of_module(module: *mut ffi::PyObject) -> State {
+    // SAFETY: forwarded; a copy, read with the GIL held (or the module being collected
+    // only with the world stopped), so no `clear` writes it meanwhile.
+    unsafe { state(module).read() }
 }
 
 /// The state of the bufferkit module that made `tp` (or one of its bases).
@@ -282,10 +296,10 @@ pub unsafe fn state_of_module<'a>(module: *mut ffi::PyObject) -> &'a State {
 /// # Safety
 ///
 /// The GIL is held and `tp` is live.
-pub unsafe fn state_of_type<'a>(tp: *mut ffi::PyTypeObject) -> Result<&'a State> {
+pub unsafe fn state_of_type(tp: *mut ffi::PyTypeObject) -> Result<State> {
     // SAFETY: forwarded.
     let module = unsafe { crate::shims::module_of_type(tp) };
     let module = module.ok_or_else(|| Error::type_error("not a bufferkit type"))?;
     // SAFETY: module_of_type returns a live bufferkit module.
-    Ok(unsafe { state(module) })
+    Ok(unsafe { state_of_module(module) })
 }

@@ -390,8 +390,10 @@ fn buffer_reduce_ex(this: This<'_, Buffer>, protocol: Borrowed<'_>) -> Result<Ow
     )?;
     // SAFETY: a Buffer's type is one of this module's types (or a subclass of one).
     let state = unsafe { crate::module::state_of_type(this.obj.type_ptr()) }?;
-    // SAFETY: the module state holds a live reference to the function while the module lives.
-    let rebuild = unsafe { Borrowed::from_ptr(state.rebuild_buffer) }.ok_or(Error::Raised)?;
+    // SAFETY: NULL, or the module state's strong reference to the function (after exec,
+    // until m_clear), taken as our own on the next line.
+    let rebuild = unsafe { Borrowed::from_ptr(state.rebuild_buffer) }
+        .ok_or_else(|| Error::value_error(crate::module::MODULE_CLEARED))?;
     let rebuild = Owned::from_borrowed(rebuild);
     match instance_state(this.obj)? {
         Some(state) => {

@@ -35,8 +35,7 @@ use bufferkit::ffi::convert;
 use bufferkit::ffi::error::Pending;
 use bufferkit::ffi::{unwind, Borrowed, Error, Owned, Result};
 
-const MODULE_CLEARED: &str =
-    "bufferkit module has been cleared, or the object's class is being torn down";
+use crate::module::MODULE_CLEARED;
 
 /// The interned names `"__buffer__"` and `"__release_buffer__"`, from module state.
 ///

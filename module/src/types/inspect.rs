@@ -73,8 +73,12 @@ pub(crate) fn inspect(
     drop(view);
     // SAFETY: `module` is this module (module functions receive it as `self`), GIL held.
     let state = unsafe { crate::module::state_of_module(module) };
-    // SAFETY: module state holds a strong reference to the BufferInfo class after exec.
-    let info = unsafe { Borrowed::from_ptr(state.info_type) }.ok_or(Error::Raised)?;
+    // SAFETY: NULL, or the module state's strong reference to the BufferInfo class (after
+    // exec, until m_clear), taken as our own before the call below runs Python code.
+    let info = unsafe { Borrowed::from_ptr(state.info_type) }
+        .map(Owned::from_borrowed)
+        .ok_or_else(|| Error::value_error(crate::module::MODULE_CLEARED))?;
+    let info = info.borrow();
     let borrowed: Vec<Borrowed<'_>> = fields.iter().map(Owned::borrow).collect();
     convert::call(info, &borrowed)
 }

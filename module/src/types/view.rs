@@ -330,17 +330,12 @@ struct Source {
 
 impl Source {
     /// `base`'s memory: for a View base, the View's own (its held export, block and layout),
-    /// else a new export of `base`, held by a new HeldExport (types: `state`'s, the module's
-    /// that made the View being built).
-    fn acquire(
-        gil: Gil<'_>,
-        state: &crate::module::State,
-        base: Borrowed<'_>,
-        writable: bool,
-    ) -> Result<Self> {
-        match as_view(gil, state, base) {
+    /// else a new export of `base`, held by a new HeldExport (`types`: the module's that made
+    /// the View being built).
+    fn acquire(gil: Gil<'_>, types: &Types, base: Borrowed<'_>, writable: bool) -> Result<Self> {
+        match as_view(gil, types.view.as_ptr().cast(), base) {
             Some(parent) => Self::of_view(parent, parent.value.layout.clone()),
-            None => Self::from_exporter(gil, state.held_type.cast(), base, writable),
+            None => Self::from_exporter(gil, types.held.as_ptr().cast(), base, writable),
         }
     }
 
@@ -415,20 +410,19 @@ impl Source {
     }
 }
 
-/// `Some(view)` if `obj` is a View (or subclass) of the module whose state is `state`.
+/// `Some(view)` if `obj` is a View (or subclass) of the module whose View type is `view_type`.
 ///
 /// A View of another instance of the module is an exporter like any other. Asking the View
 /// type directly (a pointer compare, or a walk of `obj`'s MRO) is what keeps `View(bytearray)`
 /// from looking for a bufferkit base in bytearray's type chain (180 instructions on abi3).
 fn as_view<'py>(
     gil: Gil<'py>,
-    state: &crate::module::State,
+    view_type: *mut ffi::PyTypeObject,
     obj: Borrowed<'py>,
 ) -> Option<This<'py, View>> {
-    let view_type = state.view_type.cast::<ffi::PyTypeObject>();
     let tp = obj.type_ptr();
-    // SAFETY: both are live types (the module keeps its own); PyType_IsSubtype only reads
-    // their MROs.
+    // SAFETY: both are live types (the caller holds a reference to `view_type`);
+    // PyType_IsSubtype only reads their MROs.
     if tp != view_type && unsafe { ffi::PyType_IsSubtype(tp, view_type) } == 0 {
         return None;
     }
@@ -437,19 +431,31 @@ fn as_view<'py>(
     Some(This { gil, obj, value })
 }
 
-/// The View type of the bufferkit module that made `tp` (or its bufferkit base).
-fn view_type_of(tp: *mut ffi::PyTypeObject) -> Result<*mut ffi::PyTypeObject> {
-    // SAFETY: `tp` is the live type of a live object and the GIL is held.
-    let state = unsafe { crate::module::state_of_type(tp) }?;
-    Ok(state.view_type.cast())
+/// The View and HeldExport types of the bufferkit module that made `tp` (View or a subclass),
+/// as references of our own: making a View may run Python code (the base's `__buffer__`),
+/// which may clear the module (interpreter exit) and with it the module's references.
+struct Types {
+    view: Owned,
+    held: Owned,
 }
 
-/// The module state of the bufferkit module that made `tp` (View or a subclass).
-fn state_of(tp: *mut ffi::PyTypeObject) -> Result<&'static crate::module::State> {
+/// The module's [`Types`] for `tp`; ValueError once the module was cleared.
+fn types_of(tp: *mut ffi::PyTypeObject) -> Result<Types> {
     // SAFETY: `tp` is the live type of a live object (or the type being called) and the GIL
-    // is held; the state lives as long as the module, which the type keeps alive, and is only
-    // read here.
-    unsafe { crate::module::state_of_type(tp) }
+    // is held.
+    let state = unsafe { crate::module::state_of_type(tp) }?;
+    // SAFETY: NULL, or the module's strong references, live while the state holds them:
+    // each becomes a reference of our own here, before anything runs.
+    let get = |p: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(p) }.map(Owned::from_borrowed);
+    match (get(state.view_type), get(state.held_type)) {
+        (Some(view), Some(held)) => Ok(Types { view, held }),
+        _ => Err(Error::value_error(crate::module::MODULE_CLEARED)),
+    }
+}
+
+/// The View type of the bufferkit module that made `tp` (or its bufferkit base).
+fn view_type_of(tp: *mut ffi::PyTypeObject) -> Result<Owned> {
+    types_of(tp).map(|types| types.view)
 }
 
 /// Builds a View of the given type from a source.
@@ -624,11 +630,11 @@ fn view_new(
     // Ask for a read-only export first: every exporter serves it, and it says whether the
     // base is writable. Only a caller who insists on writing asks again with PyBUF_WRITABLE
     // (an exporter may grant writes only when asked).
-    let state = state_of(subtype)?;
-    let mut source = Source::acquire(gil, state, base, false)?;
+    let types = types_of(subtype)?;
+    let mut source = Source::acquire(gil, &types, base, false)?;
     if readonly == Some(false) && source.readonly {
         drop(source);
-        source = Source::acquire(gil, state, base, true).map_err(|_| {
+        source = Source::acquire(gil, &types, base, true).map_err(|_| {
             // SAFETY: the GIL is held; the exporter's own refusal is replaced by ours.
             unsafe { ffi::PyErr_Clear() };
             Error::buffer_error(format!(
@@ -814,7 +820,7 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
     let readonly = value.counter.snapshot().readonly();
     let source = Source::of_view(this, sliced)?;
     let view_type = view_type_of(this.obj.type_ptr())?;
-    make(this.gil, view_type, source, readonly)
+    make(this.gil, view_type.as_ptr().cast(), source, readonly)
 }
 
 /// `v.cast(format, shape=None)`: memoryview's spelling of `View(v, format=format,
@@ -879,7 +885,7 @@ fn view_cast(
     source.block = block;
     source.block_len = block_len;
     let view_type = view_type_of(this.obj.type_ptr())?;
-    make(this.gil, view_type, source, readonly)
+    make(this.gil, view_type.as_ptr().cast(), source, readonly)
 }
 
 fn view_release(this: This<'_, View>) -> Result<Owned> {
