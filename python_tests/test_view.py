@@ -1701,3 +1701,26 @@ def test_cast_releasing_the_view_while_its_shape_is_read():
     with pytest.raises(ValueError, match="released"):
         v.cast("B", (Sneaky(),))
     ba.append(0)
+
+
+def test_readonly_false_reports_the_exporters_own_failure():
+    """View(readonly=False) asks a read-only base again for a writable export. A BufferError
+    from that request is the base's refusal and becomes the View's message; any other error
+    (here a MemoryError) is the caller's to see, not relabelled "read-only" (found in review)."""
+    class Failing(bufferkit.Exporter):
+        def __buffer__(self, flags):
+            if flags & PyBUF_WRITABLE:
+                raise MemoryError('no memory for a writable export')
+            return memoryview(bytes(8))
+
+    class Refusing(bufferkit.Exporter):
+        def __buffer__(self, flags):
+            if flags & PyBUF_WRITABLE:
+                raise BufferError('read-only here')
+            return memoryview(bytes(8))
+
+    with pytest.raises(MemoryError, match='^no memory for a writable export$'):
+        View(Failing(), readonly=False)
+    with pytest.raises(BufferError) as info:
+        View(Refusing(), readonly=False)
+    assert str(info.value) == 'View(readonly=False) needs a writable base, but Refusing is read-only'

@@ -634,8 +634,17 @@ fn view_new(
     let mut source = Source::acquire(gil, &types, base, false)?;
     if readonly == Some(false) && source.readonly {
         drop(source);
-        source = Source::acquire(gil, &types, base, true).map_err(|_| {
-            // SAFETY: the GIL is held; the exporter's own refusal is replaced by ours.
+        source = Source::acquire(gil, &types, base, true).map_err(|e| {
+            // The exporter's refusal of the writable request (a BufferError) is replaced by
+            // ours, which says what was asked; any other error (a MemoryError, an interrupt,
+            // the base gone meanwhile) is the caller's to see.
+            // SAFETY: the GIL is held; PyErr_ExceptionMatches only reads the pending error.
+            let refused = matches!(e, Error::Raised)
+                && unsafe { ffi::PyErr_ExceptionMatches(ffi::PyExc_BufferError) } != 0;
+            if !refused {
+                return e;
+            }
+            // SAFETY: the GIL is held; the pending BufferError is the one checked above.
             unsafe { ffi::PyErr_Clear() };
             Error::buffer_error(format!(
                 "View(readonly=False) needs a writable base, but {} is read-only",
