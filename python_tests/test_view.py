@@ -43,7 +43,7 @@ import bufferkit
 from bufferkit import Buffer, View
 from conftest import (
     ATTRS, BUFFERKIT, FORMATS, REQUESTS, Layout, RawView, c_indices, check_each,
-    check_like_memoryview, contiguous_strides, flat, in_use, raises_message,
+    PyBuffer, check_like_memoryview, contiguous_strides, flat, in_use, raises_message,
     format_shape_cases, layout_variants, nest, pack_item, product, random_items, raw_refusal,
     reference_ndarray, unpack_item, verify, verify_all, write_contents, make_buffer,
 )
@@ -1724,3 +1724,51 @@ def test_readonly_false_reports_the_exporters_own_failure():
     with pytest.raises(BufferError) as info:
         View(Refusing(), readonly=False)
     assert str(info.value) == 'View(readonly=False) needs a writable base, but Refusing is read-only'
+
+
+class _TypeSlot(ctypes.Structure):
+    _fields_ = [('slot', ctypes.c_int), ('pfunc', ctypes.c_void_p)]
+
+
+class _TypeSpec(ctypes.Structure):
+    _fields_ = [('name', ctypes.c_char_p), ('basicsize', ctypes.c_int), ('itemsize', ctypes.c_int),
+                ('flags', ctypes.c_uint), ('slots', ctypes.POINTER(_TypeSlot))]
+
+
+def _hostile_exporter(name, fill):
+    """An instance of a C type (made with PyType_FromSpec through ctypes) whose bf_getbuffer
+    is ``fill(view)`` after the fields every exporter sets: a layout no Python exporter can
+    return (its memoryview would refuse it)."""
+    memory = ctypes.create_string_buffer(64)
+
+    @ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.POINTER(PyBuffer), ctypes.c_int)
+    def getbuffer(obj, view, flags):
+        v = view.contents
+        v.buf, v.len, v.itemsize, v.readonly, v.ndim = ctypes.addressof(memory), 8, 1, 1, 1
+        v.format, v.shape, v.strides, v.suboffsets, v.internal = None, None, None, None, None
+        fill(v)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+        v.obj = id(obj)
+        return 0
+
+    slots = (_TypeSlot * 2)((1, ctypes.cast(getbuffer, ctypes.c_void_p)), (0, None))  # Py_bf_getbuffer
+    spec = _TypeSpec(f'test_view.{name}'.encode(), 0, 0, 0, slots)
+    from_spec = ctypes.pythonapi.PyType_FromSpec
+    from_spec.argtypes, from_spec.restype = [ctypes.POINTER(_TypeSpec)], ctypes.py_object
+    tp = from_spec(ctypes.byref(spec))
+    tp._keep = (getbuffer, memory, spec, slots)      # alive as long as the type
+    return tp()
+
+
+@pytest.mark.parametrize('name, fill, message', [
+    ('NoShape2D', lambda v: setattr(v, 'ndim', 2), 'ndim 2 without a shape'),
+    ('TooManyDims', lambda v: setattr(v, 'ndim', 65), 'ndim 65, itemsize 1, len 8'),
+])
+def test_invalid_exports_are_refused_with_what_is_wrong(name, fill, message):
+    """A base whose export View cannot describe in bounds is refused by name (found in review:
+    an ndim above 1 without a shape made the block it computes larger than the export's
+    memory)."""
+    obj = _hostile_exporter(name, fill)
+    with pytest.raises(BufferError) as info:
+        View(obj)
+    assert str(info.value) == f'{name} exported an invalid buffer ({message})'

@@ -222,6 +222,15 @@ impl HeldExport {
                 export.len
             )));
         }
+        // Without a shape only one dimension is implied (len / itemsize): more would make the
+        // block `extent` computes larger than the memory the export describes.
+        if export.shape.is_null() && ndim > 1 {
+            return Err(Error::buffer_error(format!(
+                "{} exported an invalid buffer (ndim {} without a shape)",
+                base.type_name(),
+                export.ndim
+            )));
+        }
         let (gc, root_shown, guard) = gc_refs(base, export);
         value.gc.set(gc);
         value.root_shown.set(root_shown);
