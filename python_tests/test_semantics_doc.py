@@ -34,6 +34,9 @@ NOT_LITERAL = {
     'message': 'in_use_error: both texts are raised by test_examples_are_raised_as_shown',
     'e.to_string()': "a LayoutError's Display (src/layout.rs): the View examples raise them",
     'LayoutError::TooManyDims(n as usize).to_string()': 'src/layout.rs, as above',
+    'MODULE_CLEARED': 'module/src/module.rs; on the page, raised by test_safety.py '
+                      '(test_calls_after_the_module_was_cleared)',
+    'crate::module::MODULE_CLEARED': 'as above',
 }
 
 

@@ -1705,8 +1705,9 @@ def test_cast_releasing_the_view_while_its_shape_is_read():
 
 def test_readonly_false_reports_the_exporters_own_failure():
     """View(readonly=False) asks a read-only base again for a writable export. A BufferError
-    from that request is the base's refusal and becomes the View's message; any other error
-    (here a MemoryError) is the caller's to see, not relabelled "read-only" (found in review)."""
+    (or numpy's ValueError) from that request is the base's refusal and becomes the View's
+    message; any other error (here a MemoryError) is the caller's to see, not relabelled
+    "read-only" (found in review)."""
     class Failing(bufferkit.Exporter):
         def __buffer__(self, flags):
             if flags & PyBUF_WRITABLE:

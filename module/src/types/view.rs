@@ -644,12 +644,16 @@ fn view_new(
     if readonly == Some(false) && source.readonly {
         drop(source);
         source = Source::acquire(gil, &types, base, true).map_err(|e| {
-            // The exporter's refusal of the writable request (a BufferError) is replaced by
-            // ours, which says what was asked; any other error (a MemoryError, an interrupt,
-            // the base gone meanwhile) is the caller's to see.
+            // The exporter's refusal of the writable request is replaced by ours, which says
+            // what was asked: a BufferError, as the protocol has it, or a ValueError, as
+            // numpy refuses ("buffer source array is read-only"). Any other error (a
+            // MemoryError, an interrupt) is the caller's to see.
             // SAFETY: the GIL is held; PyErr_ExceptionMatches only reads the pending error.
             let refused = matches!(e, Error::Raised)
-                && unsafe { ffi::PyErr_ExceptionMatches(ffi::PyExc_BufferError) } != 0;
+                && unsafe {
+                    ffi::PyErr_ExceptionMatches(ffi::PyExc_BufferError) != 0
+                        || ffi::PyErr_ExceptionMatches(ffi::PyExc_ValueError) != 0
+                };
             if !refused {
                 return e;
             }
