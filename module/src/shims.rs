@@ -330,8 +330,15 @@ unsafe fn module_in_mro(
         unsafe { ffi::PyErr_Clear() };
         return None;
     }
+    // A metaclass may give `__mro__` any value: only a tuple is walked.
+    // SAFETY: `mro` is a live object we own.
+    if unsafe { ffi::PyTuple_Check(mro) } == 0 {
+        // SAFETY: our reference.
+        unsafe { unwind::decref(mro) };
+        return None;
+    }
     let mut found = None;
-    // SAFETY: `mro` is a tuple (type.__mro__).
+    // SAFETY: `mro` is a tuple (checked above).
     let n = unsafe { ffi::PyTuple_Size(mro) };
     for i in 0..n {
         // SAFETY: 0 <= i < n; a borrowed type from the tuple we hold.
