@@ -230,7 +230,14 @@ impl<T> Object<T> {
         let obj = unsafe { Owned::from_new(super::unwind::alloc(alloc, tp)) }?;
         #[cfg(abi3t)]
         // SAFETY: `obj` is a new instance of `tp`, whose instances are `Object<T>` (caller).
-        unsafe { abi3t::check_data_offset::<T>(obj.as_ptr(), tp) }?;
+        if let Err(e) = unsafe { abi3t::check_data_offset(obj.as_ptr(), tp) } {
+            // No value was written: the instance is freed without `dealloc::<T>`, which would
+            // drop a `T` that is not there.
+            // SAFETY: `obj` is the only reference to a new instance of `tp` made by its
+            // tp_alloc, holding no value; the GIL is held.
+            unsafe { abi3t::free_without_value(obj.into_raw(), tp) };
+            return Err(e);
+        }
         // SAFETY: the instance is at least as long as the type's basic size says, which makes
         // room for a `T` where `value_ptr` points, suitably aligned (CPython's allocators
         // align to 16 and `T` is checked against that in BASICSIZE); the value is uninitialised
@@ -240,18 +247,16 @@ impl<T> Object<T> {
     }
 }
 
-/// The type token of the types whose instances are `Object<T>` (`Py_tp_token`, 3.14+): one
-/// address per `T`, the address of a function that returns `T`'s `TypeId`. Functions with
-/// different bodies (different constants) are never merged by the compiler or linker, so no
-/// two `T` share one.
+/// The type token of bufferkit's types (`Py_tp_token`, 3.14+): the address of one static,
+/// shared by every type whose instances are an `Object<_>`. One address, defined once in this
+/// crate, is unique in the process, which the address of a generic function is not (one
+/// function may have several addresses across crates and codegen units). A type finds its
+/// bufferkit base by it; every such base puts its value at the same offset ([`Object::create`]).
 pub fn type_token<T: 'static>() -> *mut c_void {
-    token_of::<T> as fn() -> core::any::TypeId as *mut c_void
+    (&raw const TYPE_TOKEN).cast_mut().cast()
 }
 
-#[inline(never)]
-fn token_of<T: 'static>() -> core::any::TypeId {
-    core::any::TypeId::of::<T>()
-}
+static TYPE_TOKEN: u8 = 0;
 
 /// The `Py_tp_token` slot of a type whose instances are `Object<T>`, on builds that need it
 /// (abi3t: [`Object::create`] finds the defining type of a subclass instance by it); on the
@@ -261,7 +266,7 @@ pub const fn type_token_slot<T: 'static>() -> ffi::PyType_Slot {
     #[cfg(abi3t)]
     return ffi::PyType_Slot {
         slot: ffi::Py_tp_token,
-        pfunc: token_of::<T> as fn() -> core::any::TypeId as *mut c_void,
+        pfunc: (&raw const TYPE_TOKEN).cast_mut().cast(),
     };
     #[cfg(not(abi3t))]
     return ffi::PyType_Slot {
@@ -307,7 +312,7 @@ pub mod abi3t {
     ///
     /// `obj` is a new, live instance of `tp`, whose instances are `Object<T>`; the GIL is held
     /// (or, free-threaded, the thread is attached).
-    pub unsafe fn check_data_offset<T: 'static>(
+    pub unsafe fn check_data_offset(
         obj: *mut ffi::PyObject,
         tp: *mut ffi::PyTypeObject,
     ) -> Result<()> {
@@ -316,7 +321,7 @@ pub mod abi3t {
         // tp's MRO whose token is T's (the bufferkit type itself, or the base a Python
         // subclass derives from); on 0 nothing is set, on -1 an exception.
         let found =
-            unsafe { ffi::PyType_GetBaseByToken(tp, super::type_token::<T>(), &mut defining) };
+            unsafe { ffi::PyType_GetBaseByToken(tp, super::type_token::<()>(), &mut defining) };
         if found < 0 {
             return Err(Error::Raised);
         }
@@ -331,18 +336,53 @@ pub mod abi3t {
         // SAFETY: our reference from PyType_GetBaseByToken; `tp`'s MRO keeps the type alive.
         unsafe { super::super::unwind::decref(defining.cast()) };
         let offset = (data as usize).wrapping_sub(obj as usize);
+        // Checked before it can become the offset of every instance: a value where no data
+        // is, or where no type's alignment (CPython's 16) holds, is never recorded.
+        if data.is_null() || offset == 0 || !offset.is_multiple_of(16) {
+            return Err(Error::system_error(format!(
+                "bufferkit: PyObject_GetTypeData puts this instance's value at {data:p}, \
+                 offset {offset} from the instance: not an aligned place after its header"
+            )));
+        }
         let known =
             match DATA_OFFSET.compare_exchange(0, offset, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => offset,
                 Err(known) => known,
             };
-        if data.is_null() || offset != known || !offset.is_multiple_of(core::mem::align_of::<T>()) {
+        if offset != known {
             return Err(Error::system_error(format!(
                 "bufferkit: PyObject_GetTypeData puts this instance's value at offset {offset}, \
                  not {known} as for every earlier one"
             )));
         }
         Ok(())
+    }
+
+    /// Frees a new instance of `tp` whose value was never written: untracked if the type is
+    /// collected, then `tp_free`, then the instance's reference to its heap type, as `dealloc`
+    /// does but without dropping a value.
+    ///
+    /// # Safety
+    ///
+    /// `obj` is the only reference to a new instance of `tp` made by `tp`'s `tp_alloc`, no
+    /// value was written into it, and the GIL is held (or the thread attached).
+    pub unsafe fn free_without_value(obj: *mut ffi::PyObject, tp: *mut ffi::PyTypeObject) {
+        // SAFETY: tp is a live type.
+        if unsafe { ffi::PyType_GetFlags(tp) } & ffi::Py_TPFLAGS_HAVE_GC != 0 {
+            // SAFETY: obj is a GC object of this type (tp_alloc tracked it).
+            unsafe { ffi::PyObject_GC_UnTrack(obj.cast()) };
+        }
+        // SAFETY: every type has a tp_free after PyType_Ready; the slot holds a `freefunc`.
+        let free: ffi::freefunc = unsafe {
+            core::mem::transmute::<*mut core::ffi::c_void, ffi::freefunc>(ffi::PyType_GetSlot(
+                tp,
+                ffi::Py_tp_free,
+            ))
+        };
+        // SAFETY: allocated by tp's tp_alloc, unreferenced (caller).
+        unsafe { free(obj.cast()) };
+        // SAFETY: a heap-type instance owns a reference to its type (taken by tp_alloc).
+        unsafe { super::super::unwind::decref(tp.cast()) };
     }
 }
 
