@@ -1280,3 +1280,20 @@ def test_single_item_formats_have_structs_itemsize(prefix):
             continue
         b = Buffer((1,), fmt)
         assert (b.itemsize, b.format, b.nbytes) == (size, fmt, size), fmt
+
+
+def test_eq_with_a_refusing_exporter_asks_it_once():
+    """== against an object whose export is refused is NotImplemented, as for memoryview, and
+    asks that object once: the fast path used to fall back to memoryview's comparison, which
+    asked again (found in review)."""
+    class Refusing(Exporter):
+        asked = 0
+
+        def __buffer__(self, flags):
+            type(self).asked += 1
+            raise BufferError('not now')
+
+    b, r = Buffer(4), Refusing()
+    assert (b == r, b != r) == (False, True)
+    assert Refusing.asked == 2                      # once for ==, once for !=
+    assert b.__eq__(r) is NotImplemented and Refusing.asked == 3

@@ -322,8 +322,10 @@ pub fn compare<T: Shipped>(
         let same = this.obj.as_ptr() == other.as_ptr();
         return new_bool(this.gil, same == (op == ffi::Py_EQ));
     }
-    if let Some(equal) = same_integer_bytes(this, other)? {
-        return new_bool(this.gil, equal == (op == ffi::Py_EQ));
+    match same_integer_bytes(this, other)? {
+        Compared::Decided(equal) => return new_bool(this.gil, equal == (op == ffi::Py_EQ)),
+        Compared::Refused => return not_implemented(),
+        Compared::Undecided => {}
     }
     // SAFETY: `this.obj` is live and the GIL is held; a new memoryview (holding one export of
     // the object) or NULL.
@@ -356,14 +358,14 @@ fn release_memoryview(mv: Borrowed<'_>) -> Result<()> {
 /// answer: both sides C-contiguous with the same shape and the same format of one integer
 /// item (a byte-for-byte equal pair of integers is an equal pair, and only such a pair is;
 /// not so for floats, where NaN differs from itself and 0.0 equals -0.0, nor for `'?'`).
-/// `None` where memoryview must decide (it unpacks every item).
-fn same_integer_bytes<T: Shipped>(this: This<'_, T>, other: Borrowed<'_>) -> Result<Option<bool>> {
+/// `Undecided` where memoryview must decide (it unpacks every item).
+fn same_integer_bytes<T: Shipped>(this: This<'_, T>, other: Borrowed<'_>) -> Result<Compared> {
     let layout = this.value.layout();
     let text = layout.format().as_str();
     let code = text.trim_start_matches(['@', '=', '<', '>', '!']);
     let integer = code.len() == 1 && "bBhHiIlLqQnNc".contains(code) && text.len() <= 2;
     if !integer || !layout.is_c_contiguous() || !convert::check_buffer(other) {
-        return Ok(None);
+        return Ok(Compared::Undecided);
     }
     // Both views on the stack (`BufferView::with`): an == allocates nothing.
     let compared = BufferView::with(other, flags::FULL_RO, |theirs| {
@@ -371,28 +373,41 @@ fn same_integer_bytes<T: Shipped>(this: This<'_, T>, other: Borrowed<'_>) -> Res
             && theirs.shape() == Some(layout.shape())
             && theirs.is_contiguous(CopyOrder::C);
         if !same_layout {
-            return Ok(None);
+            return Ok(Compared::Undecided);
         }
         BufferView::with(this.obj, flags::FULL_RO, |ours| {
             let n = ours.len();
             if theirs.len() != n {
-                return Some(false);
+                return Compared::Decided(false);
             }
             // SAFETY: both exports are held for the comparison and C-contiguous, `n` bytes
             // each (`len` of a contiguous export); nothing runs in between that could end
             // them.
-            Some(n == 0 || unsafe { libc::memcmp(ours.buf(), theirs.buf(), n as usize) } == 0)
+            Compared::Decided(
+                n == 0 || unsafe { libc::memcmp(ours.buf(), theirs.buf(), n as usize) } == 0,
+            )
         })
     });
     match compared {
         Ok(result) => result,
         Err(_) => {
-            // As memoryview: an exporter that refuses is compared by memoryview, which says so.
+            // As memoryview: an `other` that refuses its export is not comparable, and the
+            // answer is NotImplemented at once (asking memoryview would ask `other` again).
             // SAFETY: the GIL is held; the refusal is not the comparison's error.
             unsafe { ffi::PyErr_Clear() };
-            Ok(None)
+            Ok(Compared::Refused)
         }
     }
+}
+
+/// What [`same_integer_bytes`] found.
+enum Compared {
+    /// Equal or not, by one `memcmp`.
+    Decided(bool),
+    /// `other` refused its export: not comparable (memoryview's NotImplemented).
+    Refused,
+    /// memoryview's comparison decides.
+    Undecided,
 }
 
 /// A new reference to `NotImplemented`.
