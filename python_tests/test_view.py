@@ -1300,6 +1300,21 @@ def test_context_manager():
     v3.release()
     assert not is_locked(ba)
 
+    # The block raised while the View is still exported: that exception is the one seen, the
+    # View stays unreleased (the base locked), and on 3.11+ the exception says so in a note.
+    v4 = View(ba)
+    with pytest.raises(KeyError) as info:
+        with v4:
+            m = memoryview(v4)
+            raise KeyError('from the block')
+    assert v4.released is False and is_locked(ba)
+    if sys.version_info >= (3, 11):
+        assert info.value.__notes__ == [
+            'View not released on leaving the with block: cannot release: 1 exported buffer']
+    m.release()
+    v4.release()
+    assert not is_locked(ba)
+
 
 class TrackedBuffer(Buffer):
     """A subclass only to have weak references and attributes."""
