@@ -237,6 +237,12 @@ pub unsafe fn export(
             unsafe { unwind::release_buffer(view) };
             // SAFETY: as above.
             unsafe { ptr::addr_of_mut!((*view).obj).write(ptr::null_mut()) };
+            // `__buffer__` succeeded and a `__release_buffer__` exists: it is called, as when
+            // the memoryview refuses, so that what `__buffer__` took is given back; the error
+            // of the failed store (a MemoryError) is the one the consumer sees.
+            let failure = Pending::take(gil);
+            release_call(obj, &names, mv.borrow());
+            failure.restore();
             return Err(e);
         }
     };
