@@ -719,7 +719,9 @@ def test_calls_after_the_module_was_cleared():
             base = object.__basicsize__ + 3 * slot       # PyObject: larger free-threaded
             m_clear = ctypes.cast(moddef + base + 6 * slot, ctypes.POINTER(ctypes.c_void_p))[0]
             v, b = View(bytearray(8)), Buffer(8)
-            assert ctypes.CFUNCTYPE(ctypes.c_int, ctypes.py_object)(m_clear)(m) == 0
+            # PYFUNCTYPE: called with the GIL held, as the interpreter calls m_clear (a
+            # CFUNCTYPE call releases it; a debug build then crashes in the first decref).
+            assert ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object)(m_clear)(m) == 0
             gc.collect()
             for name, call in [('View()', lambda: View(bytearray(8))), ('slice', lambda: v[1:]),
                                ('cast', lambda: v.cast('B')),
