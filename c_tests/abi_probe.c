@@ -182,6 +182,9 @@ const struct bufferkit_abi_entry bufferkit_abi_probe[] = {
 #ifdef Py_tp_token /* 3.14+ */
     VALUE(Py_tp_token),
 #endif
+#ifdef Py_tp_vectorcall /* 3.14+ */
+    VALUE(Py_tp_vectorcall),
+#endif
     VALUE(Py_mod_exec),
 #ifdef Py_mod_gil /* 3.13+ */
     VALUE(Py_mod_gil),
@@ -215,6 +218,7 @@ const struct bufferkit_abi_entry bufferkit_abi_probe[] = {
     VALUE(METH_KEYWORDS),
     VALUE(METH_NOARGS),
     VALUE(METH_O),
+    VALUE(METH_FASTCALL),
     VALUE(METH_CLASS),
     VALUE(METH_COEXIST),
 

@@ -47,7 +47,7 @@ pub use names::{MACROS, MACRO_FAMILIES, STRUCTS};
 /// The constants compared besides every `PyBUF_*` macro of the headers: the slot ids, type
 /// flags and calling conventions bufferkit uses (`grep -rn 'ffi::Py_\|METH_' src/`), and the
 /// API/ABI versions that `PyModule_Create2`-style callers pass.
-pub const CONSTANTS: [&str; 44] = [
+pub const CONSTANTS: [&str; 46] = [
     "Py_bf_getbuffer",
     "Py_bf_releasebuffer",
     "Py_mp_length",
@@ -67,6 +67,7 @@ pub const CONSTANTS: [&str; 44] = [
     "Py_tp_richcompare",
     "Py_tp_traverse",
     "Py_tp_token",
+    "Py_tp_vectorcall",
     "Py_mod_exec",
     "Py_mod_gil",
     "Py_mod_abi",
@@ -88,6 +89,7 @@ pub const CONSTANTS: [&str; 44] = [
     "METH_KEYWORDS",
     "METH_NOARGS",
     "METH_O",
+    "METH_FASTCALL",
     "METH_CLASS",
     "METH_COEXIST",
     "PYTHON_API_VERSION",
@@ -366,6 +368,10 @@ pub fn pyo3_ffi() -> Witness {
         // type token.
         #[cfg(Py_3_14)]
         Py_tp_token,
+        // The header defines it from 3.14 (pyo3-ffi on every version); View's and Buffer's
+        // `tp_vectorcall`, given to CPython 3.14+ only.
+        #[cfg(Py_3_14)]
+        Py_tp_vectorcall,
         Py_mod_exec,
         // The header defines it from 3.13 (pyo3-ffi on every version).
         #[cfg(Py_3_13)]
@@ -400,6 +406,7 @@ pub fn pyo3_ffi() -> Witness {
         METH_KEYWORDS,
         METH_NOARGS,
         METH_O,
+        METH_FASTCALL,
         METH_CLASS,
         METH_COEXIST,
         PYTHON_API_VERSION,

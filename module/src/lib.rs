@@ -23,9 +23,10 @@ pub mod types;
 /// library sees the `bufferkit_` prefixed ones.
 mod trampoline {
     pub(crate) use bufferkit::{
-        bufferkit_getter as getter, bufferkit_length as length, bufferkit_noargs as noargs,
-        bufferkit_onearg as onearg, bufferkit_richcompare as richcompare, bufferkit_unary as unary,
-        bufferkit_varkw as varkw, bufferkit_with_first as with_first,
+        bufferkit_fastkw as fastkw, bufferkit_getter as getter, bufferkit_length as length,
+        bufferkit_noargs as noargs, bufferkit_onearg as onearg,
+        bufferkit_richcompare as richcompare, bufferkit_unary as unary, bufferkit_varkw as varkw,
+        bufferkit_vectorcall as vectorcall, bufferkit_with_first as with_first,
     };
 }
 

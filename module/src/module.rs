@@ -149,16 +149,54 @@ pub fn exec(gil: Gil<'_>, module: Borrowed<'_>) -> Result<()> {
 }
 
 /// Makes a heap type of the module from `spec`.
+///
+/// A `Py_tp_vectorcall` slot is given to CPython 3.14+ only: earlier versions refuse the
+/// spec ("invalid slot offset"), and the one abi3 module runs on both. There the type is made
+/// from a copy of the spec without that slot (CPython keeps none of the slot array).
 fn new_type(module: Borrowed<'_>, spec: *mut ffi::PyType_Spec) -> Result<Owned> {
-    // SAFETY: the spec is a static that lives for the program; PyType_FromModuleAndSpec reads
-    // it (and copies what it keeps) and returns a new reference to a heap type.
+    // SAFETY: the spec is a static that lives for the program, with a slot array ended by a
+    // zero slot, which only CPython reads (during PyType_FromModuleAndSpec, on one thread).
+    let mut spec = unsafe { *spec };
+    let mut slots = Vec::new();
+    if !type_vectorcall_supported() {
+        let mut at = spec.slots;
+        loop {
+            // SAFETY: inside the slot array, up to and including its zero end (above).
+            let slot = unsafe { *at };
+            if slot.slot != ffi::Py_tp_vectorcall {
+                slots.push(slot);
+            }
+            if slot.slot == 0 {
+                break;
+            }
+            // SAFETY: not past the zero end.
+            at = unsafe { at.add(1) };
+        }
+        spec.slots = slots.as_mut_ptr();
+    }
+    // SAFETY: `spec` and the slots it names live across the call; PyType_FromModuleAndSpec
+    // reads them (and copies what it keeps; `name` is the static's) and returns a new
+    // reference to a heap type.
     unsafe {
         Owned::from_new(ffi::PyType_FromModuleAndSpec(
             module.as_ptr(),
-            spec,
+            &mut spec,
             ptr::null_mut(),
         ))
     }
+}
+
+/// Whether the running interpreter takes `Py_tp_vectorcall` in a type spec (3.14+, gh-100554).
+fn type_vectorcall_supported() -> bool {
+    #[cfg(Py_3_14)]
+    return true;
+    // The abi3 module: the version it runs on.
+    #[cfg(all(not(Py_3_14), Py_LIMITED_API, not(PyPy)))]
+    // SAFETY: a constant of the interpreter (stable ABI, 3.11+).
+    return unsafe { ffi::Py_Version } >= 0x030E_0000;
+    // A version-specific build for an earlier version.
+    #[cfg(all(not(Py_3_14), any(not(Py_LIMITED_API), PyPy)))]
+    return false;
 }
 
 /// Makes a heap type from `spec`, adds it to the module, and returns a strong reference for

@@ -23,7 +23,7 @@ pub use object::{
     dealloc, tp_clear, tp_traverse, tp_traverse_with_type, Borrowed, Collectable, Object, Owned,
 };
 pub use slots::{export_value, getbuffer, release, releasebuffer};
-pub use trampoline::This;
+pub use trampoline::{FastArgs, This};
 
 use crate::request::flags;
 use pyo3_ffi as ffi;

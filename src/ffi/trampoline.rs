@@ -109,6 +109,108 @@ pub unsafe fn optional<'py>(ptr: *mut ffi::PyObject) -> Option<Borrowed<'py>> {
     unsafe { Borrowed::from_ptr(ptr) }
 }
 
+/// The arguments of a vectorcall-style call (`METH_FASTCALL | METH_KEYWORDS` methods and
+/// `tp_vectorcall`): the positional ones, then the values of the keyword ones, whose names are
+/// the tuple `kwnames`. All borrowed for the call.
+#[derive(Clone, Copy)]
+pub struct FastArgs<'py> {
+    // INVARIANTS: `args` points to `nargs + len(kwnames)` live borrowed references (or is
+    // dangling with nothing to read); `kwnames` is NULL or a tuple of str.
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: Option<Borrowed<'py>>,
+}
+
+impl<'py> FastArgs<'py> {
+    /// # Safety
+    ///
+    /// What CPython passes to a `METH_FASTCALL | METH_KEYWORDS` method or a `vectorcallfunc`
+    /// (with `nargs` already stripped of `PY_VECTORCALL_ARGUMENTS_OFFSET`), valid for `'py`.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub unsafe fn new(
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> Self {
+        Self {
+            args,
+            nargs: nargs as usize,
+            // SAFETY: NULL or a live tuple borrowed for the call (caller).
+            kwnames: unsafe { Borrowed::from_ptr(kwnames) },
+        }
+    }
+
+    /// The positional arguments.
+    pub fn positional(&self) -> &[*mut ffi::PyObject] {
+        if self.nargs == 0 {
+            return &[];
+        }
+        // SAFETY: `args` holds `nargs` references first (invariants).
+        unsafe { core::slice::from_raw_parts(self.args, self.nargs) }
+    }
+
+    /// The keyword arguments: `(name, value)` pairs, borrowed; the names are str.
+    pub fn keywords(&self) -> impl Iterator<Item = (Borrowed<'py>, Borrowed<'py>)> + '_ {
+        let names = self.kwnames;
+        // SAFETY: a tuple (invariants).
+        let n = names.map_or(0, |t| {
+            unsafe { ffi::PyTuple_Size(t.as_ptr()) }.max(0) as usize
+        });
+        (0..n).filter_map(move |i| {
+            let names = names?;
+            // SAFETY: 0 <= i < len(kwnames); the tuple and its items live for the call. The
+            // value follows the positional ones (invariants).
+            unsafe {
+                let name = Borrowed::from_ptr(ffi::PyTuple_GetItem(names.as_ptr(), i as isize))?;
+                let value = Borrowed::from_ptr(*self.args.add(self.nargs + i))?;
+                Some((name, value))
+            }
+        })
+    }
+
+    /// Whether any keyword argument was given.
+    pub fn has_keywords(&self) -> bool {
+        // SAFETY: a tuple (invariants).
+        self.kwnames
+            .is_some_and(|t| unsafe { ffi::PyTuple_Size(t.as_ptr()) } > 0)
+    }
+
+    /// The same arguments as `tp_call` gets them: a tuple and a dict (or `None`), for a slow
+    /// path that hands them to `PyArg_ParseTupleAndKeywords`.
+    pub fn to_tuple_dict(&self, _gil: Gil<'py>) -> Result<(Owned, Option<Owned>)> {
+        let positional = self.positional();
+        // SAFETY: the GIL is held; PyTuple_New returns a new reference or NULL with an error.
+        let tuple = unsafe { Owned::from_new(ffi::PyTuple_New(positional.len() as isize)) }?;
+        for (i, &item) in positional.iter().enumerate() {
+            // SAFETY: a live reference borrowed for the call (invariants).
+            let item = unsafe { Borrowed::from_ptr(item) }.ok_or(Error::Raised)?;
+            // SAFETY: PyTuple_SetItem steals the new reference, into the fresh tuple's empty
+            // slot `i < len`.
+            unsafe {
+                ffi::PyTuple_SetItem(
+                    tuple.as_ptr(),
+                    i as isize,
+                    Owned::from_borrowed(item).into_raw(),
+                )
+            };
+        }
+        if !self.has_keywords() {
+            return Ok((tuple, None));
+        }
+        // SAFETY: the GIL is held.
+        let dict = unsafe { Owned::from_new(ffi::PyDict_New()) }?;
+        for (name, value) in self.keywords() {
+            // SAFETY: live objects; PyDict_SetItem takes references of its own. The names are
+            // str (hashable, with no Python-level `__eq__`).
+            if unsafe { ffi::PyDict_SetItem(dict.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0 {
+                return Err(Error::Raised);
+            }
+        }
+        Ok((tuple, Some(dict)))
+    }
+}
+
 /// `extern "C" fn(self, unused) -> PyObject*` for `METH_NOARGS`, from
 /// `fn(This<T>) -> Result<Owned>`. Also fits `getter` (the closure argument is ignored) and
 /// unary slots such as `tp_repr` and `tp_iter` (the shim takes one argument).
@@ -213,6 +315,62 @@ macro_rules! bufferkit_varkw {
                         .ok_or($crate::ffi::Error::Raised)?;
                     let kwargs = $crate::ffi::trampoline::optional(kwargs);
                     $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, args, kwargs)
+                })
+            }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(self, args, nargs, kwnames) -> PyObject*` for `METH_FASTCALL |
+/// METH_KEYWORDS`, from `fn(This<T>, FastArgs) -> Result<Owned>`: no argument tuple or
+/// keyword dict is made for the call.
+#[macro_export]
+macro_rules! bufferkit_fastkw {
+    ($T:ty, $f:expr) => {{
+        unsafe extern "C" fn shim(
+            slf: *mut $crate::pyo3_ffi::PyObject,
+            args: *const *mut $crate::pyo3_ffi::PyObject,
+            nargs: $crate::pyo3_ffi::Py_ssize_t,
+            kwnames: *mut $crate::pyo3_ffi::PyObject,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
+            // SAFETY: CPython calls methods with the GIL held, `slf` an instance of the
+            // defining type (whose instances are `Object<$T>`), and the arguments as
+            // `METH_FASTCALL | METH_KEYWORDS` has them, all borrowed for the call.
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    let args = $crate::ffi::trampoline::FastArgs::new(args, nargs, kwnames);
+                    $f($crate::ffi::trampoline::this::<$T>(gil, slf)?, args)
+                })
+            }
+        }
+        shim
+    }};
+}
+
+/// `extern "C" fn(callable, args, nargsf, kwnames) -> PyObject*` (`vectorcallfunc`) for a
+/// type's `tp_vectorcall` (`Py_tp_vectorcall`, CPython 3.14+), from
+/// `fn(Gil, *mut PyTypeObject, FastArgs) -> Result<Owned>`. CPython never inherits
+/// `tp_vectorcall`: a subclass is called through its `tp_new` (and `__init__`), and `callable`
+/// is the type whose slot this is.
+#[macro_export]
+macro_rules! bufferkit_vectorcall {
+    ($f:expr) => {{
+        unsafe extern "C" fn shim(
+            callable: *mut $crate::pyo3_ffi::PyObject,
+            args: *const *mut $crate::pyo3_ffi::PyObject,
+            nargsf: usize,
+            kwnames: *mut $crate::pyo3_ffi::PyObject,
+        ) -> *mut $crate::pyo3_ffi::PyObject {
+            // The argument count without PY_VECTORCALL_ARGUMENTS_OFFSET (the top bit), as
+            // PyVectorcall_NARGS computes it.
+            let nargs = (nargsf & !(1usize << (usize::BITS - 1))) as $crate::pyo3_ffi::Py_ssize_t;
+            // SAFETY: CPython calls a type's vectorcall with the GIL held, `callable` the type,
+            // and the arguments as PEP 590 has them, all borrowed for the call.
+            unsafe {
+                $crate::ffi::trampoline::object_result(|gil| {
+                    let args = $crate::ffi::trampoline::FastArgs::new(args, nargs, kwnames);
+                    $f(gil, callable.cast::<$crate::pyo3_ffi::PyTypeObject>(), args)
                 })
             }
         }

@@ -15,10 +15,12 @@ use super::common::{
     self, getset_table, kwlist, method_table, open, slot, spec_flags, KwList, Shipped, WeakList,
     IMMUTABLE, SLOT_END,
 };
-use crate::trampoline::{getter, length, noargs, onearg, richcompare, unary, varkw, with_first};
+use crate::trampoline::{
+    getter, length, noargs, onearg, richcompare, unary, varkw, vectorcall, with_first,
+};
 use bufferkit::exporter::{BufferExporter, ExportCounter, Memory};
 use bufferkit::ffi::convert::{self, new_bool, new_str};
-use bufferkit::ffi::{Borrowed, Error, Object, Owned, Result, This};
+use bufferkit::ffi::{Borrowed, Error, FastArgs, Object, Owned, Result, This};
 use bufferkit::layout::{Format, Layout, Order};
 use bufferkit::request::flags;
 use bufferkit::view::{BufferView, CopyOrder};
@@ -107,52 +109,107 @@ impl Drop for Buffer {
     }
 }
 
-/// `Buffer(shape, format='B', *, order='C', readonly=False)`
+/// The parameters of `Buffer(...)`.
+const BUFFER_NAMES: [&core::ffi::CStr; 4] = [c"shape", c"format", c"order", c"readonly"];
+
+/// `Buffer(shape, format='B', *, order='C', readonly=False)`: `tp_new`, which calls of a
+/// subclass take.
 fn buffer_new(
     gil: bufferkit::exporter::Gil<'_>,
     subtype: *mut ffi::PyTypeObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
 ) -> Result<Owned> {
-    const NAMES: [&core::ffi::CStr; 4] = [c"shape", c"format", c"order", c"readonly"];
-    let (shape, format, order, readonly) = match common::simple_args(args, kwargs, 2, 1, NAMES) {
-        Some([shape, format, order, readonly]) => {
-            // SAFETY: NULL or a borrowed reference valid for this call; PyObject_IsTrue may
-            // run Python code (`__bool__`), as the `p` converter does.
-            let readonly = !readonly.is_null()
-                && match unsafe { ffi::PyObject_IsTrue(readonly) } {
-                    -1 => return Err(Error::Raised),
-                    v => v != 0,
-                };
-            (shape, format, order, readonly)
-        }
-        None => {
-            let mut names = kwlist(NAMES);
-            let mut shape: *mut ffi::PyObject = ptr::null_mut();
-            let mut format: *mut ffi::PyObject = ptr::null_mut();
-            let mut order: *mut ffi::PyObject = ptr::null_mut();
-            let mut readonly: c_int = 0;
-            // SAFETY: `args` is a tuple and `kwargs` NULL or a dict (borrowed for the call);
-            // the format string's converters match the out-pointers: O -> PyObject**,
-            // p -> int*.
-            let parsed = unsafe {
-                ffi::PyArg_ParseTupleAndKeywords(
-                    args.as_ptr(),
-                    kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-                    c"O|O$Op:Buffer".as_ptr(),
-                    names.as_mut_ptr() as KwList,
-                    &mut shape,
-                    &mut format,
-                    &mut order,
-                    &mut readonly,
-                )
-            };
-            if parsed == 0 {
-                return Err(Error::Raised);
-            }
-            (shape, format, order, readonly != 0)
-        }
+    match common::simple_args(args, kwargs, 2, 1, BUFFER_NAMES) {
+        Some(found) => buffer_matched(gil, subtype, found),
+        None => buffer_parsed(
+            gil,
+            subtype,
+            args.as_ptr(),
+            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+        ),
+    }
+}
+
+/// `Buffer(...)` itself on CPython 3.14+ (`tp_vectorcall`, never inherited): no argument
+/// tuple, keyword dict or `type.__call__` in between.
+fn buffer_vectorcall(
+    gil: bufferkit::exporter::Gil<'_>,
+    tp: *mut ffi::PyTypeObject,
+    args: FastArgs<'_>,
+) -> Result<Owned> {
+    if let Some(found) = common::fast_args(&args, 2, 1, BUFFER_NAMES) {
+        return buffer_matched(gil, tp, found);
+    }
+    // The tuple and dict keep the arguments alive for the call.
+    let (args, kwargs) = args.to_tuple_dict(gil)?;
+    buffer_parsed(
+        gil,
+        tp,
+        args.as_ptr(),
+        kwargs.as_ref().map_or(ptr::null_mut(), Owned::as_ptr),
+    )
+}
+
+/// `Buffer(...)` with its arguments matched to [`BUFFER_NAMES`] (each NULL or borrowed for
+/// the call): `readonly` read as the `p` converter reads it.
+fn buffer_matched(
+    gil: bufferkit::exporter::Gil<'_>,
+    subtype: *mut ffi::PyTypeObject,
+    [shape, format, order, readonly]: [*mut ffi::PyObject; 4],
+) -> Result<Owned> {
+    // SAFETY: NULL or a borrowed reference valid for this call; PyObject_IsTrue may run Python
+    // code (`__bool__`), as the `p` converter does.
+    let readonly = !readonly.is_null()
+        && match unsafe { ffi::PyObject_IsTrue(readonly) } {
+            -1 => return Err(Error::Raised),
+            v => v != 0,
+        };
+    buffer_with(gil, subtype, shape, format, order, readonly)
+}
+
+/// `Buffer(...)` through CPython's argument parser, which raises its own error for anything
+/// the fast matching declined.
+fn buffer_parsed(
+    gil: bufferkit::exporter::Gil<'_>,
+    subtype: *mut ffi::PyTypeObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> Result<Owned> {
+    let mut names = kwlist(BUFFER_NAMES);
+    let mut shape: *mut ffi::PyObject = ptr::null_mut();
+    let mut format: *mut ffi::PyObject = ptr::null_mut();
+    let mut order: *mut ffi::PyObject = ptr::null_mut();
+    let mut readonly: c_int = 0;
+    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call (caller); the
+    // format string's converters match the out-pointers: O -> PyObject**, p -> int*.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args,
+            kwargs,
+            c"O|O$Op:Buffer".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            &mut shape,
+            &mut format,
+            &mut order,
+            &mut readonly,
+        )
     };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    buffer_with(gil, subtype, shape, format, order, readonly != 0)
+}
+
+/// `Buffer(...)` with its arguments: `shape` borrowed, `format` and `order` borrowed or NULL.
+fn buffer_with(
+    gil: bufferkit::exporter::Gil<'_>,
+    subtype: *mut ffi::PyTypeObject,
+    shape: *mut ffi::PyObject,
+    format: *mut ffi::PyObject,
+    order: *mut ffi::PyObject,
+    readonly: bool,
+) -> Result<Owned> {
     // SAFETY: (shape, format, order) NULL or borrowed references valid for this call.
     let shape = unsafe { Borrowed::from_ptr(shape) }.ok_or(Error::Raised)?;
     // SAFETY: `shape` is live and the GIL is held.
@@ -169,7 +226,8 @@ fn buffer_new(
     let order = parse_order(unsafe { Borrowed::from_ptr(order) })?;
     let layout = Layout::contiguous(format, &shape, order).map_err(common::layout_error)?;
     let value = Buffer::new(layout, order, readonly)?;
-    // SAFETY: `subtype` is Buffer or a subclass (tp_new is only reached through them), whose
+    // SAFETY: `subtype` is Buffer or a subclass (tp_new and tp_vectorcall are only reached
+    // through them; tp_vectorcall, never inherited, through Buffer itself), whose
     // instances are `Object<Buffer>`; the GIL is held.
     unsafe { Object::create(gil, subtype, value) }
 }
@@ -678,7 +736,7 @@ static mut BUFFER_MEMBERS: [ffi::PyMemberDef; 2] = [
     common::MEMBER_END,
 ];
 
-static mut BUFFER_SLOTS: [ffi::PyType_Slot; 14] = [
+static mut BUFFER_SLOTS: [ffi::PyType_Slot; 15] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, buffer_new) as *mut c_void,
@@ -721,6 +779,12 @@ static mut BUFFER_SLOTS: [ffi::PyType_Slot; 14] = [
     ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
     // abi3t: how Object::create finds this type under a Python subclass.
+    // 3.14+ only: `module::new_type` leaves it out on earlier versions.
+    slot(
+        ffi::Py_tp_vectorcall,
+        vectorcall!(buffer_vectorcall) as *mut c_void,
+    ),
+    // (On builds other than abi3t an end marker: keep it last.)
     bufferkit::ffi::object::type_token_slot::<Buffer>(),
     SLOT_END,
 ];

@@ -9,7 +9,7 @@ use pyo3_ffi as ffi;
 
 use bufferkit::exporter::{BufferExporter, Gil};
 use bufferkit::ffi::convert::{self, new_bool, new_int, new_int_tuple, new_str};
-use bufferkit::ffi::{Borrowed, Error, Owned, Result, This};
+use bufferkit::ffi::{Borrowed, Error, FastArgs, Owned, Result, This};
 use bufferkit::layout::{Format, Layout, LayoutError};
 use bufferkit::request::flags;
 use bufferkit::view::{BufferView, CopyOrder};
@@ -37,42 +37,83 @@ pub fn simple_args<const N: usize>(
     required: usize,
     names: [&CStr; N],
 ) -> Option<[*mut ffi::PyObject; N]> {
-    let mut found = [core::ptr::null_mut(); N];
     // SAFETY: `args` is the call's tuple (tp_new and METH_VARARGS|METH_KEYWORDS receive one).
     let n = unsafe { ffi::PyTuple_Size(args.as_ptr()) };
+    // SAFETY: 0 <= i < n; borrowed from the tuple, which the caller keeps alive.
+    let positional = |i: usize| unsafe { ffi::PyTuple_GetItem(args.as_ptr(), i as isize) };
+    let (mut pos, mut key, mut value) = (0, core::ptr::null_mut(), core::ptr::null_mut());
+    let keywords = core::iter::from_fn(|| {
+        let kwargs = kwargs?;
+        // SAFETY: `kwargs` is the call's dict; PyDict_Next hands out borrowed references and
+        // runs no Python code. The dict is the call's own (built by the call machinery), so
+        // its items live for the call.
+        (unsafe { ffi::PyDict_Next(kwargs.as_ptr(), &mut pos, &mut key, &mut value) } != 0)
+            .then_some((key, value))
+    });
+    match_args(n, positional, keywords, max_positional, required, names)
+}
+
+/// [`simple_args`] for a vectorcall-style call (`METH_FASTCALL | METH_KEYWORDS`,
+/// `tp_vectorcall`); `None` sends the caller to the same `PyArg_ParseTupleAndKeywords` path,
+/// through [`FastArgs::to_tuple_dict`].
+pub fn fast_args<const N: usize>(
+    args: &FastArgs<'_>,
+    max_positional: usize,
+    required: usize,
+    names: [&CStr; N],
+) -> Option<[*mut ffi::PyObject; N]> {
+    let positional = args.positional();
+    let keywords = args
+        .keywords()
+        .map(|(name, value)| (name.as_ptr(), value.as_ptr()));
+    match_args(
+        positional.len() as isize,
+        |i| positional[i],
+        keywords,
+        max_positional,
+        required,
+        names,
+    )
+}
+
+/// The matching of [`simple_args`] and [`fast_args`]: `n` positional arguments, read by
+/// `positional(i)`, and the `(name, value)` pairs of the keyword ones, borrowed for the call.
+fn match_args<const N: usize>(
+    n: isize,
+    positional: impl Fn(usize) -> *mut ffi::PyObject,
+    keywords: impl Iterator<Item = (*mut ffi::PyObject, *mut ffi::PyObject)>,
+    max_positional: usize,
+    required: usize,
+    names: [&CStr; N],
+) -> Option<[*mut ffi::PyObject; N]> {
+    let mut found = [core::ptr::null_mut(); N];
     if n < 0 || n as usize > max_positional.min(N) {
         return None;
     }
     for (i, slot) in found.iter_mut().take(n as usize).enumerate() {
-        // SAFETY: 0 <= i < n; borrowed from the tuple, which the caller keeps alive.
-        *slot = unsafe { ffi::PyTuple_GetItem(args.as_ptr(), i as isize) };
+        *slot = positional(i);
     }
-    if let Some(kwargs) = kwargs {
-        let (mut pos, mut key, mut value) = (0, core::ptr::null_mut(), core::ptr::null_mut());
-        // SAFETY: `kwargs` is the call's dict; PyDict_Next hands out borrowed references and
-        // runs no Python code. The dict is the call's own (built by the call machinery).
-        while unsafe { ffi::PyDict_Next(kwargs.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
-            // SAFETY: `key` is live (borrowed from the dict).
-            if unsafe { ffi::PyUnicode_Check(key) } == 0 {
-                return None;
-            }
-            let mut size: ffi::Py_ssize_t = 0;
-            // SAFETY: `key` is a live str; its UTF-8 form is cached in it (a pointer for the
-            // ASCII names of keywords), valid while the dict holds it, i.e. for this loop.
-            let text = unsafe { ffi::PyUnicode_AsUTF8AndSize(key, &mut size) };
-            if text.is_null() {
-                // SAFETY: the GIL is held; the slow path reports a bad name itself.
-                unsafe { ffi::PyErr_Clear() };
-                return None;
-            }
-            // SAFETY: `text` points to `size` bytes (the call above).
-            let key = unsafe { core::slice::from_raw_parts(text.cast::<u8>(), size as usize) };
-            let at = names.iter().position(|name| name.to_bytes() == key)?;
-            if !found[at].is_null() {
-                return None;
-            }
-            found[at] = value;
+    for (key, value) in keywords {
+        // SAFETY: `key` is live (borrowed for the call).
+        if unsafe { ffi::PyUnicode_Check(key) } == 0 {
+            return None;
         }
+        let mut size: ffi::Py_ssize_t = 0;
+        // SAFETY: `key` is a live str; its UTF-8 form is cached in it (a pointer for the ASCII
+        // names of keywords), valid while the call holds it, i.e. for this loop.
+        let text = unsafe { ffi::PyUnicode_AsUTF8AndSize(key, &mut size) };
+        if text.is_null() {
+            // SAFETY: the GIL is held; the slow path reports a bad name itself.
+            unsafe { ffi::PyErr_Clear() };
+            return None;
+        }
+        // SAFETY: `text` points to `size` bytes (the call above).
+        let key = unsafe { core::slice::from_raw_parts(text.cast::<u8>(), size as usize) };
+        let at = names.iter().position(|name| name.to_bytes() == key)?;
+        if !found[at].is_null() {
+            return None;
+        }
+        found[at] = value;
     }
     found[..required]
         .iter()

@@ -39,10 +39,12 @@ use super::common::{
     self, getset_table, kwlist, method_table, slot, spec_flags, KwList, Shipped, IMMUTABLE,
     SLOT_END,
 };
-use crate::trampoline::{getter, length, noargs, onearg, richcompare, unary, varkw, with_first};
+use crate::trampoline::{
+    fastkw, getter, length, noargs, onearg, richcompare, unary, varkw, vectorcall, with_first,
+};
 use bufferkit::exporter::{BufferExporter, ExportCounter, Gil, Memory};
 use bufferkit::ffi::convert::{self, new_bool, new_int, new_str};
-use bufferkit::ffi::{unwind, Borrowed, Error, Object, Owned, Result, This};
+use bufferkit::ffi::{unwind, Borrowed, Error, FastArgs, Object, Owned, Result, This};
 use bufferkit::layout::{Format, Layout, Order};
 use bufferkit::request::flags;
 
@@ -565,50 +567,91 @@ impl View {
     }
 }
 
-/// `View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)`
+/// The parameters of `View(...)`.
+const VIEW_NAMES: [&core::ffi::CStr; 6] = [
+    c"base",
+    c"offset",
+    c"format",
+    c"shape",
+    c"strides",
+    c"readonly",
+];
+
+/// `View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)`: `tp_new`,
+/// which calls of a subclass take.
 fn view_new(
     gil: Gil<'_>,
     subtype: *mut ffi::PyTypeObject,
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
 ) -> Result<Owned> {
-    const NAMES: [&core::ffi::CStr; 6] = [
-        c"base",
-        c"offset",
-        c"format",
-        c"shape",
-        c"strides",
-        c"readonly",
-    ];
-    let [base, offset, format, shape, strides, readonly] =
-        match common::simple_args(args, kwargs, 1, 1, NAMES) {
-            Some(found) => found,
-            None => {
-                let mut names = kwlist(NAMES);
-                let mut found = [ptr::null_mut(); 6];
-                let [base, offset, format, shape, strides, readonly] = &mut found;
-                // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call;
-                // every converter is O, storing a borrowed PyObject*.
-                let parsed = unsafe {
-                    ffi::PyArg_ParseTupleAndKeywords(
-                        args.as_ptr(),
-                        kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-                        c"O|$OOOOO:View".as_ptr(),
-                        names.as_mut_ptr() as KwList,
-                        base,
-                        offset,
-                        format,
-                        shape,
-                        strides,
-                        readonly,
-                    )
-                };
-                if parsed == 0 {
-                    return Err(Error::Raised);
-                }
-                found
-            }
-        };
+    match common::simple_args(args, kwargs, 1, 1, VIEW_NAMES) {
+        Some(found) => view_with(gil, subtype, found),
+        None => view_parsed(
+            gil,
+            subtype,
+            args.as_ptr(),
+            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
+        ),
+    }
+}
+
+/// `View(...)` itself on CPython 3.14+ (`tp_vectorcall`, never inherited): no argument tuple,
+/// keyword dict or `type.__call__` in between.
+fn view_vectorcall(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, args: FastArgs<'_>) -> Result<Owned> {
+    if let Some(found) = common::fast_args(&args, 1, 1, VIEW_NAMES) {
+        return view_with(gil, tp, found);
+    }
+    // The tuple and dict keep the arguments alive for the call.
+    let (args, kwargs) = args.to_tuple_dict(gil)?;
+    view_parsed(
+        gil,
+        tp,
+        args.as_ptr(),
+        kwargs.as_ref().map_or(ptr::null_mut(), Owned::as_ptr),
+    )
+}
+
+/// `View(...)` through CPython's argument parser, which raises its own error for anything
+/// the fast matching of [`common::simple_args`] declined.
+fn view_parsed(
+    gil: Gil<'_>,
+    subtype: *mut ffi::PyTypeObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> Result<Owned> {
+    let mut names = kwlist(VIEW_NAMES);
+    let mut found = [ptr::null_mut(); 6];
+    let [base, offset, format, shape, strides, readonly] = &mut found;
+    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call (caller);
+    // every converter is O, storing a borrowed PyObject*.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args,
+            kwargs,
+            c"O|$OOOOO:View".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            base,
+            offset,
+            format,
+            shape,
+            strides,
+            readonly,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    view_with(gil, subtype, found)
+}
+
+/// `View(...)` with its arguments matched to [`VIEW_NAMES`]: each NULL (not given) or a
+/// reference borrowed for the call.
+fn view_with(
+    gil: Gil<'_>,
+    subtype: *mut ffi::PyTypeObject,
+    [base, offset, format, shape, strides, readonly]: [*mut ffi::PyObject; 6],
+) -> Result<Owned> {
     // SAFETY: (all six) NULL or borrowed references valid for this call.
     let base = unsafe { Borrowed::from_ptr(base) }.ok_or(Error::Raised)?;
     let arg = |p: *mut ffi::PyObject| -> Option<Borrowed<'_>> {
@@ -848,36 +891,42 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
 /// `v.cast(format, shape=None)`: memoryview's spelling of `View(v, format=format,
 /// shape=shape)`, a View of the same items with another format (and shape); any struct
 /// format, C or Fortran order. Like a slice, it shares this View's export.
-fn view_cast(
-    this: This<'_, View>,
-    args: Borrowed<'_>,
-    kwargs: Option<Borrowed<'_>>,
-) -> Result<Owned> {
+fn view_cast(this: This<'_, View>, args: FastArgs<'_>) -> Result<Owned> {
     const NAMES: [&core::ffi::CStr; 2] = [c"format", c"shape"];
-    let [format, shape] = match common::simple_args(args, kwargs, 2, 1, NAMES) {
-        Some(found) => found,
-        None => {
-            let mut names = kwlist(NAMES);
-            let mut found = [ptr::null_mut(); 2];
-            let [format, shape] = &mut found;
-            // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call;
-            // both converters are O, storing a borrowed PyObject*.
-            let parsed = unsafe {
-                ffi::PyArg_ParseTupleAndKeywords(
-                    args.as_ptr(),
-                    kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-                    c"O|O:cast".as_ptr(),
-                    names.as_mut_ptr() as KwList,
-                    format,
-                    shape,
-                )
-            };
-            if parsed == 0 {
-                return Err(Error::Raised);
-            }
-            found
-        }
+    if let Some([format, shape]) = common::fast_args(&args, 2, 1, NAMES) {
+        return cast_with(this, format, shape);
+    }
+    // Anything else (a missing or unknown argument, one given twice) gets CPython's own
+    // parser and message; the tuple and dict keep the arguments alive for the call.
+    let (args, kwargs) = args.to_tuple_dict(this.gil)?;
+    let mut names = kwlist(NAMES);
+    let mut found = [ptr::null_mut(); 2];
+    let [format, shape] = &mut found;
+    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call; both
+    // converters are O, storing a borrowed PyObject*.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args.as_ptr(),
+            kwargs.as_ref().map_or(ptr::null_mut(), Owned::as_ptr),
+            c"O|O:cast".as_ptr(),
+            names.as_mut_ptr() as KwList,
+            format,
+            shape,
+        )
     };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    cast_with(this, found[0], found[1])
+}
+
+/// `view_cast` with its arguments: `format` a borrowed reference, `shape` one or NULL, both
+/// valid for the call.
+fn cast_with(
+    this: This<'_, View>,
+    format: *mut ffi::PyObject,
+    shape: *mut ffi::PyObject,
+) -> Result<Owned> {
     // SAFETY: NULL or borrowed references valid for this call; None counts as not given.
     let format = unsafe { Borrowed::from_ptr(format) }.ok_or(Error::Raised)?;
     // SAFETY: as above.
@@ -1186,8 +1235,8 @@ static mut VIEW_METHODS: [ffi::PyMethodDef; 8] = method_table!(
     [
         method(
             c"cast",
-            ffi::PyMethodDefPointer { PyCFunctionWithKeywords: varkw!(View, view_cast) },
-            ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+            ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: fastkw!(View, view_cast) },
+            ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
             c"cast($self, /, format, shape=None)\n--\n\nA View of the same items with another format (any struct format) and shape:\nView(self, format=format, shape=shape), spelled as memoryview.cast. The View\nmust be contiguous (C or Fortran order); the new one shares its export.",
         ),
         method(
@@ -1216,7 +1265,7 @@ static mut VIEW_MEMBERS: [ffi::PyMemberDef; 2] = [
     common::MEMBER_END,
 ];
 
-static mut VIEW_SLOTS: [ffi::PyType_Slot; 17] = [
+static mut VIEW_SLOTS: [ffi::PyType_Slot; 18] = [
     slot(
         ffi::Py_tp_new,
         with_first!(ffi::PyTypeObject, view_new) as *mut c_void,
@@ -1261,7 +1310,13 @@ static mut VIEW_SLOTS: [ffi::PyType_Slot; 17] = [
         richcompare!(View, common::compare) as *mut c_void,
     ),
     slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
-    // abi3t: how Object::create finds this type under a Python subclass.
+    // 3.14+ only: `module::new_type` leaves it out on earlier versions.
+    slot(
+        ffi::Py_tp_vectorcall,
+        vectorcall!(view_vectorcall) as *mut c_void,
+    ),
+    // abi3t: how Object::create finds this type under a Python subclass (on the other builds
+    // an end marker: keep it last).
     bufferkit::ffi::object::type_token_slot::<View>(),
     SLOT_END,
 ];
