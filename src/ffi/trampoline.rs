@@ -150,15 +150,18 @@ impl<'py> FastArgs<'py> {
         unsafe { core::slice::from_raw_parts(self.args, self.nargs) }
     }
 
+    /// The number of keyword arguments.
+    fn keyword_count(&self) -> usize {
+        self.kwnames.map_or(0, |names| {
+            // SAFETY: a live tuple (invariants).
+            unsafe { ffi::PyTuple_Size(names.as_ptr()) }.max(0) as usize
+        })
+    }
+
     /// The keyword arguments: `(name, value)` pairs, borrowed; the names are str.
     pub fn keywords(&self) -> impl Iterator<Item = (Borrowed<'py>, Borrowed<'py>)> + '_ {
-        let names = self.kwnames;
-        // SAFETY: a tuple (invariants).
-        let n = names.map_or(0, |t| {
-            unsafe { ffi::PyTuple_Size(t.as_ptr()) }.max(0) as usize
-        });
-        (0..n).filter_map(move |i| {
-            let names = names?;
+        (0..self.keyword_count()).filter_map(move |i| {
+            let names = self.kwnames?;
             // SAFETY: 0 <= i < len(kwnames); the tuple and its items live for the call. The
             // value follows the positional ones (invariants).
             unsafe {
@@ -171,9 +174,7 @@ impl<'py> FastArgs<'py> {
 
     /// Whether any keyword argument was given.
     pub fn has_keywords(&self) -> bool {
-        // SAFETY: a tuple (invariants).
-        self.kwnames
-            .is_some_and(|t| unsafe { ffi::PyTuple_Size(t.as_ptr()) } > 0)
+        self.keyword_count() > 0
     }
 
     /// The same arguments as `tp_call` gets them: a tuple and a dict (or `None`), for a slow
