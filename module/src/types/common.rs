@@ -402,15 +402,19 @@ fn release_memoryview(mv: Borrowed<'_>) -> Result<()> {
 /// `Undecided` where memoryview must decide (it unpacks every item).
 fn same_integer_bytes<T: Shipped>(this: This<'_, T>, other: Borrowed<'_>) -> Result<Compared> {
     let layout = this.value.layout();
-    let text = layout.format().as_str();
-    let code = text.trim_start_matches(['@', '=', '<', '>', '!']);
-    let integer = code.len() == 1 && "bBhHiIlLqQnNc".contains(code) && text.len() <= 2;
+    // Bytes, not text: no UTF-8 check or substring search per comparison.
+    let text = layout.format().as_c_str().to_bytes();
+    let code = match text {
+        [b'@' | b'=' | b'<' | b'>' | b'!', code] | [code] => Some(*code),
+        _ => None,
+    };
+    let integer = code.is_some_and(|c| b"bBhHiIlLqQnNc".contains(&c));
     if !integer || !layout.is_c_contiguous() || !convert::check_buffer(other) {
         return Ok(Compared::Undecided);
     }
     // Both views on the stack (`BufferView::with`): an == allocates nothing.
     let compared = BufferView::with(other, flags::FULL_RO, |theirs| {
-        let same_layout = theirs.format().map(CStr::to_bytes) == Some(text.as_bytes())
+        let same_layout = theirs.format().map(CStr::to_bytes) == Some(text)
             && theirs.shape() == Some(layout.shape())
             && theirs.is_contiguous(CopyOrder::C);
         if !same_layout {
