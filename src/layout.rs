@@ -76,7 +76,12 @@ impl Format {
             Ok(n) if n >= 1 => n,
             _ => return Err(LayoutError::ItemSize(itemsize)),
         };
-        if let Some(fixed) = fixed_itemsize(text.to_bytes()) {
+        let bytes = text.to_bytes();
+        if bytes == b"B" && itemsize == 1 {
+            // Every bytes-like object's format, checked without the table.
+            return Ok(Self::bytes());
+        }
+        if let Some(fixed) = fixed_itemsize(bytes) {
             if fixed as isize != itemsize {
                 return Err(LayoutError::FormatSize {
                     format: text.to_string_lossy().into_owned(),
@@ -85,11 +90,8 @@ impl Format {
                 });
             }
         }
-        let byte_format = matches!(
-            text.to_bytes(),
-            b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']
-        );
-        let text = match static_text(text.to_bytes()) {
+        let byte_format = matches!(bytes, b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']);
+        let text = match static_text(bytes) {
             Some(fixed) => Cow::Borrowed(fixed),
             None => Cow::Owned(text.into_owned()),
         };

@@ -850,9 +850,17 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
             layout.ndim()
         )));
     }
-    // On the stack: slicing allocates nothing but the new View and its layout.
-    let mut slices = [(0isize, 0isize, 0isize); bufferkit::layout::MAX_NDIM];
-    for (dim, slot) in slices[..n].iter_mut().enumerate() {
+    // On the stack for up to 4 dimensions: slicing allocates nothing else but the new View and
+    // its layout (zeroing MAX_NDIM entries instead cost 125 instructions per slice).
+    let mut few = [(0isize, 0isize, 0isize); 4];
+    let mut many = Vec::new();
+    let slices: &mut [(isize, isize, isize)] = if n <= few.len() {
+        &mut few[..n]
+    } else {
+        many.resize(n, (0, 0, 0));
+        &mut many
+    };
+    for (dim, slot) in slices.iter_mut().enumerate() {
         let k = if is_tuple {
             // SAFETY: 0 <= dim < n, the size of the tuple `key`, which the caller keeps alive
             // (tuples are immutable: the item stays for the call too).
@@ -878,7 +886,7 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
             unsafe { ffi::PySlice_AdjustIndices(layout.shape()[dim], &mut start, &mut stop, step) };
         *slot = (start, step, len);
     }
-    let slices = &slices[..n];
+    let slices = &*slices;
     // `PySlice_Unpack` ran the slices' `__index__`, which may have released this View:
     // `of_view` checks again. `layout` is fixed at construction, so it is still this View's.
     let sliced = layout.sliced(slices).map_err(common::layout_error)?;
