@@ -32,6 +32,11 @@ pub fn str_ref<'a>(obj: Borrowed<'a>) -> Result<Cow<'a, str>> {
         check_ptr(unsafe { ffi::PyUnicode_AsUTF8AndSize(obj.as_ptr(), &mut size) }.cast_mut())?;
     // SAFETY: `data` points to `size` bytes of UTF-8 (the call above), alive for 'a.
     let bytes: &'a [u8] = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
+    if bytes.is_ascii() {
+        // Formats and keyword names: no UTF-8 validation (about 50 instructions per call).
+        // SAFETY: ASCII bytes are UTF-8.
+        return Ok(Cow::Borrowed(unsafe { core::str::from_utf8_unchecked(bytes) }));
+    }
     Ok(String::from_utf8_lossy(bytes))
 }
 
