@@ -35,7 +35,9 @@ pub fn str_ref<'a>(obj: Borrowed<'a>) -> Result<Cow<'a, str>> {
     if bytes.is_ascii() {
         // Formats and keyword names: no UTF-8 validation (about 50 instructions per call).
         // SAFETY: ASCII bytes are UTF-8.
-        return Ok(Cow::Borrowed(unsafe { core::str::from_utf8_unchecked(bytes) }));
+        return Ok(Cow::Borrowed(unsafe {
+            core::str::from_utf8_unchecked(bytes)
+        }));
     }
     Ok(String::from_utf8_lossy(bytes))
 }

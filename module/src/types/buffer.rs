@@ -146,16 +146,12 @@ fn buffer_vectorcall(
     tp: *mut ffi::PyTypeObject,
     args: FastArgs<'_>,
 ) -> Result<Owned> {
-    if let Some(found) = common::fast_args(&args, 2, 1, BUFFER_NAMES) {
-        return buffer_matched(gil, tp, found);
-    }
-    // The tuple and dict keep the arguments alive for the call.
-    let (args, kwargs) = args.to_tuple_dict(gil)?;
-    buffer_parsed(
+    common::with_fast_args(
         gil,
-        tp,
-        args.as_ptr(),
-        kwargs.as_ref().map_or(ptr::null_mut(), Owned::as_ptr),
+        args,
+        (2, 1, BUFFER_NAMES),
+        |found| buffer_matched(gil, tp, found),
+        |args, kwargs| buffer_parsed(gil, tp, args, kwargs),
     )
 }
 

@@ -76,6 +76,27 @@ pub fn fast_args<const N: usize>(
     )
 }
 
+/// A vectorcall-style call (`tp_vectorcall`, `METH_FASTCALL | METH_KEYWORDS`): `matched` with
+/// the arguments [`fast_args`] matched to `names`, else `parsed` with the same arguments as a
+/// tuple and a dict (or NULL) for CPython's parser and its messages; the tuple and dict live
+/// until `parsed` returns.
+pub fn with_fast_args<const N: usize, R>(
+    gil: Gil<'_>,
+    args: FastArgs<'_>,
+    (max_positional, required, names): (usize, usize, [&CStr; N]),
+    matched: impl FnOnce([*mut ffi::PyObject; N]) -> Result<R>,
+    parsed: impl FnOnce(*mut ffi::PyObject, *mut ffi::PyObject) -> Result<R>,
+) -> Result<R> {
+    if let Some(found) = fast_args(&args, max_positional, required, names) {
+        return matched(found);
+    }
+    let (args, kwargs) = args.to_tuple_dict(gil)?;
+    parsed(
+        args.as_ptr(),
+        kwargs.as_ref().map_or(core::ptr::null_mut(), Owned::as_ptr),
+    )
+}
+
 /// The matching of [`simple_args`] and [`fast_args`]: `n` positional arguments, read by
 /// `positional(i)`, and the `(name, value)` pairs of the keyword ones, borrowed for the call.
 fn match_args<const N: usize>(

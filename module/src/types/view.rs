@@ -599,16 +599,12 @@ fn view_new(
 /// `View(...)` itself on CPython 3.14+ (`tp_vectorcall`, never inherited): no argument tuple,
 /// keyword dict or `type.__call__` in between.
 fn view_vectorcall(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, args: FastArgs<'_>) -> Result<Owned> {
-    if let Some(found) = common::fast_args(&args, 1, 1, VIEW_NAMES) {
-        return view_with(gil, tp, found);
-    }
-    // The tuple and dict keep the arguments alive for the call.
-    let (args, kwargs) = args.to_tuple_dict(gil)?;
-    view_parsed(
+    common::with_fast_args(
         gil,
-        tp,
-        args.as_ptr(),
-        kwargs.as_ref().map_or(ptr::null_mut(), Owned::as_ptr),
+        args,
+        (1, 1, VIEW_NAMES),
+        |found| view_with(gil, tp, found),
+        |args, kwargs| view_parsed(gil, tp, args, kwargs),
     )
 }
 
@@ -901,31 +897,35 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
 /// format, C or Fortran order. Like a slice, it shares this View's export.
 fn view_cast(this: This<'_, View>, args: FastArgs<'_>) -> Result<Owned> {
     const NAMES: [&core::ffi::CStr; 2] = [c"format", c"shape"];
-    if let Some([format, shape]) = common::fast_args(&args, 2, 1, NAMES) {
-        return cast_with(this, format, shape);
-    }
-    // Anything else (a missing or unknown argument, one given twice) gets CPython's own
-    // parser and message; the tuple and dict keep the arguments alive for the call.
-    let (args, kwargs) = args.to_tuple_dict(this.gil)?;
-    let mut names = kwlist(NAMES);
-    let mut found = [ptr::null_mut(); 2];
-    let [format, shape] = &mut found;
-    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call; both
-    // converters are O, storing a borrowed PyObject*.
-    let parsed = unsafe {
-        ffi::PyArg_ParseTupleAndKeywords(
-            args.as_ptr(),
-            kwargs.as_ref().map_or(ptr::null_mut(), Owned::as_ptr),
-            c"O|O:cast".as_ptr(),
-            names.as_mut_ptr() as KwList,
-            format,
-            shape,
-        )
-    };
-    if parsed == 0 {
-        return Err(Error::Raised);
-    }
-    cast_with(this, found[0], found[1])
+    common::with_fast_args(
+        this.gil,
+        args,
+        (2, 1, NAMES),
+        |[format, shape]| cast_with(this, format, shape),
+        |args, kwargs| {
+            // Anything the fast matching declined (a missing or unknown argument, one given
+            // twice) gets CPython's own parser and message.
+            let mut names = kwlist(NAMES);
+            let mut found = [ptr::null_mut(); 2];
+            let [format, shape] = &mut found;
+            // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call; both
+            // converters are O, storing a borrowed PyObject*.
+            let parsed = unsafe {
+                ffi::PyArg_ParseTupleAndKeywords(
+                    args,
+                    kwargs,
+                    c"O|O:cast".as_ptr(),
+                    names.as_mut_ptr() as KwList,
+                    format,
+                    shape,
+                )
+            };
+            if parsed == 0 {
+                return Err(Error::Raised);
+            }
+            cast_with(this, found[0], found[1])
+        },
+    )
 }
 
 /// `view_cast` with its arguments: `format` a borrowed reference, `shape` one or NULL, both
