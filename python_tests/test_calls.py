@@ -152,3 +152,15 @@ def test_cast_fast_and_parsed_paths_agree(args, kwargs):
         # Anything that fits is View(v, format=, shape=): the same View or the same refusal.
         assert got == outcome(lambda: View(v, format=fmt, shape=shape))
     assert v.exports == 0 and not v.released
+
+
+@pytest.mark.parametrize("cls", [View, SubView])
+def test_slices_and_casts_are_views_of_the_module_type(cls):
+    # A slice or cast of a View is made with the View's own type (no module-state lookup);
+    # of a subclass instance, with the module's View type, looked up, as memoryview's slices
+    # are memoryviews.
+    v = cls(bytearray(range(16)))
+    s, c, t = v[2:10:2], v.cast("i"), v[1:][::3]
+    assert (type(s), type(c), type(t)) == (View, View, View)
+    assert bytes(s) == bytes(range(2, 10, 2)) and c.shape == (4,) and bytes(t) == bytes(range(1, 16, 3))
+    assert s.base is c.base is v.base

@@ -700,8 +700,10 @@ def test_calls_after_the_module_was_cleared():
     torn down while its types still have users, e.g. in a ``__del__``), View construction,
     slicing and ``cast`` read NULL types from module state and crashed (SIGSEGV in
     ``Object::create``); ``inspect()`` and pickling a Buffer raised SystemError. They raise
-    ValueError now. ``m_clear`` is called here through the module's ``PyModuleDef``, as the
-    interpreter calls it; an abi3t module (PEP 793, 3.15+) has no ``PyModuleDef``."""
+    ValueError now, where they need the module's state: a slice or cast of a View is made with
+    the View's own type and needs none (issue 15), unless the View is a subclass instance.
+    ``m_clear`` is called here through the module's ``PyModuleDef``, as the interpreter calls
+    it; an abi3t module (PEP 793, 3.15+) has no ``PyModuleDef``."""
     lines = isolated('''
         import ctypes, pickle
         m = sys.modules['bufferkit._bufferkit']
@@ -718,13 +720,21 @@ def test_calls_after_the_module_was_cleared():
             slot = ctypes.sizeof(ctypes.c_void_p)
             base = object.__basicsize__ + 3 * slot       # PyObject: larger free-threaded
             m_clear = ctypes.cast(moddef + base + 6 * slot, ctypes.POINTER(ctypes.c_void_p))[0]
-            v, b = View(bytearray(8)), Buffer(8)
+            class Sub(View):
+                pass
+            v, b, sub = View(bytearray(range(8))), Buffer(8), Sub(bytearray(8))
             # PYFUNCTYPE: called with the GIL held, as the interpreter calls m_clear (a
             # CFUNCTYPE call releases it; a debug build then crashes in the first decref).
             assert ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object)(m_clear)(m) == 0
             gc.collect()
-            for name, call in [('View()', lambda: View(bytearray(8))), ('slice', lambda: v[1:]),
-                               ('cast', lambda: v.cast('B')),
+            # A View's slices and casts are made with its own type: no module state.
+            s, c = v[1:], v.cast('B', (2, 4))
+            assert type(s) is View and bytes(s) == bytes(range(1, 8)), bytes(s)
+            assert type(c) is View and c.shape == (2, 4) and bytes(c) == bytes(range(8))
+            s.release(); c.release()
+            for name, call in [('View()', lambda: View(bytearray(8))),
+                               ('slice of a subclass', lambda: sub[1:]),
+                               ('cast of a subclass', lambda: sub.cast('B')),
                                ('inspect', lambda: m.inspect(b)),
                                ('pickle', lambda: pickle.dumps(b))]:
                 try:
@@ -734,7 +744,7 @@ def test_calls_after_the_module_was_cleared():
                 else:
                     raise AssertionError(f'{name} after m_clear did not raise')
             # What needs no module state goes on working.
-            assert bytes(v) == bytes(8) and len(b) == 8 and v.release() is None
+            assert bytes(v) == bytes(range(8)) and len(b) == 8 and v.release() is None
             print('refused')
         print('DONE')
     ''')

@@ -69,6 +69,9 @@ pub struct View {
     block_len: usize,
     layout: Layout,
     counter: ExportCounter,
+    // Whether the object's type is its module's View type itself (not a subclass): the type
+    // its slices and casts are made with (`family_type`).
+    exact: bool,
     /// Weak references to the object (`__weaklistoffset__`).
     weaklist: common::WeakList,
 }
@@ -469,8 +472,14 @@ fn view_type_of(tp: *mut ffi::PyTypeObject) -> Result<Owned> {
     types_of(tp).map(|types| types.view)
 }
 
-/// Builds a View of the given type from a source.
-fn make(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, source: Source, readonly: bool) -> Result<Owned> {
+/// Builds a View of the given type from a source; `exact`: `tp` is the module's View type.
+fn make(
+    gil: Gil<'_>,
+    tp: *mut ffi::PyTypeObject,
+    exact: bool,
+    source: Source,
+    readonly: bool,
+) -> Result<Owned> {
     let Source {
         held,
         root,
@@ -489,11 +498,13 @@ fn make(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, source: Source, readonly: bool
         block_len,
         layout,
         counter: ExportCounter::new(readonly),
+        exact,
         weaklist: common::WeakList::new(),
     };
-    // SAFETY: `tp` is View or a subclass (callers pass the type `tp_new` got or the module's
-    // View type), whose instances are `Object<View>`; the GIL is held. If creation fails,
-    // `value` is dropped, giving its references up.
+    // SAFETY: `tp` is View or a subclass (callers pass the type `tp_new` or `tp_vectorcall`
+    // got, or the module's View type, which `family_type` may take from a View of that
+    // type), alive for the call, whose instances are `Object<View>`; the GIL is held. If
+    // creation fails, `value` is dropped, giving its references up.
     unsafe { Object::create(gil, tp, value) }
 }
 
@@ -718,7 +729,8 @@ fn view_with(
     } else {
         source
     };
-    make(gil, subtype, source, readonly)
+    let exact = subtype == types.view.as_ptr().cast();
+    make(gil, subtype, exact, source, readonly)
 }
 
 /// What a re-layout needs of the layout it starts from, copied before any argument is read
@@ -888,8 +900,23 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
     let sliced = layout.sliced(slices).map_err(common::layout_error)?;
     let readonly = value.counter.snapshot().readonly();
     let source = Source::of_view(this, sliced)?;
+    family_type(this, |view_type| {
+        make(this.gil, view_type, true, source, readonly)
+    })
+}
+
+/// Runs `f` with the type a slice or cast of `this` is made with: its module's View type.
+/// That is `this`'s own type when it is not a subclass, alive as long as `this` is (the
+/// caller's), with no module state read; else it is looked up, and held for `f`.
+fn family_type<R>(
+    this: This<'_, View>,
+    f: impl FnOnce(*mut ffi::PyTypeObject) -> Result<R>,
+) -> Result<R> {
+    if this.value.exact {
+        return f(this.obj.type_ptr());
+    }
     let view_type = view_type_of(this.obj.type_ptr())?;
-    make(this.gil, view_type.as_ptr().cast(), source, readonly)
+    f(view_type.as_ptr().cast())
 }
 
 /// `v.cast(format, shape=None)`: memoryview's spelling of `View(v, format=format,
@@ -963,8 +990,9 @@ fn cast_with(
     let mut source = Source::of_view(this, layout)?;
     source.block = block;
     source.block_len = block_len;
-    let view_type = view_type_of(this.obj.type_ptr())?;
-    make(this.gil, view_type.as_ptr().cast(), source, readonly)
+    family_type(this, |view_type| {
+        make(this.gil, view_type, true, source, readonly)
+    })
 }
 
 fn view_release(this: This<'_, View>) -> Result<Owned> {
