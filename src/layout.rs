@@ -177,6 +177,17 @@ static STATIC_TEXTS: [[[u8; 3]; CODES.len()]; PREFIXES.len()] = {
     texts
 };
 
+/// Where each byte is in [`CODES`], plus one (0: not a code).
+static CODE_INDEX: [u8; 128] = {
+    let mut index = [0u8; 128];
+    let mut c = 0;
+    while c < CODES.len() {
+        index[CODES[c] as usize] = c as u8 + 1;
+        c += 1;
+    }
+    index
+};
+
 /// The static copy of `text` if it is one of the one-item formats `struct` sizes by itself.
 fn static_text(text: &[u8]) -> Option<&'static CStr> {
     let (prefix, code) = match text {
@@ -184,9 +195,33 @@ fn static_text(text: &[u8]) -> Option<&'static CStr> {
         [prefix, code] => (*prefix, *code),
         _ => return None,
     };
-    let p = PREFIXES.iter().position(|&x| x == prefix)?;
-    let c = CODES.iter().position(|&x| x == code)?;
+    let p = match prefix {
+        0 => 0,
+        b'@' => 1,
+        b'<' => 2,
+        b'>' => 3,
+        b'=' => 4,
+        b'!' => 5,
+        _ => return None,
+    };
+    debug_assert_eq!(PREFIXES[p], prefix);
+    let c = usize::from(*CODE_INDEX.get(usize::from(code))?).checked_sub(1)?;
     CStr::from_bytes_until_nul(&STATIC_TEXTS[p][c]).ok()
+}
+
+/// The format of `text` if it is one item of a size `struct` fixes by itself (`'B'`, `'<i'`,
+/// `'d'`; not the pad byte `'x'`, which is no item), borrowing the static text: what
+/// `Format::from_c_str(text, fixed_itemsize(text))` gives, found once.
+pub(crate) fn fixed_format(text: &[u8]) -> Option<Format> {
+    if text.last() == Some(&b'x') {
+        return None;
+    }
+    let itemsize = fixed_itemsize(text)?;
+    Some(Format {
+        text: Cow::Borrowed(static_text(text)?),
+        itemsize: itemsize as isize,
+        byte_format: matches!(text, b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']),
+    })
 }
 
 /// A checked description of how items lie in one block of memory.
@@ -801,6 +836,14 @@ mod tests {
                 };
                 let f = Format::from_c_str(&CString::new(text.clone()).unwrap(), size).unwrap();
                 assert_eq!(f.as_str(), text);
+                // The shipped constructors' fast path: the same format, found at once.
+                match fixed_format(text.as_bytes()) {
+                    Some(fast) => {
+                        assert_eq!((&fast, fast.byte_format), (&f, f.byte_format), "{text}");
+                        assert!(matches!(fast.text, Cow::Borrowed(_)), "{text}");
+                    }
+                    None => assert!(text.ends_with('x'), "{text}"),
+                }
                 assert!(matches!(f.text, Cow::Borrowed(_)), "{text}");
                 assert_eq!(
                     f,

@@ -130,12 +130,12 @@ pub mod __private {
         unsafe { crate::ffi::slots::releasebuffer_boundary(obj, body) }
     }
 
-    /// `struct.calcsize(text)` where the `struct` module fixes it without being asked (one
-    /// format character, optionally after a byte-order character); `None` otherwise. The
-    /// shipped `Buffer` constructor's fast path.
+    /// The format of `text` if `struct` fixes its size by itself and it is an item (one
+    /// format character, optionally after a byte-order character, not the pad byte `'x'`),
+    /// borrowing a static text; `None` otherwise. The shipped constructors' fast path.
     #[inline]
-    pub fn fixed_itemsize(text: &[u8]) -> Option<usize> {
-        crate::layout::fixed_itemsize(text)
+    pub fn fixed_format(text: &[u8]) -> Option<crate::Format> {
+        crate::layout::fixed_format(text)
     }
 
     /// The export path's admission table (`Request::admit`): the request of `flags` if the
