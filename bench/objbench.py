@@ -98,6 +98,58 @@ def _ops():
 
 OPS = _ops()
 
+# Why a row stays above 1.0 (bufferkit slower than the built-in): where the remaining
+# instructions go and why they are needed, from callgrind profiles of these statements on
+# CPython 3.11 (inclusive instructions per operation, measured 2026-12-04; the profile file of
+# a run has that run's own figures). `report.py` prints the text under the row's ABOVE line.
+WHY = {
+    "make16": "a heap type's instance (tp_alloc through PyType_GetSlot, the type's reference: ~190 "
+              "Ir) and a layout (Layout::contiguous ~240: its shape/strides array, malloc here and "
+              "free on dealloc ~130, the contiguity facts and admission row the export reads); "
+              "bytearray is a static type with no layout. Argument matching ~130 (shape through "
+              "__index__).",
+    "make64k": "the fixed costs of make16 (~700 Ir) next to zeroing 64 KiB.",
+    "make2d": "the fixed costs of make16 (~300-500 Ir) next to zeroing 32 KiB.",
+    "view": "the layout's proof that every byte lies in the base (Layout::strided ~300 Ir, with the "
+            "shape/strides array's malloc; its free ~85 on dealloc), the module's View and "
+            "HeldExport types (state lookup and references ~120), the HeldExport's checks of the "
+            "export (extent, collector flags, class guard ~80), and two heap-type instances "
+            "(~320 to make, ~430 to free) where memoryview's two objects are static-type ones "
+            "with inline arrays.",
+    "slice": "the slice's layout (Layout::sliced, then the bounds proof: ~360 Ir with the "
+             "shape/strides array's malloc), a heap-type View (~250 to make, ~250 to free), and "
+             "sharing the parent's export (~80); memoryview writes its arrays into its own object.",
+    "cast": "a new layout (Layout::contiguous_in ~390 Ir with the shape/strides array's malloc), "
+            "the format's parse (~190; memoryview's cast reads one character) and a heap-type "
+            "View (~250 to make, ~250 to free).",
+    "view_cast": "View(ba)'s costs, a second layout for the new format (~390 Ir) and its parse "
+                 "(~190), and on 3.11-3.13 the keyword dict of a type call (~310; tp_vectorcall "
+                 "removes it on 3.14+).",
+    "make_release": "View(ba)'s costs (see 'view of an object'); release() moves the HeldExport's "
+                    "dealloc into the call.",
+    "release": "View.release() gives the shared export back at once (the HeldExport's dealloc: the "
+               "root's releasebuffer, the collector's untrack and the free, ~160 Ir), where "
+               "memoryview.release() keeps its managed buffer until the memoryview dies: work "
+               "moved, not added ('make + release' counts both).",
+    "close": "Buffer.close() frees the Buffer's 4 KiB (~200 Ir); memoryview.release() frees "
+             "nothing (the bytearray owns its memory).",
+    "eq_buffer": "the slot's boundary, the format and contiguity tests (~60 Ir) and both exports "
+                 "taken through the protocol (BufferView::with, ~150 with their releases) around "
+                 "the same memcmp.",
+    "shape": "the getter's panic boundary and released check (~20 Ir); the tuple is built as "
+             "memoryview builds it.",
+    "nbytes": "the getter's panic boundary and released check (~10 Ir).",
+    "readonly": "the getter's panic boundary and released check (~10 Ir).",
+    "len_view": "the slot's panic boundary and released check (~15 Ir).",
+    "len_buffer": "the slot's panic boundary and closed check (~25 Ir).",
+    "tobytes": "the export and the View's checks (~600 Ir) next to a 64 KiB copy.",
+    "tolist": "the export and the View's checks (~3700 Ir) next to building 65536 ints.",
+    "pickle5": "__reduce_ex__'s fixed cost (importing pickle, a PickleBuffer, the rebuild tuple) "
+               "next to a 1 MiB copy; in time it is at or below bytearray's.",
+    "pickle4": "__reduce_ex__'s fixed cost next to a 1 MiB copy; in time it is at or below "
+               "bytearray's.",
+}
+
 
 def select(keys):
     """The operations named in KEYS (comma-separated; the empty loop always), or every one."""
@@ -207,6 +259,8 @@ def cmd_count(ops, scale):
 def cmd_list(ops):
     for op in ops:
         emit("op", op.key, op.label, op.builtin.label, op.bk.label, op.n)
+        if op.key in WHY:
+            emit("why", op.key, WHY[op.key])
     if numpy is None:
         emit("note", "make2d", "left out: numpy cannot be imported")
     emit("meta", "python", sys.version.split()[0])

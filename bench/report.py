@@ -756,11 +756,12 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
         csv_rows.append([stamp, interp, "objects", row, side, metric, "",
                          "" if value is None else f"{value:.10g}", unit, status])
 
-    above = []
+    above, whys = [], {}
     for tag in tags:
         ops = records(f"{rundir}/obj-{tag}-list.tsv", "op")
         version = dict(records(f"{rundir}/obj-{tag}-list.tsv", "meta")).get("python", "?")
         notes = records(f"{rundir}/obj-{tag}-list.tsv", "note")
+        whys.update({key: why for key, why in records(f"{rundir}/obj-{tag}-list.tsv", "why")})
         times = {(op, side): float(ns) for op, side, ns, *_ in records(f"{rundir}/obj-{tag}-time.tsv", "time")}
         reps = next((r[4] for r in records(f"{rundir}/obj-{tag}-time.tsv", "time")), "?")
         counts = obj_counts(rundir, tag)
@@ -809,6 +810,8 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
         for tag, key, label, ri, rn, ck, extra in above:
             out.append(f"ABOVE {tag} {label}: Ir {fmt_ratio(ri)}{extra}, ns {fmt_ratio(rn)}"
                        + (f" (profile: {os.path.basename(profile_path)})" if ck and ri and ri > 1.0 else ""))
+            if key in whys:
+                out.append(f"      why: {whys[key]}")
             if ck and ri and ri > 1.0:
                 path, n = ck[3], ck[4]
                 ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99", "--auto=no", path],
