@@ -315,9 +315,23 @@ impl Layout {
     ) -> Result<Self, LayoutError> {
         check_shape(shape)?;
         // A size beyond `isize` is the diagnosis, as for `contiguous`, before the bounds.
-        checked_nbytes(&format, shape)?;
+        let nbytes = checked_nbytes(&format, shape)?;
         let mut scratch = Scratch::new(shape.len());
         let strides = contiguous_strides(format.itemsize, shape, order, scratch.get());
+        // A non-empty contiguous layout addresses exactly the bytes [offset, offset + nbytes):
+        // the proof `strided` makes dimension by dimension, in closed form. Anything else
+        // (an empty layout, a range outside the block) goes to `strided` for its checks and
+        // its diagnosis.
+        let fits = nbytes > 0
+            && isize::try_from(block_len).is_ok()
+            && offset >= 0
+            && (offset as usize) <= block_len
+            && block_len - offset as usize >= nbytes as usize;
+        if fits {
+            return Ok(Self::assemble(
+                format, shape, strides, offset, nbytes, block_len,
+            ));
+        }
         Self::strided(format, shape, strides, offset, block_len)
     }
 
@@ -876,6 +890,54 @@ mod tests {
             Layout::contiguous_in(fmt("d", 8), &[1 << 62, 4], Order::C, 0, 16),
             Err(LayoutError::TooManyBytes { .. })
         ));
+    }
+
+    #[test]
+    fn contiguous_in_decides_as_strided_does() {
+        // The closed-form bounds test of `contiguous_in` against the dimension-by-dimension
+        // proof of `strided` with the same strides: the same layout, or the same refusal.
+        let shapes: &[&[isize]] = &[
+            &[],
+            &[0],
+            &[1],
+            &[5],
+            &[3, 2],
+            &[2, 0, 3],
+            &[1, 4, 1],
+            &[2, 2, 2],
+        ];
+        for (text, size) in [("B", 1), ("h", 2), ("d", 8)] {
+            for &shape in shapes {
+                for order in [Order::C, Order::F] {
+                    let strides = Layout::contiguous(fmt(text, size), shape, order)
+                        .unwrap()
+                        .strides()
+                        .to_vec();
+                    for block_len in [0usize, 1, 7, 8, 16, 40, 64] {
+                        for offset in [-1isize, 0, 1, 2, 8, 16, 40, 64, 65] {
+                            let fast = Layout::contiguous_in(
+                                fmt(text, size),
+                                shape,
+                                order,
+                                offset,
+                                block_len,
+                            );
+                            let slow = Layout::strided(
+                                fmt(text, size),
+                                shape,
+                                &strides,
+                                offset,
+                                block_len,
+                            );
+                            assert_eq!(
+                                fast, slow,
+                                "{text} {shape:?} {order:?} {offset} {block_len}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
