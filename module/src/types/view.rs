@@ -654,6 +654,9 @@ fn view_parsed(
 
 /// `View(...)` with its arguments matched to [`VIEW_NAMES`]: each NULL (not given) or a
 /// reference borrowed for the call.
+// Inlined into its three callers: as a call of its own, `View(ba)` cost 23 instructions more
+// (`make bench`, 2491 against 2468 on 3.11).
+#[inline(always)]
 fn view_with(
     gil: Gil<'_>,
     subtype: *mut ffi::PyTypeObject,
