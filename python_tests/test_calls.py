@@ -156,9 +156,8 @@ def test_cast_fast_and_parsed_paths_agree(args, kwargs):
 
 @pytest.mark.parametrize("cls", [View, SubView])
 def test_slices_and_casts_are_views_of_the_module_type(cls):
-    # A slice or cast of a View is made with the View's own type (no module-state lookup);
-    # of a subclass instance, with the module's View type, looked up, as memoryview's slices
-    # are memoryviews.
+    # A slice or cast is made with the module's View type, which the shared export keeps (no
+    # module-state lookup), for a subclass instance too: memoryview's slices are memoryviews.
     v = cls(bytearray(range(16)))
     s, c, t = v[2:10:2], v.cast("i"), v[1:][::3]
     assert (type(s), type(c), type(t)) == (View, View, View)

@@ -69,9 +69,6 @@ pub struct View {
     block_len: usize,
     layout: Layout,
     counter: ExportCounter,
-    // Whether the object's type is its module's View type itself (not a subclass): the type
-    // its slices and casts are made with (`family_type`).
-    exact: bool,
     /// Weak references to the object (`__weaklistoffset__`).
     weaklist: common::WeakList,
 }
@@ -109,9 +106,10 @@ pub struct HeldExport {
     // drop. It lives in the object's memory and never moves (some exporters point `shape` into
     // the Py_buffer itself). `gc`, `guard` and `class_guard` are written once, by `acquire`,
     // after the export is filled; the guards are NULL or strong references the collector is
-    // not shown, dropped after the export is given back. The
-    // all-zero value is valid (nothing held), which is what a `HeldExport` made any other way
-    // holds.
+    // not shown, dropped after the export is given back. `view_type` is a strong reference
+    // from the object's creation by `acquire` (the collector is shown it), dropped after the
+    // export. The all-zero value is valid (nothing held), which is what a `HeldExport` made
+    // any other way holds.
     export: UnsafeCell<ffi::Py_buffer>,
     gc: Cell<GcRefs>,
     guard: Cell<*mut ffi::PyObject>,
@@ -121,6 +119,10 @@ pub struct HeldExport {
     // Whether the root (the object asked for the export) is shown to the collector by the
     // Views holding it; decided with `gc`.
     root_shown: Cell<bool>,
+    // The module's View type, which the family's slices and casts are made with: a strong
+    // reference, written once by `acquire` (NULL before), shown to the collector, dropped
+    // after the export is given back. Reading it needs no module state.
+    view_type: Cell<*mut ffi::PyObject>,
 }
 
 /// Whether the collector is shown the export's object, decided once, so that `tp_traverse`
@@ -140,6 +142,7 @@ impl Drop for HeldExport {
         for guard in [
             self.guard.replace(ptr::null_mut()),
             self.class_guard.replace(ptr::null_mut()),
+            self.view_type.replace(ptr::null_mut()),
         ] {
             if !guard.is_null() {
                 // SAFETY: our strong reference, dropped after the export it protected; drop
@@ -179,12 +182,8 @@ impl HeldExport {
     /// A new `HeldExport` (of type `tp`, the module's) of `base`'s buffer for the full request
     /// (writable or read-only), refused unless a View can re-export it: no suboffsets, a sane
     /// ndim, itemsize and len.
-    fn acquire(
-        gil: Gil<'_>,
-        tp: *mut ffi::PyTypeObject,
-        base: Borrowed<'_>,
-        writable: bool,
-    ) -> Result<Owned> {
+    fn acquire(gil: Gil<'_>, types: &Types, base: Borrowed<'_>, writable: bool) -> Result<Owned> {
+        let tp = types.held.as_ptr().cast::<ffi::PyTypeObject>();
         let empty = HeldExport {
             // SAFETY: an all-zero Py_buffer is the empty one (`Py_buffer::new` is the same).
             export: UnsafeCell::new(ffi::Py_buffer::new()),
@@ -192,6 +191,7 @@ impl HeldExport {
             guard: Cell::new(ptr::null_mut()),
             class_guard: Cell::new(ptr::null_mut()),
             root_shown: Cell::new(false),
+            view_type: Cell::new(Owned::from_borrowed(types.view.borrow()).into_raw()),
         };
         // SAFETY: `tp` is the module's HeldExport type (caller), whose instances are
         // `Object<HeldExport>`; the GIL is held.
@@ -307,6 +307,14 @@ impl HeldExport {
 
 /// `tp_traverse` of a HeldExport: the export's reference, unless [`gc_refs`] hid it.
 fn held_traverse(value: &HeldExport, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
+    let view_type = value.view_type.get();
+    if !view_type.is_null() {
+        // SAFETY: our strong reference to a type; `visit` is the GC's callback.
+        let r = unsafe { visit(view_type, arg) };
+        if r != 0 {
+            return r;
+        }
+    }
     let obj = value.export().obj;
     if value.gc.get().export && !obj.is_null() {
         // SAFETY: the export's strong reference; `visit` is the GC's callback.
@@ -349,7 +357,7 @@ impl Source {
     fn acquire(gil: Gil<'_>, types: &Types, base: Borrowed<'_>, writable: bool) -> Result<Self> {
         match as_view(gil, types.view.as_ptr().cast(), base) {
             Some(parent) => Self::of_view(parent, parent.value.layout.clone()),
-            None => Self::from_exporter(gil, types.held.as_ptr().cast(), base, writable),
+            None => Self::from_exporter(gil, types, base, writable),
         }
     }
 
@@ -366,13 +374,25 @@ impl Source {
         })
     }
 
+    /// The module's View type, which a View made from this source's export shares with the
+    /// View the export was taken for: kept by the held export, so no module state is read.
+    fn view_type(&self) -> Result<Owned> {
+        // SAFETY: `held` is an `Object<HeldExport>` (see the field), kept alive by this source.
+        let value = unsafe { Object::<HeldExport>::value_of(self.held.as_ptr()) };
+        // SAFETY: NULL or the HeldExport's strong reference, alive while it is; a reference of
+        // our own is taken before anything runs.
+        unsafe { Borrowed::from_ptr(value.view_type.get()) }
+            .map(Owned::from_borrowed)
+            .ok_or_else(|| Error::system_error("a View's shared export has no View type"))
+    }
+
     fn from_exporter(
         gil: Gil<'_>,
-        held_type: *mut ffi::PyTypeObject,
+        types: &Types,
         base: Borrowed<'_>,
         writable: bool,
     ) -> Result<Self> {
-        let held = HeldExport::acquire(gil, held_type, base, writable)?;
+        let held = HeldExport::acquire(gil, types, base, writable)?;
         // SAFETY: `acquire` returns an `Object<HeldExport>`, kept alive by `held`.
         let value = unsafe { Object::<HeldExport>::value_of(held.as_ptr()) };
         let export = value.export();
@@ -467,19 +487,8 @@ fn types_of(tp: *mut ffi::PyTypeObject) -> Result<Types> {
     }
 }
 
-/// The View type of the bufferkit module that made `tp` (or its bufferkit base).
-fn view_type_of(tp: *mut ffi::PyTypeObject) -> Result<Owned> {
-    types_of(tp).map(|types| types.view)
-}
-
-/// Builds a View of the given type from a source; `exact`: `tp` is the module's View type.
-fn make(
-    gil: Gil<'_>,
-    tp: *mut ffi::PyTypeObject,
-    exact: bool,
-    source: Source,
-    readonly: bool,
-) -> Result<Owned> {
+/// Builds a View of the given type from a source.
+fn make(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, source: Source, readonly: bool) -> Result<Owned> {
     let Source {
         held,
         root,
@@ -498,12 +507,11 @@ fn make(
         block_len,
         layout,
         counter: ExportCounter::new(readonly),
-        exact,
         weaklist: common::WeakList::new(),
     };
     // SAFETY: `tp` is View or a subclass (callers pass the type `tp_new` or `tp_vectorcall`
-    // got, or the module's View type, which `family_type` may take from a View of that
-    // type), alive for the call, whose instances are `Object<View>`; the GIL is held. If
+    // got, or the module's View type, which a source's held export keeps), alive for the
+    // call, whose instances are `Object<View>`; the GIL is held. If
     // creation fails, `value` is dropped, giving its references up.
     unsafe { Object::create(gil, tp, value) }
 }
@@ -732,8 +740,7 @@ fn view_with(
     } else {
         source
     };
-    let exact = subtype == types.view.as_ptr().cast();
-    make(gil, subtype, exact, source, readonly)
+    make(gil, subtype, source, readonly)
 }
 
 /// What a re-layout needs of the layout it starts from, copied before any argument is read
@@ -903,23 +910,8 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
     let sliced = layout.sliced(slices).map_err(common::layout_error)?;
     let readonly = value.counter.snapshot().readonly();
     let source = Source::of_view(this, sliced)?;
-    family_type(this, |view_type| {
-        make(this.gil, view_type, true, source, readonly)
-    })
-}
-
-/// Runs `f` with the type a slice or cast of `this` is made with: its module's View type.
-/// That is `this`'s own type when it is not a subclass, alive as long as `this` is (the
-/// caller's), with no module state read; else it is looked up, and held for `f`.
-fn family_type<R>(
-    this: This<'_, View>,
-    f: impl FnOnce(*mut ffi::PyTypeObject) -> Result<R>,
-) -> Result<R> {
-    if this.value.exact {
-        return f(this.obj.type_ptr());
-    }
-    let view_type = view_type_of(this.obj.type_ptr())?;
-    f(view_type.as_ptr().cast())
+    let view_type = source.view_type()?;
+    make(this.gil, view_type.as_ptr().cast(), source, readonly)
 }
 
 /// `v.cast(format, shape=None)`: memoryview's spelling of `View(v, format=format,
@@ -993,9 +985,8 @@ fn cast_with(
     let mut source = Source::of_view(this, layout)?;
     source.block = block;
     source.block_len = block_len;
-    family_type(this, |view_type| {
-        make(this.gil, view_type, true, source, readonly)
-    })
+    let view_type = source.view_type()?;
+    make(this.gil, view_type.as_ptr().cast(), source, readonly)
 }
 
 fn view_release(this: This<'_, View>) -> Result<Owned> {
