@@ -15,7 +15,9 @@
 //! root is locked until the last of them is released, no View ever chains to another, and
 //! making one takes no export and runs no Python code. The `HeldExport` is a Python object so
 //! that the garbage collector sees the reference the export holds exactly once, however many
-//! Views share it.
+//! Views share it. It also keeps the module's View type, which slices and casts are made with,
+//! so making them reads no module state (issue 15: the lookup cost more than the slice's own
+//! checks).
 //!
 //! # Re-entrancy and threads
 //!
