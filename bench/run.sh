@@ -256,23 +256,6 @@ if [ "$ft" = auto ]; then
   [ -n "$ft" ] || echo -e "skip\tthreads\tno free-threaded CPython at $BK_CACHE/cpython-3.*t (scripts/pythons.sh makes one)" >>"$run/meta.tsv"
 fi
 
-# valgrind_for SPEC: the valgrind command line start for SPEC's environment. In the sid chroot,
-# a copy of this machine's valgrind under build/bench/vg (its launcher runs on sid's newer C
-# library; the tool itself is a static executable), found through VALGRIND_LIB.
-valgrind_for() {
-  if [ "$(spec_env "$1")" = host ]; then echo valgrind; return; fi
-  local real lib d vg="$BK_ROOT/build/bench/vg"
-  real=$(command -v valgrind.bin || command -v valgrind)
-  for d in /usr/libexec/valgrind /usr/lib/x86_64-linux-gnu/valgrind /usr/lib/valgrind /usr/local/libexec/valgrind; do
-    [ -x "$d/callgrind-amd64-linux" ] && { lib=$d; break; }
-  done
-  [ -n "${lib:-}" ] || fail "no callgrind-amd64-linux found to copy into the chroot"
-  mkdir -p "$vg/lib"
-  cp -u "$real" "$vg/valgrind.bin"
-  cp -u "$lib/callgrind-amd64-linux" "$lib/vgpreload_core-amd64-linux.so" "$lib/default.supp" "$vg/lib/"
-  echo "env VALGRIND_LIB=$vg/lib $vg/valgrind.bin"
-}
-
 obj_tags=()
 obj_level() { # obj_level SPEC: bench/objbench.py time and count on SPEC
   local spec=$1 exe tag kind vpy out pkg inc suffix vg
@@ -296,7 +279,7 @@ obj_level() { # obj_level SPEC: bench/objbench.py time and count on SPEC
   "${PIN[@]}" bash -c '. scripts/lib.sh; in_env "$@"' _ "$spec" "${envv[@]}" "$vpy" bench/objbench.py time "${OBJ_TIME[@]}" \
     $( [ "$clock" = wall ] && echo --wall ) >"$run/obj-$tag-time.tsv" 2>>"$log" || fail "objbench time ($tag)"
   say "$tag: object operations under callgrind (bench/objbench.py count ${OBJ_COUNT[*]})"
-  vg=$(valgrind_for "$spec")
+  vg=$(valgrind_for "$spec") || fail "no valgrind for $spec"
   mkdir -p "$run/cg-obj-$tag"
   in_env "$spec" "${envv[@]}" $vg --tool=callgrind --collect-atstart=no --toggle-collect=bk_obj_run \
     --dump-after=bk_obj_run --dump-instr=no --compress-strings=no --compress-pos=no \

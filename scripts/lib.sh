@@ -162,6 +162,26 @@ pyo3_gate() {
   if [ "$(build_kind "$1")" = cp313t ]; then export UNSAFE_PYO3_SKIP_VERSION_CHECK=1; fi
 }
 
+# valgrind_for SPEC -> the valgrind command line start for SPEC's environment (`make bench`'s
+# callgrind, `make sanitize`'s memcheck). In the sid chroot, a copy of this machine's valgrind
+# under build/vg (its launcher runs on sid's newer C library; the tools are static
+# executables), found through VALGRIND_LIB. Non-zero, with the reason on stderr, when there is
+# none to copy.
+valgrind_for() {
+  if [ "$(spec_env "$1")" = host ]; then echo valgrind; return; fi
+  local real lib d vg="$BK_ROOT/build/vg"
+  real=$(command -v valgrind.bin || command -v valgrind) || { echo "no valgrind on this machine" >&2; return 1; }
+  for d in /usr/libexec/valgrind /usr/lib/x86_64-linux-gnu/valgrind /usr/lib/valgrind /usr/local/libexec/valgrind; do
+    [ -x "$d/callgrind-amd64-linux" ] && { lib=$d; break; }
+  done
+  [ -n "${lib:-}" ] || { echo "no valgrind tools (callgrind-amd64-linux) found to copy into the chroot" >&2; return 1; }
+  mkdir -p "$vg/lib"
+  cp -u "$real" "$vg/valgrind.bin"
+  cp -u "$lib"/callgrind-amd64-linux "$lib"/memcheck-amd64-linux "$lib"/vgpreload_core-amd64-linux.so \
+    "$lib"/vgpreload_memcheck-amd64-linux.so "$lib"/default.supp "$vg/lib/"
+  echo "env VALGRIND_LIB=$vg/lib $vg/valgrind.bin"
+}
+
 # find_pythons -> the newest installed patch release of each CPython 3.9 ... 3.13 (pyenv),
 # one path a line, oldest minor first. Never hard-codes a patch version.
 find_pythons() {

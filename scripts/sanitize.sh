@@ -12,6 +12,9 @@
 #      On 3.9 (the version-specific build) and the newest 3.12+ (the abi3 module, the very
 #      file 3.11 and 3.13 load). Not on 3.11: CPython 3.11.7 itself reports uninitialised
 #      reads everywhere (see scripts/valgrind-python.supp).
+#      c. the newest CPython of the sid chroot (3.14+), with the same abi3 build: the calls
+#         only 3.14+ makes (tp_vectorcall), through test_calls.py, test_view.py,
+#         test_buffer.py and test_bad_input.py.
 #      Passes when valgrind reports zero errors. Every error block is also classified: one
 #      with a frame in _bufferkit*.so or a bufferkit:: symbol is bufferkit's, and listed.
 #   2. the whole Python suite (python_tests/, the fast stress variants included) under
@@ -27,7 +30,7 @@
 #      cannot be made): the C tests and stress/test_threads.py with PYTHON_GIL=0, zero reports.
 #
 # Prints one line per step and "N passed, M failed" last; logs in build/logs/sanitize/.
-# Bounded: about 9-10 minutes on 2 cores, the debug-info builds included.
+# Bounded: about 10-15 minutes on 2 cores, the debug-info builds included.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$BK_ROOT"
@@ -131,6 +134,46 @@ for py in "${vg_pythons[@]}"; do
   result "$c" "valgrind $tag: C tests"
   result "$p" "valgrind $tag: Python subset"
 done
+
+# --- 1c. valgrind on the newest CPython of the sid chroot (3.14+) -----------------------------
+# What only 3.14+ runs: `View(...)` and `Buffer(...)` through tp_vectorcall (issue 15), with
+# the abi3 module of step 1 (the very file every 3.11+ loads). The suite's call paths, View and
+# Buffer files and the bad-input table, about 5 minutes under valgrind. Memcheck needs the
+# dynamic linker's symbols, which sid strips: libc6-dbg goes into the chroot when missing.
+sid_root="$BK_CACHE/sid"
+sid_py=$(ls "$sid_root"/usr/bin/ 2>/dev/null | grep -E '^python3\.[0-9]+$' | sort -V | tail -n 1)
+if [ -z "$sid_py" ]; then
+  echo "skip  valgrind sid: no sid chroot with a python3.N at $sid_root (scripts/pythons.sh makes it)"
+elif [ ! -d "$BK_ROOT/build/sanitize/abi3" ]; then
+  echo "skip  valgrind sid: no abi3 debug-info build (step 1 makes it on the newest 3.12+)"
+else
+  spec="sid:/usr/bin/$sid_py"
+  tag=$(py_tag "$spec")
+  echo "==> valgrind memcheck: $tag (abi3, debug-info build; the calls 3.14+ makes)"
+  ok=1
+  if ! ls "$sid_root"/usr/lib/debug/.build-id >/dev/null 2>&1; then
+    sid_run "$sid_root" / env DEBIAN_FRONTEND=noninteractive sh -c \
+      "apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends libc6-dbg" \
+      >"$log/apt-sid-libc6-dbg.txt" 2>&1 || { ok=0; echo "     cannot install libc6-dbg in the chroot (log: ${log#$BK_ROOT/}/apt-sid-libc6-dbg.txt)"; }
+  fi
+  vg=$(valgrind_for "$spec" 2>"$log/valgrind-for-$tag.txt") || { ok=0; cat "$log/valgrind-for-$tag.txt"; }
+  vpy=$(in_env "$spec" bash -c '. scripts/lib.sh; ensure_venv "$1"' _ "/usr/bin/$sid_py" 2>"$log/venv-$tag.txt") ||
+    { ok=0; tail -n 5 "$log/venv-$tag.txt"; }
+  if [ "$ok" = 1 ]; then
+    # shellcheck disable=SC2086 # $vg is the words of a command line
+    in_env "$spec" env PYTHONMALLOC=malloc PYTHONPATH="$BK_ROOT/build/sanitize/abi3" \
+      $vg -q --tool=memcheck --leak-check=no --num-callers=40 --suppressions="$supp" \
+      "$vpy" -m pytest -q -p no:cacheprovider python_tests/test_calls.py python_tests/test_view.py \
+      python_tests/test_buffer.py python_tests/test_bad_input.py >"$log/valgrind-pytest-$tag.txt" 2>&1
+    rc=$?
+    tail -n 1 "$log/valgrind-pytest-$tag.txt" | sed 's/^/     pytest: /'
+    valgrind_verdict "$log/valgrind-pytest-$tag.txt" "Python subset"; v=$?
+    [ "$rc" -ne 0 ] && echo "     (pytest exited $rc: make test reports the failing tests)"
+    result $(( v != 0 || rc > 1 )) "valgrind $tag: Python subset"
+  else
+    result 1 "valgrind $tag: Python subset"
+  fi
+fi
 
 # --- 2. -X dev, PYTHONMALLOC=debug ------------------------------------------------------------
 echo "==> python -X dev, PYTHONMALLOC=debug: the whole suite, every interpreter"
