@@ -703,8 +703,9 @@ def test_calls_after_the_module_was_cleared():
     ValueError now, where they need the module's state: a slice or cast of a View (or of a View
     subclass instance) is made with the View type its shared export keeps, and needs none
     (issue 15).
-    ``m_clear`` is called here through the module's ``PyModuleDef``, as the interpreter calls
-    it; an abi3t module (PEP 793, 3.15+) has no ``PyModuleDef``."""
+    The clear function is called as the interpreter calls it: the ``m_clear`` of the module's
+    ``PyModuleDef``, or, for the abi3t module (PEP 793, 3.15+), which has none, the
+    ``Py_mod_state_clear`` slot of the array its ``PyModExport__bufferkit`` returns."""
     lines = isolated('''
         import ctypes, pickle
         m = sys.modules['bufferkit._bufferkit']
@@ -712,44 +713,58 @@ def test_calls_after_the_module_was_cleared():
         api.PyModule_GetDef.restype = ctypes.c_void_p
         api.PyModule_GetDef.argtypes = [ctypes.py_object]
         moddef = api.PyModule_GetDef(m)
-        if not moddef:
-            api.PyErr_Clear()
-            print('no PyModuleDef')
-        else:
+        if moddef:
             # PyModuleDef: PyModuleDef_Base (PyObject, m_init, m_index, m_copy), then m_name,
             # m_doc, m_size, m_methods, m_slots, m_traverse, m_clear.
             slot = ctypes.sizeof(ctypes.c_void_p)
             base = object.__basicsize__ + 3 * slot       # PyObject: larger free-threaded
             m_clear = ctypes.cast(moddef + base + 6 * slot, ctypes.POINTER(ctypes.c_void_p))[0]
-            class Sub(View):
-                pass
-            v, b, sub = View(bytearray(range(8))), Buffer(8), Sub(bytearray(8))
-            # PYFUNCTYPE: called with the GIL held, as the interpreter calls m_clear (a
-            # CFUNCTYPE call releases it; a debug build then crashes in the first decref).
-            assert ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object)(m_clear)(m) == 0
-            gc.collect()
-            # Slices and casts are made with the View type their shared export keeps: no
-            # module state, for a View and for a subclass instance alike.
-            for w in (v, sub):
-                s, c = w[1:], w.cast('B', (2, 4))
-                assert type(s) is View and bytes(s) == bytes(w)[1:], bytes(s)
-                assert type(c) is View and c.shape == (2, 4) and bytes(c) == bytes(w)
-                s.release(); c.release()
-            for name, call in [('View()', lambda: View(bytearray(8))),
-                               ('inspect', lambda: m.inspect(b)),
-                               ('pickle', lambda: pickle.dumps(b))]:
-                try:
-                    call()
-                except ValueError as e:
-                    assert 'module has been cleared' in str(e), (name, e)
-                else:
-                    raise AssertionError(f'{name} after m_clear did not raise')
-            # What needs no module state goes on working.
-            assert bytes(v) == bytes(range(8)) and len(b) == 8 and v.release() is None
-            print('refused')
+            how = 'PyModuleDef.m_clear'
+        else:
+            api.PyErr_Clear()
+            # PEP 793: struct PySlot {uint16 sl_id; uint16 sl_flags; uint32 reserved;
+            # union {void *sl_ptr; ...}} (Include/slots.h), ended by id 0 (Py_slot_end);
+            # Py_mod_state_clear is 105 (Include/slots_generated.h, 3.15).
+            class PySlot(ctypes.Structure):
+                _fields_ = [('id', ctypes.c_uint16), ('flags', ctypes.c_uint16),
+                            ('reserved', ctypes.c_uint32), ('ptr', ctypes.c_void_p)]
+            export = ctypes.PyDLL(m.__file__).PyModExport__bufferkit
+            export.restype = ctypes.POINTER(PySlot)
+            slots = export()
+            i, m_clear = 0, None
+            while slots[i].id != 0:
+                if slots[i].id == 105:
+                    m_clear = slots[i].ptr
+                i += 1
+            assert m_clear, 'no Py_mod_state_clear slot'
+            how = 'Py_mod_state_clear'
+        class Sub(View):
+            pass
+        v, b, sub = View(bytearray(range(8))), Buffer(8), Sub(bytearray(8))
+        # PYFUNCTYPE: called with the GIL held, as the interpreter calls m_clear (a
+        # CFUNCTYPE call releases it; a debug build then crashes in the first decref).
+        assert ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object)(m_clear)(m) == 0
+        gc.collect()
+        # Slices and casts are made with the View type their shared export keeps: no
+        # module state, for a View and for a subclass instance alike.
+        for w in (v, sub):
+            s, c = w[1:], w.cast('B', (2, 4))
+            assert type(s) is View and bytes(s) == bytes(w)[1:], bytes(s)
+            assert type(c) is View and c.shape == (2, 4) and bytes(c) == bytes(w)
+            s.release(); c.release()
+        for name, call in [('View()', lambda: View(bytearray(8))),
+                           ('inspect', lambda: m.inspect(b)),
+                           ('pickle', lambda: pickle.dumps(b))]:
+            try:
+                call()
+            except ValueError as e:
+                assert 'module has been cleared' in str(e), (name, e)
+            else:
+                raise AssertionError(f'{name} after m_clear did not raise')
+        # What needs no module state goes on working.
+        assert bytes(v) == bytes(range(8)) and len(b) == 8 and v.release() is None
+        print('refused through', how)
         print('DONE')
     ''')
-    assert lines in (['refused'], ['no PyModuleDef']), lines
-    if lines == ['no PyModuleDef']:
-        pytest.skip('the abi3t module is exported through PyModExport (PEP 793): no '
-                    'PyModuleDef whose m_clear could be called')
+    assert lines in (['refused through PyModuleDef.m_clear'],
+                     ['refused through Py_mod_state_clear']), lines
