@@ -90,7 +90,7 @@ impl Format {
                 });
             }
         }
-        let byte_format = matches!(bytes, b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']);
+        let byte_format = is_byte_format(bytes);
         let text = match static_text(bytes) {
             Some(fixed) => Cow::Borrowed(fixed),
             None => Cow::Owned(text.into_owned()),
@@ -209,6 +209,13 @@ fn static_text(text: &[u8]) -> Option<&'static CStr> {
     CStr::from_bytes_until_nul(&STATIC_TEXTS[p][c]).ok()
 }
 
+/// Whether `text` is unsigned bytes (`'B'`, with or without a byte-order character):
+/// `Facts::byte_format`, the one format a request may ask for without a shape.
+#[inline(always)]
+fn is_byte_format(text: &[u8]) -> bool {
+    matches!(text, b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B'])
+}
+
 /// The format of `text` if it is one item of a size `struct` fixes by itself (`'B'`, `'<i'`,
 /// `'d'`; not the pad byte `'x'`, which is no item), borrowing the static text: what
 /// `Format::from_c_str(text, fixed_itemsize(text))` gives, found once.
@@ -220,7 +227,7 @@ pub(crate) fn fixed_format(text: &[u8]) -> Option<Format> {
     Some(Format {
         text: Cow::Borrowed(static_text(text)?),
         itemsize: itemsize as isize,
-        byte_format: matches!(text, b"B" | [b'@' | b'=' | b'<' | b'>' | b'!', b'B']),
+        byte_format: is_byte_format(text),
     })
 }
 
