@@ -246,7 +246,9 @@ pub const MEMBER_END: ffi::PyMemberDef = ffi::PyMemberDef {
 
 /// A shipped exporter type: its layout, and the word for "no longer usable".
 pub trait Shipped: BufferExporter {
-    /// The layout it exports.
+    /// The layout it exports: fixed from construction to deallocation (closing or releasing
+    /// leaves it), so a borrow of it may span calls that run Python code while the object is
+    /// kept alive.
     fn layout(&self) -> &Layout;
 }
 
@@ -422,6 +424,9 @@ fn release_memoryview(mv: Borrowed<'_>) -> Result<()> {
 /// not so for floats, where NaN differs from itself and 0.0 equals -0.0, nor for `'?'`).
 /// `Undecided` where memoryview must decide (it unpacks every item).
 fn same_integer_bytes<T: Shipped>(this: This<'_, T>, other: Borrowed<'_>) -> Result<Compared> {
+    // Read again after `other`'s export, which may run Python code: a shipped object's layout
+    // is fixed from construction to deallocation (closing or releasing leaves it), and the
+    // caller keeps `this` alive for the call.
     let layout = this.value.layout();
     // Bytes, not text: no UTF-8 check or substring search per comparison.
     let text = layout.format().as_c_str().to_bytes();
