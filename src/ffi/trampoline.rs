@@ -202,8 +202,10 @@ impl<'py> FastArgs<'py> {
         // SAFETY: the GIL is held.
         let dict = unsafe { Owned::from_new(ffi::PyDict_New()) }?;
         for (name, value) in self.keywords() {
-            // SAFETY: live objects; PyDict_SetItem takes references of its own. The names are
-            // str (hashable, with no Python-level `__eq__`).
+            // SAFETY: live objects; PyDict_SetItem takes references of its own. A name may be
+            // a str subclass whose `__hash__` or `__eq__` runs Python code: nothing here is
+            // borrowed from an object's state (the arguments are the caller's, alive for the
+            // call, and only the new dict is written).
             if unsafe { ffi::PyDict_SetItem(dict.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0 {
                 return Err(Error::Raised);
             }
