@@ -99,49 +99,87 @@ def _ops():
 OPS = _ops()
 
 # Why a row stays above 1.0 (bufferkit slower than the built-in): where the remaining
-# instructions go and why they are needed, from callgrind profiles of these statements on
-# CPython 3.11 (inclusive instructions per operation, measured 2026-12-04; the profile file of
-# a run has that run's own figures). `report.py` prints the text under the row's ABOVE line.
+# instructions go, from callgrind profiles of these statements on CPython 3.11 (inclusive
+# instructions per operation, measured 2026-12-04; the profile file of a run has that run's
+# own figures), each tied to the rule of the project that makes it necessary (RULES, printed
+# once above the ABOVE lines). `report.py` prints the text under the row's ABOVE line.
+RULES = {
+    "stable ABI": "the types are heap types made from a PyType_Spec, one abi3 module for 3.11+ "
+                  "(the project's design): the type is opaque, so tp_alloc and tp_free are read "
+                  "through PyType_GetSlot; each instance holds a reference to its type; a heap "
+                  "type gets tp_vectorcall only from 3.14 (used there), so on 3.11-3.13 a call "
+                  "goes through type.__call__, keywords in a dict. "
+                  "memoryview and bytearray are static types allocated with CPython's internal "
+                  "calls.",
+    "proved layouts": "every layout is proved to lie inside its memory when it is made (issue 15: "
+                      "'every layout is still proved in bounds'), and its contiguity and request "
+                      "row are found once for the exports; memoryview takes its exporter's "
+                      "shape and strides on trust and derives a slice's or a cast's without a "
+                      "proof.",
+    "export floor": "an export reads shape and strides through one pointer of the layout (96 "
+                    "instructions per pair, which must not regress), so the arrays have an "
+                    "allocation of their own, made with the layout and freed with it; arrays "
+                    "inside the object would cost every export a test for where they are, or "
+                    "need a self-referential layout pinned in the object.",
+    "shared export": "a View and its slices share one export of the root (issue 13) in an "
+                     "object of its own, which the collector sees once per holder and which "
+                     "gives the root back when its last user goes; View(obj) makes two objects, "
+                     "as memoryview(obj) does (its managed buffer), both heap-type instances.",
+    "module isolation": "types live in their module's state (PEP 489/630: one module per "
+                        "interpreter, subinterpreters), so View(obj) finds its types from the "
+                        "called type's module; PyType_GetModuleByDef, one call, is in the stable "
+                        "ABI only from 3.13.",
+    "panic boundary": "every call from C into Rust catches panics (unwinding into C is undefined "
+                      "behaviour) and refuses a released View or a closed Buffer.",
+}
+
 WHY = {
-    "make16": "a heap type's instance (tp_alloc through PyType_GetSlot, the type's reference: ~190 "
-              "Ir) and a layout (Layout::contiguous ~240: its shape/strides array, malloc here and "
-              "free on dealloc ~130, the contiguity facts and admission row the export reads); "
-              "bytearray is a static type with no layout. Argument matching ~130 (shape through "
-              "__index__).",
-    "make64k": "the fixed costs of make16 (~700 Ir) next to zeroing 64 KiB.",
-    "make2d": "the fixed costs of make16 (~300-500 Ir) next to zeroing 32 KiB.",
-    "view": "the layout's proof that every byte lies in the base (Layout::strided ~300 Ir, with the "
-            "shape/strides array's malloc; its free ~85 on dealloc), the module's View and "
-            "HeldExport types (state lookup and references ~120), the HeldExport's checks of the "
-            "export (extent, collector flags, class guard ~80), and two heap-type instances "
-            "(~320 to make, ~430 to free) where memoryview's two objects are static-type ones "
-            "with inline arrays.",
-    "slice": "the slice's layout (Layout::sliced, then the bounds proof: ~360 Ir with the "
-             "shape/strides array's malloc), a heap-type View (~250 to make, ~250 to free), and "
-             "sharing the parent's export (~80); memoryview writes its arrays into its own object.",
-    "cast": "a new layout (Layout::contiguous_in ~390 Ir with the shape/strides array's malloc), "
-            "the format's parse (~190; memoryview's cast reads one character) and a heap-type "
-            "View (~250 to make, ~250 to free).",
-    "view_cast": "View(ba)'s costs, a second layout for the new format (~390 Ir) and its parse "
-                 "(~190), and on 3.11-3.13 the keyword dict of a type call (~310; tp_vectorcall "
-                 "removes it on 3.14+).",
-    "make_release": "View(ba)'s costs (see 'view of an object'); release() moves the HeldExport's "
-                    "dealloc into the call.",
-    "release": "View.release() gives the shared export back at once (the HeldExport's dealloc: the "
-               "root's releasebuffer, the collector's untrack and the free, ~160 Ir), where "
-               "memoryview.release() keeps its managed buffer until the memoryview dies: work "
-               "moved, not added ('make + release' counts both).",
+    "make16": "a heap-type instance (tp_alloc through PyType_GetSlot, the type's reference: "
+              "~190 Ir to make, ~80 to free) [stable ABI]; the layout (Layout::contiguous ~290: "
+              "nbytes, strides, contiguity facts and request row [proved layouts], with the "
+              "shape/strides array's malloc ~40, and its free ~90 on dealloc [export floor]); "
+              "the shape argument through __index__ (~90). bytearray(16) is a static type with "
+              "no layout.",
+    "make64k": "the fixed costs of make16 (~700 Ir, see it) next to zeroing 64 KiB.",
+    "make2d": "the fixed costs of make16 (~300-500 Ir, see it) next to zeroing 32 KiB.",
+    "view": "two heap-type instances, the View and the export it shares (~320 Ir to make, ~430 "
+            "to free) [stable ABI, shared export]; the layout's proof that every byte lies in "
+            "the base (Layout::strided ~300 with the shape/strides array's malloc, its free "
+            "~85 on dealloc) [proved layouts, export floor]; the module's View and HeldExport "
+            "types (~120) [module isolation]; the checks of the export the base gave (extent, "
+            "collector flags, class guard ~80) [proved layouts]. Reaching further: one object per "
+            "View(obj) until its first slice (~-280) would redesign issue 13's sharing; with it "
+            "and the arrays inside the object the ratio would still be ~1.6x.",
+    "slice": "the slice's layout (Layout::sliced, then the bounds proof: ~300 Ir with the "
+             "shape/strides array's malloc, ~85 to free it) [proved layouts, export floor], a "
+             "heap-type View (~250 to make, ~250 to free) [stable ABI], and a reference to the "
+             "parent's export and View type (~80) [shared export]; memoryview's slice writes "
+             "its arrays into its own object without a proof.",
+    "cast": "a new layout (Layout::contiguous_in ~300 Ir with the shape/strides array's malloc, "
+            "~85 to free it) [proved layouts, export floor], the format's parse into a struct "
+            "format checked against its size (~190; memoryview's cast reads one character) and "
+            "a heap-type View (~250 to make, ~250 to free) [stable ABI].",
+    "view_cast": "View(ba)'s costs, a second layout for the new format (~300 Ir) and its parse "
+                 "(~190) [proved layouts], and on 3.11-3.13 the keyword dict of a type call "
+                 "(~310) [stable ABI; tp_vectorcall removes it on 3.14+].",
+    "make_release": "View(ba)'s costs (see 'view of an object'); release() moves the "
+                    "HeldExport's dealloc into the call.",
+    "release": "View.release() gives the shared export back at once (the HeldExport's dealloc: "
+               "the root's releasebuffer, the collector's untrack and the free, ~160 Ir) [shared "
+               "export], where memoryview.release() keeps its managed buffer until the "
+               "memoryview dies: work moved, not added ('make + release' counts both).",
     "close": "Buffer.close() frees the Buffer's 4 KiB (~200 Ir); memoryview.release() frees "
              "nothing (the bytearray owns its memory).",
-    "eq_buffer": "the slot's boundary, the format and contiguity tests (~60 Ir) and both exports "
-                 "taken through the protocol (BufferView::with, ~150 with their releases) around "
-                 "the same memcmp.",
-    "shape": "the getter's panic boundary and released check (~20 Ir); the tuple is built as "
-             "memoryview builds it.",
-    "nbytes": "the getter's panic boundary and released check (~10 Ir).",
-    "readonly": "the getter's panic boundary and released check (~10 Ir).",
-    "len_view": "the slot's panic boundary and released check (~15 Ir).",
-    "len_buffer": "the slot's panic boundary and closed check (~25 Ir).",
+    "eq_buffer": "the slot's boundary, the format and contiguity tests (~60 Ir) [panic "
+                 "boundary] and both exports taken and released through the protocol "
+                 "(BufferView::with, ~150) where bytearray reads its own bytes, around the same "
+                 "memcmp.",
+    "shape": "the getter's boundary and released check (~20 Ir) [panic boundary] and the tuple "
+             "filled through PyTuple_SetItem calls, not a macro (~20) [stable ABI].",
+    "nbytes": "the getter's boundary and released check (~10 Ir) [panic boundary].",
+    "readonly": "the getter's boundary and released check (~10 Ir) [panic boundary].",
+    "len_view": "the slot's boundary and released check (~15 Ir) [panic boundary].",
+    "len_buffer": "the slot's boundary and closed check (~25 Ir) [panic boundary].",
     "tobytes": "the export and the View's checks (~600 Ir) next to a 64 KiB copy.",
     "tolist": "the export and the View's checks (~3700 Ir) next to building 65536 ints.",
     "pickle5": "__reduce_ex__'s fixed cost (importing pickle, a PickleBuffer, the rebuild tuple) "
@@ -261,6 +299,8 @@ def cmd_list(ops):
         emit("op", op.key, op.label, op.builtin.label, op.bk.label, op.n)
         if op.key in WHY:
             emit("why", op.key, WHY[op.key])
+    for name, text in RULES.items():
+        emit("rule", name, text)
     if numpy is None:
         emit("note", "make2d", "left out: numpy cannot be imported")
     emit("meta", "python", sys.version.split()[0])

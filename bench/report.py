@@ -45,6 +45,7 @@ import re
 import statistics
 import subprocess
 import sys
+import textwrap
 
 REQUESTS = ["SIMPLE", "WRITABLE", "ND", "STRIDED_RO", "FULL_RO", "CONTIG_RO"]
 ALLOC_RE = re.compile(
@@ -756,12 +757,13 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
         csv_rows.append([stamp, interp, "objects", row, side, metric, "",
                          "" if value is None else f"{value:.10g}", unit, status])
 
-    above, whys = [], {}
+    above, whys, rules = [], {}, {}
     for tag in tags:
         ops = records(f"{rundir}/obj-{tag}-list.tsv", "op")
         version = dict(records(f"{rundir}/obj-{tag}-list.tsv", "meta")).get("python", "?")
         notes = records(f"{rundir}/obj-{tag}-list.tsv", "note")
         whys.update({key: why for key, why in records(f"{rundir}/obj-{tag}-list.tsv", "why")})
+        rules.update({name: text for name, text in records(f"{rundir}/obj-{tag}-list.tsv", "rule")})
         times = {(op, side): float(ns) for op, side, ns, *_ in records(f"{rundir}/obj-{tag}-time.tsv", "time")}
         reps = next((r[4] for r in records(f"{rundir}/obj-{tag}-time.tsv", "time")), "?")
         counts = obj_counts(rundir, tag)
@@ -807,6 +809,10 @@ def cmd_objreport(rundir, csv_path, txt_path, profile_path):
         out.append("")
     if above:
         out.append("== Object operations above 1.0 (bufferkit slower than the built-in), by instructions or time")
+        if rules:
+            out.append("   Each 'why' names where the instructions go and, in [brackets], the rule that makes them necessary:")
+            for name, text in rules.items():
+                out.extend(textwrap.wrap(f"[{name}] {text}", 110, initial_indent="   ", subsequent_indent="      "))
         for tag, key, label, ri, rn, ck, extra in above:
             out.append(f"ABOVE {tag} {label}: Ir {fmt_ratio(ri)}{extra}, ns {fmt_ratio(rn)}"
                        + (f" (profile: {os.path.basename(profile_path)})" if ck and ri and ri > 1.0 else ""))
