@@ -172,10 +172,11 @@ WHY = {
                "memoryview dies: work moved, not added ('make + release' counts both).",
     "close": "Buffer.close() frees the Buffer's 4 KiB (~200 Ir); memoryview.release() frees "
              "nothing (the bytearray owns its memory).",
-    "eq_buffer": "the slot's boundary, the format and contiguity tests (~60 Ir) [panic "
-                 "boundary] and both exports taken and released through the protocol "
-                 "(BufferView::with, ~150) where bytearray reads its own bytes, around the same "
-                 "memcmp.",
+    "eq_buffer": "the slot's boundary (~20 Ir) [panic boundary], and what == means here: items "
+                 "compared as memoryview compares them, not bytes as bytearray does, so the other "
+                 "side is asked for a full export (format, shape, strides) and both layouts are "
+                 "tested (same shape, one integer format, C-contiguous) before the same memcmp "
+                 "(~190 with the exports taken and released through BufferView::with).",
     "shape": "the getter's boundary and released check (~20 Ir) [panic boundary] and the tuple "
              "filled through PyTuple_SetItem calls, not a macro (~20) [stable ABI].",
     "nbytes": "the getter's boundary and released check (~10 Ir) [panic boundary].",
