@@ -99,11 +99,70 @@ impl Format {
 pub struct SharedVec<T: Element> {
     // INVARIANTS: `inner` is written only through a `Writer`, whose `Locked` guard of
     // `counter` proves that no export is live and none starts, and read only with the GIL
-    // held. `inner.layout` is 1-D, C order, format `T`, shape `[inner.data.len()]`. `shown`
-    // mirrors `inner` (`Shown::of`), updated by the writer after each change.
+    // held; every borrow of it (a reader's call, a writer's method) is made and ended
+    // holding `access`, which no Python code runs under. `inner.layout` is 1-D, C order,
+    // format `T`, shape `[inner.data.len()]`. `shown` mirrors `inner` (`Shown::of`), updated
+    // by the writer after each change.
     inner: UnsafeCell<Inner<T>>,
     shown: Shown,
     counter: ExportCounter,
+    access: Access,
+}
+
+/// What orders Rust's borrows of a [`SharedVec`]'s elements against each other: with the GIL,
+/// the GIL itself (nothing to hold); on free-threaded builds, where a [`Gil`] token orders
+/// nothing and a reader on one thread could meet a writer replacing the elements on another,
+/// a mutex held for each borrow.
+#[cfg(not(Py_GIL_DISABLED))]
+struct Access;
+
+#[cfg(not(Py_GIL_DISABLED))]
+impl Access {
+    const fn new() -> Self {
+        Access
+    }
+
+    /// Nothing to hold: the caller's GIL orders the borrow.
+    #[inline(always)]
+    fn hold(&self, _gil: Gil<'_>) -> Held {
+        Held
+    }
+}
+
+/// What [`Access::hold`] gives with the GIL: nothing to let go.
+#[cfg(not(Py_GIL_DISABLED))]
+struct Held;
+
+#[cfg(Py_GIL_DISABLED)]
+struct Access(std::sync::Mutex<()>);
+
+#[cfg(Py_GIL_DISABLED)]
+impl Access {
+    const fn new() -> Self {
+        Access(std::sync::Mutex::new(()))
+    }
+
+    /// Holds the mutex. A thread that has to wait does so detached from the interpreter, so
+    /// that a stop-the-world pause (the collector's) never waits for it while the holder
+    /// waits for the pause; the holder runs no Python code under it.
+    fn hold(&self, _gil: Gil<'_>) -> std::sync::MutexGuard<'_, ()> {
+        use std::sync::{PoisonError, TryLockError};
+        match self.0.try_lock() {
+            Ok(guard) => guard,
+            // A panic under the mutex left `inner` whole: every change under it is a single
+            // assignment or element write.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // SAFETY: the thread is attached (`_gil`); it touches no Python object until
+                // it attaches again below.
+                let state = unsafe { pyo3_ffi::PyEval_SaveThread() };
+                let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                // SAFETY: `state` is this thread's, saved just above.
+                unsafe { pyo3_ffi::PyEval_RestoreThread(state) };
+                guard
+            }
+        }
+    }
 }
 
 struct Inner<T> {
@@ -149,14 +208,20 @@ impl Shown {
 }
 
 // SAFETY: the elements are plain numbers (`Element: Send`). Rust reaches them and `inner`
-// only with a `Gil` (reads in `get`/`to_vec`, writes in `Writer`), so with the GIL those
-// accesses are serialised by it, and a write needs the `Locked` guard, which excludes
-// exports and other writers; `memory()` and `len()`, callable without the GIL, read atomics
-// (`Shown`); what consumers do through an export is outside Rust's view, as for every buffer.
-// Not on free-threaded builds: there a `Gil` serialises nothing, and a read on one thread
-// could meet a writer on another (readers would have to be counted like exports).
-#[cfg(not(Py_GIL_DISABLED))]
+// only with a `Gil` (reads in `get`/`to_vec`, writes in `Writer`), and every such borrow is
+// made and ended holding `access`: with the GIL the GIL serialises them (no Python code runs
+// inside one, so the GIL is not given up in the middle), on free-threaded builds the mutex
+// does. A write also needs the `Locked` guard, which excludes exports and other writers;
+// `memory()` and `len()`, callable without the GIL, read atomics (`Shown`); what consumers
+// do through an export is outside Rust's view, as for every buffer.
 unsafe impl<T: Element> Sync for SharedVec<T> {}
+
+// On every build, free-threaded ones included (where `ExportingType` asks its values to be
+// `Sync`): a `SharedVec` can be the memory of an exporting type and of a PyO3 `#[pyclass]`.
+const _: () = {
+    const fn shared<V: Sync + Send>() {}
+    shared::<SharedVec<u8>>();
+};
 // SAFETY: owning the elements and the counter on another thread is owning numbers.
 unsafe impl<T: Element> Send for SharedVec<T> {}
 
@@ -194,6 +259,7 @@ impl<T: Element> SharedVec<T> {
             shown: Shown::of(&inner),
             inner: UnsafeCell::new(inner),
             counter: ExportCounter::new(readonly),
+            access: Access::new(),
         }
     }
 
@@ -209,11 +275,13 @@ impl<T: Element> SharedVec<T> {
         Ok(Self::of(data.into_boxed_slice(), layout, readonly))
     }
 
-    fn inner(&self, _gil: Gil<'_>) -> &Inner<T> {
-        // SAFETY: `inner` is replaced only through a `Writer` (invariant), which holds the GIL
-        // as this caller does (`_gil`), and no caller keeps the reference past a call that
-        // could run a writer (no Python code runs while it is held).
-        unsafe { &*self.inner.get() }
+    /// Runs `f` on the elements, holding `access` (see the invariants).
+    fn read<R>(&self, gil: Gil<'_>, f: impl FnOnce(&Inner<T>) -> R) -> R {
+        let _access = self.access.hold(gil);
+        // SAFETY: `inner` is changed only by a `Writer`'s methods, each holding `access` for
+        // its whole borrow, as this read does; `f` runs no Python code and the reference does
+        // not outlive it.
+        f(unsafe { &*self.inner.get() })
     }
 
     /// The export counter ([`BufferExporter::counter`](crate::BufferExporter::counter)).
@@ -243,20 +311,24 @@ impl<T: Element> SharedVec<T> {
 
     /// A copy of element `i` (consumers may change it at any time).
     pub fn get(&self, gil: Gil<'_>, i: usize) -> Option<T> {
-        let cell = self.inner(gil).data.get(i)?;
-        // SAFETY: the cell is a live element; with the GIL held no Rust writer runs now
-        // (writers hold the GIL too), and a copy keeps no reference.
-        Some(unsafe { cell.get().read() })
+        self.read(gil, |inner| {
+            let cell = inner.data.get(i)?;
+            // SAFETY: the cell is a live element; no Rust writer runs now (`read`), and a
+            // copy keeps no reference.
+            Some(unsafe { cell.get().read() })
+        })
     }
 
     /// A copy of every element.
     pub fn to_vec(&self, gil: Gil<'_>) -> Vec<T> {
-        self.inner(gil)
-            .data
-            .iter()
-            // SAFETY: as in `get`.
-            .map(|cell| unsafe { cell.get().read() })
-            .collect()
+        self.read(gil, |inner| {
+            inner
+                .data
+                .iter()
+                // SAFETY: as in `get`.
+                .map(|cell| unsafe { cell.get().read() })
+                .collect()
+        })
     }
 
     /// The writer: refused while exports are live ([`Busy::Exported`]) or another writer
@@ -276,6 +348,7 @@ impl<T: Element> SharedVec<T> {
     pub fn lock<'a>(&'a self, gil: Gil<'a>) -> Result<Writer<'a, T>, Busy> {
         Ok(Writer {
             vec: self,
+            gil,
             _locked: self.counter.lock(gil)?,
         })
     }
@@ -304,73 +377,77 @@ pub struct Writer<'a, T: Element> {
     // INVARIANTS: `_locked` locks `vec.counter`: no export of `vec` is live or starts, and no
     // other `Writer` of `vec` exists.
     vec: &'a SharedVec<T>,
+    gil: Gil<'a>,
     _locked: Locked<'a>,
 }
 
 impl<T: Element> Writer<'_, T> {
     // No method hands out a reference into the elements (no `&mut [T]`): a reader (`get`,
     // `to_vec`) may run between two writer calls, and must not meet a live exclusive borrow.
-    fn inner_mut(&mut self) -> &mut Inner<T> {
+    /// Runs `f` on the elements and then updates `shown`, holding the vector's `access`.
+    fn change<R>(&mut self, f: impl FnOnce(&mut Inner<T>) -> R) -> R {
+        let _access = self.vec.access.hold(self.gil);
         // SAFETY: no export is live and no other writer exists (invariant), and `&mut self`
-        // makes this the only reference made through this writer; readers (`get`, `to_vec`,
-        // `len`, `memory`) hold the GIL and keep their reference only within their own call,
-        // which runs no Python code, and every writer method ends its borrow before it
-        // returns, so the two never overlap.
-        unsafe { &mut *self.vec.inner.get() }
+        // makes this the only reference made through this writer; readers (`get`, `to_vec`)
+        // borrow `inner` only holding `access`, as this does, and `f` runs no Python code
+        // and ends its borrow before `access` is let go. (`len` and `memory` read `shown`.)
+        let inner = unsafe { &mut *self.vec.inner.get() };
+        let result = f(inner);
+        self.vec.shown.set(inner);
+        result
     }
 
     /// Sets every element to `value`.
     pub fn fill(&mut self, value: T) {
-        self.inner_mut()
-            .data
-            .iter_mut()
-            .for_each(|c| *c.get_mut() = value);
+        self.change(|inner| inner.data.iter_mut().for_each(|c| *c.get_mut() = value));
     }
 
     /// Copies `values` into the first elements; `false` (and nothing copied) if there are more
     /// values than elements.
     pub fn copy_from_slice(&mut self, values: &[T]) -> bool {
-        let data = &mut self.inner_mut().data;
-        if values.len() > data.len() {
-            return false;
-        }
-        data.iter_mut()
-            .zip(values)
-            .for_each(|(c, v)| *c.get_mut() = *v);
-        true
+        self.change(|inner| {
+            let data = &mut inner.data;
+            if values.len() > data.len() {
+                return false;
+            }
+            data.iter_mut()
+                .zip(values)
+                .for_each(|(c, v)| *c.get_mut() = *v);
+            true
+        })
     }
 
     /// A copy of element `i`.
     pub fn get(&mut self, i: usize) -> Option<T> {
-        self.inner_mut().data.get_mut(i).map(|c| *c.get_mut())
+        self.change(|inner| inner.data.get_mut(i).map(|c| *c.get_mut()))
     }
 
     /// Sets element `i`; `false` if there is none.
     pub fn set(&mut self, i: usize, value: T) -> bool {
-        match self.inner_mut().data.get_mut(i) {
+        self.change(|inner| match inner.data.get_mut(i) {
             Some(cell) => {
                 *cell.get_mut() = value;
                 true
             }
             None => false,
-        }
+        })
     }
 
     /// Keeps the first `len` elements and pads with `value`. Refused like
     /// [`SharedVec::try_filled`]; the vector is unchanged then.
     pub fn resize(&mut self, len: usize, value: T) -> Result<()> {
         let layout = layout_of::<T>(len)?;
-        let inner = self.inner_mut();
         let mut data = Vec::new();
         data.try_reserve_exact(len)
             .map_err(|_| no_memory::<T>(len))?;
-        let old = &mut inner.data;
-        data.extend(
-            (0..len).map(|i| UnsafeCell::new(old.get_mut(i).map_or(value, |c| *c.get_mut()))),
-        );
-        inner.data = data.into_boxed_slice();
-        *inner.layout = layout;
-        self.vec.shown.set(self.inner_mut());
+        self.change(|inner| {
+            let old = &mut inner.data;
+            data.extend(
+                (0..len).map(|i| UnsafeCell::new(old.get_mut(i).map_or(value, |c| *c.get_mut()))),
+            );
+            inner.data = data.into_boxed_slice();
+            *inner.layout = layout;
+        });
         Ok(())
     }
 }

@@ -163,3 +163,52 @@ def test_constructor_arguments():
         Waveform(-1)
     assert Waveform.__doc__.startswith("n zero samples")
     assert Waveform.__module__ == "waveform"
+
+
+RACE = """
+import threading
+from waveform import Waveform
+
+w = Waveform(1000)
+stop = threading.Event()
+seen, errors = set(), []
+
+def resize():
+    sizes = (1000, 3000, 20, 70000)
+    i = 0
+    while not stop.is_set():
+        try:
+            w.resize(sizes[i % len(sizes)])
+        except BufferError as e:
+            errors.append(e)
+        i += 1
+
+def read():
+    while not stop.is_set():
+        seen.add(w.peak())
+        len(w)
+
+threads = [threading.Thread(target=resize)] + [threading.Thread(target=read) for _ in range(3)]
+for t in threads:
+    t.start()
+stop.wait(2.0)
+stop.set()
+for t in threads:
+    t.join()
+print(sorted(seen)[:5], errors)
+"""
+
+
+def test_readers_on_other_threads_never_see_a_resize_in_progress():
+    # peak() copies the samples in Rust while resize() on another thread replaces them. With
+    # the GIL off (a free-threaded build, run with -X gil=0, since the example module does not
+    # declare it can do without the GIL) only SharedVec's own lock keeps the copy off the
+    # freed samples, whose first bytes the allocator reuses for its lists: a peak above 0
+    # (every sample here is 0) or a crash is a read of freed memory. With the GIL, the GIL
+    # orders the two, and the test checks the same.
+    import subprocess
+    import sysconfig
+
+    gil_off = ["-X", "gil=0"] if sysconfig.get_config_var("Py_GIL_DISABLED") else []
+    run = subprocess.run([sys.executable, *gil_off, "-c", RACE], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout.strip(), run.stderr) == (0, "[0] []", "")

@@ -379,6 +379,25 @@ impl<'py> Args<'py> {
     }
 }
 
+/// What the value of an [`ExportingType`]'s instances must be to be reached from several
+/// threads at once: `Sync` on free-threaded builds (`Py_GIL_DISABLED`), where an object's
+/// methods, slots and exports run on many threads together and a [`Gil`] token orders
+/// nothing; anything with the GIL, which orders every call that reaches the value (a value
+/// that changes through `Cell`s stays sound there, and only there).
+#[cfg(Py_GIL_DISABLED)]
+pub trait ThreadShared: Sync {}
+#[cfg(Py_GIL_DISABLED)]
+impl<T: Sync + ?Sized> ThreadShared for T {}
+/// What the value of an [`ExportingType`]'s instances must be to be reached from several
+/// threads at once: `Sync` on free-threaded builds (`Py_GIL_DISABLED`), where an object's
+/// methods, slots and exports run on many threads together and a [`Gil`] token orders
+/// nothing; anything with the GIL, which orders every call that reaches the value (a value
+/// that changes through `Cell`s stays sound there, and only there).
+#[cfg(not(Py_GIL_DISABLED))]
+pub trait ThreadShared {}
+#[cfg(not(Py_GIL_DISABLED))]
+impl<T: ?Sized> ThreadShared for T {}
+
 /// The description of a heap type whose instances hold a `T` and export its memory; a `const`
 /// builder, so it lives in a `static`.
 ///
@@ -400,7 +419,7 @@ pub struct ExportingType<T: 'static> {
     _for: PhantomData<fn(T) -> T>,
 }
 
-impl<T: BufferExporter + 'static> ExportingType<T> {
+impl<T: BufferExporter + ThreadShared + 'static> ExportingType<T> {
     /// A type named `name` (`"module.Type"`, as `PyType_Spec.name`), with no methods.
     pub const fn new(name: &'static CStr) -> Self {
         Self {
@@ -585,7 +604,7 @@ impl<T: BufferExporter + 'static> ExportingType<T> {
     }
 }
 
-impl<T: BufferExporter + Collectable + 'static> ExportingType<T> {
+impl<T: BufferExporter + Collectable + ThreadShared + 'static> ExportingType<T> {
     /// Instances take part in garbage collection (`Py_TPFLAGS_HAVE_GC`, with bufferkit's
     /// `tp_traverse`, which visits the instance's type and then calls `T`'s [`Collectable`]
     /// method, and `tp_clear`).
@@ -643,7 +662,7 @@ pub struct TypeHandle<T> {
     _for: PhantomData<fn(T) -> T>,
 }
 
-impl<T: BufferExporter + 'static> TypeHandle<T> {
+impl<T: BufferExporter + ThreadShared + 'static> TypeHandle<T> {
     /// A new instance holding `value`.
     pub fn create(&self, gil: Gil<'_>, value: T) -> Result<Owned> {
         // SAFETY: the type's instances are `Object<T>` (invariant); the GIL is held.
