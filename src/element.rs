@@ -69,8 +69,9 @@ impl Format {
 /// A vector of `T` that bufferkit exports: the elements, their 1-D layout and the export
 /// counter, in one value.
 ///
-/// `Sync` (on builds with the GIL, which serialises Rust's reads and writes), so a PyO3
-/// `#[pyclass]` may hold it. Consumers read and write the elements through exports at any
+/// `Sync` on every build, so a PyO3 `#[pyclass]` or an [`ExportingType`](crate::ffi::spec::ExportingType)
+/// may hold it: with the GIL the GIL serialises Rust's reads and writes, on free-threaded
+/// builds a mutex held for each one does. Consumers read and write the elements through exports at any
 /// time, so Rust never holds a reference to them: it reads copies ([`get`](Self::get), [`to_vec`](Self::to_vec)) and
 /// writes only through [`Writer`], the guard [`lock`](Self::lock) returns while nothing is
 /// exported, which refuses every export while it lives (with `BufferError("<Type> is being
@@ -142,24 +143,28 @@ impl Access {
         Access(std::sync::Mutex::new(()))
     }
 
-    /// Holds the mutex. A thread that has to wait does so detached from the interpreter, so
-    /// that a stop-the-world pause (the collector's) never waits for it while the holder
-    /// waits for the pause; the holder runs no Python code under it.
+    /// Holds the mutex. A thread that has to wait does so detached from the interpreter and
+    /// holding nothing: it waits for the holder to let go, attaches again, and tries again.
+    /// So a stop-the-world pause (the collector's, `os.fork()`'s) never waits for a thread
+    /// that waits for it, and the mutex is never held by a thread that is not attached (which
+    /// a fork would copy locked, or an exit would end while holding).
     fn hold(&self, _gil: Gil<'_>) -> std::sync::MutexGuard<'_, ()> {
-        use std::sync::{PoisonError, TryLockError};
-        match self.0.try_lock() {
-            Ok(guard) => guard,
-            // A panic under the mutex left `inner` whole: every change under it is a single
-            // assignment or element write.
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                // SAFETY: the thread is attached (`_gil`); it touches no Python object until
-                // it attaches again below.
-                let state = unsafe { pyo3_ffi::PyEval_SaveThread() };
-                let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-                // SAFETY: `state` is this thread's, saved just above.
-                unsafe { pyo3_ffi::PyEval_RestoreThread(state) };
-                guard
+        use std::sync::TryLockError;
+        loop {
+            match self.0.try_lock() {
+                Ok(guard) => return guard,
+                // What a holder changed is whole however it ended (`Writer::change` mirrors it
+                // on unwind too), and nothing under the mutex can panic.
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // SAFETY: the thread is attached (`_gil`); it touches no Python object
+                    // until it attaches again below.
+                    let state = unsafe { pyo3_ffi::PyEval_SaveThread() };
+                    // Waits for the holder, and lets go at once.
+                    drop(self.0.lock());
+                    // SAFETY: `state` is this thread's, saved just above; no guard is held.
+                    unsafe { crate::ffi::unwind::restore_thread(state) };
+                }
             }
         }
     }
@@ -384,17 +389,24 @@ pub struct Writer<'a, T: Element> {
 impl<T: Element> Writer<'_, T> {
     // No method hands out a reference into the elements (no `&mut [T]`): a reader (`get`,
     // `to_vec`) may run between two writer calls, and must not meet a live exclusive borrow.
-    /// Runs `f` on the elements and then updates `shown`, holding the vector's `access`.
+    /// Runs `f` on the elements and then updates `shown` (also if `f` unwinds), holding the
+    /// vector's `access`.
     fn change<R>(&mut self, f: impl FnOnce(&mut Inner<T>) -> R) -> R {
+        /// Sets `shown` from `inner` when dropped: after `f`, however it ends.
+        struct Mirror<'v, T: Element>(&'v SharedVec<T>);
+        impl<T: Element> Drop for Mirror<'_, T> {
+            fn drop(&mut self) {
+                // SAFETY: `f`'s borrow has ended; `access` is still held (declared before).
+                self.0.shown.set(unsafe { &*self.0.inner.get() });
+            }
+        }
         let _access = self.vec.access.hold(self.gil);
+        let _mirror = Mirror(self.vec);
         // SAFETY: no export is live and no other writer exists (invariant), and `&mut self`
         // makes this the only reference made through this writer; readers (`get`, `to_vec`)
         // borrow `inner` only holding `access`, as this does, and `f` runs no Python code
         // and ends its borrow before `access` is let go. (`len` and `memory` read `shown`.)
-        let inner = unsafe { &mut *self.vec.inner.get() };
-        let result = f(inner);
-        self.vec.shown.set(inner);
-        result
+        f(unsafe { &mut *self.vec.inner.get() })
     }
 
     /// Sets every element to `value`.
@@ -419,7 +431,7 @@ impl<T: Element> Writer<'_, T> {
 
     /// A copy of element `i`.
     pub fn get(&mut self, i: usize) -> Option<T> {
-        self.change(|inner| inner.data.get_mut(i).map(|c| *c.get_mut()))
+        self.vec.get(self.gil, i)
     }
 
     /// Sets element `i`; `false` if there is none.

@@ -9,6 +9,7 @@
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use bufferkit::exporter::Busy;
 use bufferkit::ffi::convert::{new_int, new_str};
@@ -410,13 +411,14 @@ static HOLDER_DROPS: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 /// An exporter that holds a Python reference, so its type takes part in garbage collection.
 struct Holder {
     data: SharedVec<u8>,
-    // NULL or a strong reference this value owns.
-    held: Cell<*mut ffi::PyObject>,
+    // NULL or a strong reference this value owns (atomic: on free-threaded builds an
+    // `ExportingType`'s value is shared by threads, `Send + Sync`).
+    held: AtomicPtr<ffi::PyObject>,
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        let held = self.held.replace(ptr::null_mut());
+        let held = self.held.swap(ptr::null_mut(), Ordering::AcqRel);
         if !held.is_null() {
             // SAFETY: our strong reference; values are dropped in tp_dealloc, with the GIL.
             unsafe { ffi::Py_DecRef(held) };
@@ -437,7 +439,7 @@ unsafe impl BufferExporter for Holder {
 
 impl Collectable for Holder {
     fn traverse(&self, visit: ffi::visitproc, arg: *mut c_void) -> c_int {
-        let held = self.held.get();
+        let held = self.held.load(Ordering::Acquire);
         if held.is_null() {
             return 0;
         }
@@ -446,7 +448,7 @@ impl Collectable for Holder {
     }
 
     fn clear(&self, _gil: Gil<'_>) {
-        let held = self.held.replace(ptr::null_mut());
+        let held = self.held.swap(ptr::null_mut(), Ordering::AcqRel);
         if !held.is_null() {
             // SAFETY: our strong reference; tp_clear runs with the GIL held.
             unsafe { ffi::Py_DecRef(held) };
@@ -469,7 +471,7 @@ unsafe fn a_collectable_value_in_a_cycle_is_collected(gil: Gil<'_>) {
     assert_ne!(flags & ffi::Py_TPFLAGS_HAVE_GC, 0);
     let value = Holder {
         data: SharedVec::new(vec![1, 2, 3], false).unwrap(),
-        held: Cell::new(ptr::null_mut()),
+        held: AtomicPtr::new(ptr::null_mut()),
     };
     let obj = match handle.create(gil, value) {
         Ok(obj) => obj,
@@ -481,7 +483,9 @@ unsafe fn a_collectable_value_in_a_cycle_is_collected(gil: Gil<'_>) {
         let list = ffi::PyList_New(0);
         assert!(!list.is_null());
         assert_eq!(ffi::PyList_Append(list, obj.as_ptr()), 0);
-        Object::<Holder>::value_of(obj.as_ptr()).held.set(list);
+        Object::<Holder>::value_of(obj.as_ptr())
+            .held
+            .store(list, Ordering::Release);
     }
     // The collector sees the instance's type and its value's reference (tp_traverse).
     // SAFETY: the GIL is held (caller); new references or NULL, each checked.
@@ -493,7 +497,9 @@ unsafe fn a_collectable_value_in_a_cycle_is_collected(gil: Gil<'_>) {
         assert!(!seen.is_null(), "{:?}", take_error(gil));
         let tp = handle.as_type_ptr().cast::<ffi::PyObject>();
         assert_eq!(ffi::PySequence_Contains(seen, tp), 1, "the type is visited");
-        let list = Object::<Holder>::value_of(obj.as_ptr()).held.get();
+        let list = Object::<Holder>::value_of(obj.as_ptr())
+            .held
+            .load(Ordering::Acquire);
         assert_eq!(
             ffi::PySequence_Contains(seen, list),
             1,

@@ -3,6 +3,7 @@
 Run by scripts/example.sh PYTHON, which builds the module and puts it on PYTHONPATH.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -212,3 +213,60 @@ def test_readers_on_other_threads_never_see_a_resize_in_progress():
     gil_off = ["-X", "gil=0"] if sysconfig.get_config_var("Py_GIL_DISABLED") else []
     run = subprocess.run([sys.executable, *gil_off, "-c", RACE], capture_output=True, text=True, timeout=60)
     assert (run.returncode, run.stdout.strip(), run.stderr) == (0, "[0] []", "")
+
+
+FORKS = """
+import os, threading, time
+from waveform import Waveform
+
+w = Waveform(1000)
+stop = threading.Event()
+
+def resize():
+    i = 0
+    while not stop.is_set():
+        w.resize((1000, 70000)[i % 2])
+        i += 1
+
+def read():
+    while not stop.is_set():
+        w.peak()
+
+threads = [threading.Thread(target=resize)] + [threading.Thread(target=read) for _ in range(3)]
+for t in threads:
+    t.start()
+hung = 0
+for _ in range(60):
+    pid = os.fork()
+    if pid == 0:
+        w.peak()
+        os._exit(0)
+    start = time.monotonic()
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() - start > 5:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            hung += 1
+            break
+        time.sleep(0.001)
+stop.set()
+for t in threads:
+    t.join()
+print("hung", hung)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX only")
+def test_a_fork_while_threads_read_and_resize_leaves_the_child_a_usable_vector():
+    # os.fork() stops the world first. A thread waiting for the samples' lock must not hold
+    # it while detached (waiting to attach again): the child would inherit it locked with no
+    # owner, and its first peak() would wait forever. SharedVec's lock is held only by
+    # attached threads, so every child returns at once. (With the GIL the GIL orders them.)
+    import subprocess
+    import sysconfig
+
+    gil_off = ["-X", "gil=0"] if sysconfig.get_config_var("Py_GIL_DISABLED") else []
+    run = subprocess.run([sys.executable, *gil_off, "-W", "ignore", "-c", FORKS], capture_output=True,
+                         text=True, timeout=400)
+    assert (run.returncode, run.stdout.strip(), run.stderr) == (0, "hung 0", "")
+

@@ -214,7 +214,10 @@ impl<T> Object<T> {
     /// # Safety
     ///
     /// `tp` is a live heap type whose instances are `Object<T>` (see [`value_of`](Self::value_of)),
-    /// and the GIL is held (`gil` stands for it).
+    /// and the GIL is held (`gil` stands for it). On free-threaded builds the value is reached
+    /// from many threads at once and dropped on any: it must be `Send + Sync`, or the caller
+    /// serialises every access ([`ExportingType`](super::spec::ExportingType) asks for
+    /// [`ThreadShared`](super::spec::ThreadShared)).
     pub unsafe fn create(_gil: Gil<'_>, tp: *mut ffi::PyTypeObject, value: T) -> Result<Owned>
     where
         T: 'static,

@@ -380,19 +380,19 @@ impl<'py> Args<'py> {
 }
 
 /// What the value of an [`ExportingType`]'s instances must be to be reached from several
-/// threads at once: `Sync` on free-threaded builds (`Py_GIL_DISABLED`), where an object's
-/// methods, slots and exports run on many threads together and a [`Gil`] token orders
-/// nothing; anything with the GIL, which orders every call that reaches the value (a value
-/// that changes through `Cell`s stays sound there, and only there).
+/// threads: on free-threaded builds (`Py_GIL_DISABLED`) `Send + Sync`, since an object's
+/// methods, slots and exports run on many threads at once there, a [`Gil`] token orders
+/// nothing, and the value is dropped on whichever thread lets go of the object last. With the
+/// GIL, which orders every call that reaches the value, any `T` (as before this bound).
 #[cfg(Py_GIL_DISABLED)]
-pub trait ThreadShared: Sync {}
+pub trait ThreadShared: Send + Sync {}
 #[cfg(Py_GIL_DISABLED)]
-impl<T: Sync + ?Sized> ThreadShared for T {}
+impl<T: Send + Sync + ?Sized> ThreadShared for T {}
 /// What the value of an [`ExportingType`]'s instances must be to be reached from several
-/// threads at once: `Sync` on free-threaded builds (`Py_GIL_DISABLED`), where an object's
-/// methods, slots and exports run on many threads together and a [`Gil`] token orders
-/// nothing; anything with the GIL, which orders every call that reaches the value (a value
-/// that changes through `Cell`s stays sound there, and only there).
+/// threads: on free-threaded builds (`Py_GIL_DISABLED`) `Send + Sync`, since an object's
+/// methods, slots and exports run on many threads at once there, a [`Gil`] token orders
+/// nothing, and the value is dropped on whichever thread lets go of the object last. With the
+/// GIL, which orders every call that reaches the value, any `T` (as before this bound).
 #[cfg(not(Py_GIL_DISABLED))]
 pub trait ThreadShared {}
 #[cfg(not(Py_GIL_DISABLED))]

@@ -56,6 +56,9 @@ mod imports {
         pub fn Py_DecRef(obj: *mut ffi::PyObject);
         #[cfg_attr(PyPy, link_name = "PyPyObject_ClearWeakRefs")]
         pub fn PyObject_ClearWeakRefs(obj: *mut ffi::PyObject);
+        // Asking for the interpreter back is where CPython 3.9-3.13 end a thread at exit.
+        #[cfg(Py_GIL_DISABLED)]
+        pub fn PyEval_RestoreThread(state: *mut ffi::PyThreadState);
         // Not in the stable ABI before 3.12: version-specific builds only.
         // Include/cpython/object.h, exported by every version-specific build's libpython (not
         // in the stable ABI). A dict lookup in the MRO may call a key's `__eq__`.
@@ -99,6 +102,8 @@ fn signatures() {
     );
     same1(ffi::Py_DecRef, imports::Py_DecRef);
     same1(ffi::PyObject_ClearWeakRefs, imports::PyObject_ClearWeakRefs);
+    #[cfg(Py_GIL_DISABLED)]
+    same1(ffi::PyEval_RestoreThread, imports::PyEval_RestoreThread);
     #[cfg(not(Py_LIMITED_API))]
     {
         fn same4<A, B, C, D, R>(
@@ -143,6 +148,19 @@ fn reenter<R>(call: impl FnOnce() -> R) -> R {
     let result = call();
     core::mem::forget(guard);
     result
+}
+
+/// `PyEval_RestoreThread`: attaches the thread again after `PyEval_SaveThread`. At exit it
+/// may end the thread (3.13) or never return (3.14+, the thread parked).
+///
+/// # Safety
+///
+/// `state` is this thread's, returned by its `PyEval_SaveThread`, and the thread is detached.
+#[cfg(Py_GIL_DISABLED)]
+#[inline(always)]
+pub unsafe fn restore_thread(state: *mut ffi::PyThreadState) {
+    // SAFETY: forwarded from the caller.
+    reenter(|| unsafe { imports::PyEval_RestoreThread(state) })
 }
 
 /// `PyObject_GetBuffer`, which runs the exporter's getbuffer slot (Python code for an exporter
