@@ -71,7 +71,7 @@ impl Format {
 ///
 /// `Sync` on every build, so a PyO3 `#[pyclass]` or an [`ExportingType`](crate::ffi::spec::ExportingType)
 /// may hold it: with the GIL the GIL serialises Rust's reads and writes, on free-threaded
-/// builds a mutex held for each one does. Consumers read and write the elements through exports at any
+/// builds a lock held for each one does. Consumers read and write the elements through exports at any
 /// time, so Rust never holds a reference to them: it reads copies ([`get`](Self::get), [`to_vec`](Self::to_vec)) and
 /// writes only through [`Writer`], the guard [`lock`](Self::lock) returns while nothing is
 /// exported, which refuses every export while it lives (with `BufferError("<Type> is being
@@ -113,7 +113,7 @@ pub struct SharedVec<T: Element> {
 /// What orders Rust's borrows of a [`SharedVec`]'s elements against each other: with the GIL,
 /// the GIL itself (nothing to hold); on free-threaded builds, where a [`Gil`] token orders
 /// nothing and a reader on one thread could meet a writer replacing the elements on another,
-/// a mutex held for each borrow.
+/// a lock held for each borrow.
 #[cfg(not(Py_GIL_DISABLED))]
 struct Access;
 
@@ -134,38 +134,58 @@ impl Access {
 #[cfg(not(Py_GIL_DISABLED))]
 struct Held;
 
+/// On free-threaded builds: a flag set by the thread that holds it, which is always attached
+/// to the interpreter while it does. A thread that finds it set detaches and waits for it to
+/// clear without setting it, then attaches and tries again. So a stop-the-world pause (a
+/// collection, `os.fork()`) never waits for a thread that waits here, and never meets the
+/// flag set: the holder reaches no safe point before it clears it (no Python code runs while
+/// it is set), and a detached thread never holds it (a fork would copy it set, with no
+/// owner in the child; an exit could end or park the thread holding it).
 #[cfg(Py_GIL_DISABLED)]
-struct Access(std::sync::Mutex<()>);
+struct Access(core::sync::atomic::AtomicBool);
+
+/// The held flag of [`Access`], cleared when dropped.
+#[cfg(Py_GIL_DISABLED)]
+struct Held<'a>(&'a core::sync::atomic::AtomicBool);
+
+#[cfg(Py_GIL_DISABLED)]
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 #[cfg(Py_GIL_DISABLED)]
 impl Access {
     const fn new() -> Self {
-        Access(std::sync::Mutex::new(()))
+        Access(core::sync::atomic::AtomicBool::new(false))
     }
 
-    /// Holds the mutex. A thread that has to wait does so detached from the interpreter and
-    /// holding nothing: it waits for the holder to let go, attaches again, and tries again.
-    /// So a stop-the-world pause (the collector's, `os.fork()`'s) never waits for a thread
-    /// that waits for it, and the mutex is never held by a thread that is not attached (which
-    /// a fork would copy locked, or an exit would end while holding).
-    fn hold(&self, _gil: Gil<'_>) -> std::sync::MutexGuard<'_, ()> {
-        use std::sync::TryLockError;
+    fn hold(&self, _gil: Gil<'_>) -> Held<'_> {
         loop {
-            match self.0.try_lock() {
-                Ok(guard) => return guard,
-                // What a holder changed is whole however it ended (`Writer::change` mirrors it
-                // on unwind too), and nothing under the mutex can panic.
-                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    // SAFETY: the thread is attached (`_gil`); it touches no Python object
-                    // until it attaches again below.
-                    let state = unsafe { pyo3_ffi::PyEval_SaveThread() };
-                    // Waits for the holder, and lets go at once.
-                    drop(self.0.lock());
-                    // SAFETY: `state` is this thread's, saved just above; no guard is held.
-                    unsafe { crate::ffi::unwind::restore_thread(state) };
-                }
+            if self
+                .0
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Held(&self.0);
             }
+            // SAFETY: the thread is attached (`_gil`); it touches no Python object until it
+            // attaches again below.
+            let state = unsafe { pyo3_ffi::PyEval_SaveThread() };
+            // A holder keeps it for one read or one change: yield at first, then sleep, so a
+            // long copy (`to_vec` of a large vector) is not waited for at full speed.
+            let mut waited = 0u32;
+            while self.0.load(Ordering::Relaxed) {
+                if waited < 100 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+                waited = waited.saturating_add(1);
+            }
+            // SAFETY: `state` is this thread's, saved just above; nothing is held.
+            unsafe { crate::ffi::unwind::restore_thread(state) };
         }
     }
 }
@@ -215,7 +235,7 @@ impl Shown {
 // SAFETY: the elements are plain numbers (`Element: Send`). Rust reaches them and `inner`
 // only with a `Gil` (reads in `get`/`to_vec`, writes in `Writer`), and every such borrow is
 // made and ended holding `access`: with the GIL the GIL serialises them (no Python code runs
-// inside one, so the GIL is not given up in the middle), on free-threaded builds the mutex
+// inside one, so the GIL is not given up in the middle), on free-threaded builds the lock
 // does. A write also needs the `Locked` guard, which excludes exports and other writers;
 // `memory()` and `len()`, callable without the GIL, read atomics (`Shown`); what consumers
 // do through an export is outside Rust's view, as for every buffer.
