@@ -71,7 +71,8 @@ impl Format {
 ///
 /// `Sync` on every build, so a PyO3 `#[pyclass]` or an [`ExportingType`](crate::ffi::spec::ExportingType)
 /// may hold it: with the GIL the GIL serialises Rust's reads and writes, on free-threaded
-/// builds a lock held for each one does. Consumers read and write the elements through exports at any
+/// builds a lock held for each one does (a call that finds it held waits detached from the
+/// interpreter, which suspends the caller's critical sections for that while). Consumers read and write the elements through exports at any
 /// time, so Rust never holds a reference to them: it reads copies ([`get`](Self::get), [`to_vec`](Self::to_vec)) and
 /// writes only through [`Writer`], the guard [`lock`](Self::lock) returns while nothing is
 /// exported, which refuses every export while it lives (with `BufferError("<Type> is being
@@ -165,7 +166,7 @@ impl Access {
         loop {
             if self
                 .0
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 return Held(&self.0);

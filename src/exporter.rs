@@ -65,8 +65,10 @@ use crate::layout::Layout;
 #[derive(Clone, Copy, Debug)]
 pub struct Gil<'py> {
     _held: PhantomData<&'py ()>,
-    // Not Send and not Sync: the token must not leave the thread that holds the GIL.
-    _not_send: PhantomData<*mut ()>,
+    // Not Send and not Sync: the token must not leave the thread that holds the GIL. A
+    // `PyObject` pointer rather than `*mut ()`: PyO3's `Ungil` check (its `nightly` feature,
+    // an auto trait) refuses it, so a token cannot be carried into `py.detach(...)` either.
+    _not_send: PhantomData<*mut pyo3_ffi::PyObject>,
 }
 
 impl Gil<'_> {
