@@ -118,7 +118,12 @@ impl Drop for Buffer {
 }
 
 /// The parameters of `Buffer(...)`.
-const BUFFER_NAMES: [&core::ffi::CStr; 4] = [c"shape", c"format", c"order", c"readonly"];
+const BUFFER_PARAMS: common::Params<4> = common::Params {
+    max_positional: 2,
+    required: 1,
+    names: [c"shape", c"format", c"order", c"readonly"],
+    format: c"O|O$OO:Buffer",
+};
 
 /// `Buffer(shape, format='B', *, order='C', readonly=False)`: `tp_new`, which calls of a
 /// subclass take.
@@ -128,15 +133,9 @@ fn buffer_new(
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
 ) -> Result<Owned> {
-    match common::simple_args(args, kwargs, 2, 1, BUFFER_NAMES) {
-        Some(found) => buffer_matched(gil, subtype, found),
-        None => buffer_parsed(
-            gil,
-            subtype,
-            args.as_ptr(),
-            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-        ),
-    }
+    common::with_tuple_args(args, kwargs, &BUFFER_PARAMS, |found| {
+        buffer_matched(gil, subtype, found)
+    })
 }
 
 /// `Buffer(...)` itself on CPython 3.14+ (`tp_vectorcall`, never inherited): no argument
@@ -146,16 +145,12 @@ fn buffer_vectorcall(
     tp: *mut ffi::PyTypeObject,
     args: FastArgs<'_>,
 ) -> Result<Owned> {
-    common::with_fast_args(
-        gil,
-        args,
-        (2, 1, BUFFER_NAMES),
-        |found| buffer_matched(gil, tp, found),
-        |args, kwargs| buffer_parsed(gil, tp, args, kwargs),
-    )
+    common::with_fast_args(gil, args, &BUFFER_PARAMS, |found| {
+        buffer_matched(gil, tp, found)
+    })
 }
 
-/// `Buffer(...)` with its arguments matched to [`BUFFER_NAMES`] (each NULL or borrowed for
+/// `Buffer(...)` with its arguments matched to [`BUFFER_PARAMS`] (each NULL or borrowed for
 /// the call): `readonly` read as the `p` converter reads it.
 fn buffer_matched(
     gil: bufferkit::exporter::Gil<'_>,
@@ -170,39 +165,6 @@ fn buffer_matched(
             v => v != 0,
         };
     buffer_with(gil, subtype, shape, format, order, readonly)
-}
-
-/// `Buffer(...)` through CPython's argument parser, which raises its own error for anything
-/// the fast matching declined.
-fn buffer_parsed(
-    gil: bufferkit::exporter::Gil<'_>,
-    subtype: *mut ffi::PyTypeObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-) -> Result<Owned> {
-    let mut names = kwlist(BUFFER_NAMES);
-    let mut shape: *mut ffi::PyObject = ptr::null_mut();
-    let mut format: *mut ffi::PyObject = ptr::null_mut();
-    let mut order: *mut ffi::PyObject = ptr::null_mut();
-    let mut readonly: c_int = 0;
-    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call (caller); the
-    // format string's converters match the out-pointers: O -> PyObject**, p -> int*.
-    let parsed = unsafe {
-        ffi::PyArg_ParseTupleAndKeywords(
-            args,
-            kwargs,
-            c"O|O$Op:Buffer".as_ptr(),
-            names.as_mut_ptr() as KwList,
-            &mut shape,
-            &mut format,
-            &mut order,
-            &mut readonly,
-        )
-    };
-    if parsed == 0 {
-        return Err(Error::Raised);
-    }
-    buffer_with(gil, subtype, shape, format, order, readonly != 0)
 }
 
 /// `Buffer(...)` with its arguments: `shape` borrowed, `format` and `order` borrowed or NULL.

@@ -76,25 +76,118 @@ pub fn fast_args<const N: usize>(
     )
 }
 
+/// A call's parameters: how many may be given by position, how many are required (the
+/// first ones), their names, and the `PyArg_ParseTupleAndKeywords` format that says the same
+/// with every converter `O`, through which the calls the fast matching declines get CPython's
+/// own messages.
+pub struct Params<const N: usize> {
+    /// How many may be given by position.
+    pub max_positional: usize,
+    /// How many are required: the first ones.
+    pub required: usize,
+    /// Their names, in order.
+    pub names: [&'static CStr; N],
+    /// The same, for `PyArg_ParseTupleAndKeywords`: N `O` converters.
+    pub format: &'static CStr,
+}
+
+/// A call with a tuple and a dict (`tp_new`, `METH_VARARGS | METH_KEYWORDS`): `matched` with
+/// the arguments matched to `params` by [`simple_args`], or else by CPython's parser.
+pub fn with_tuple_args<const N: usize, R>(
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+    params: &Params<N>,
+    matched: impl FnOnce([*mut ffi::PyObject; N]) -> Result<R>,
+) -> Result<R> {
+    let Params {
+        max_positional,
+        required,
+        names,
+        ..
+    } = *params;
+    let found = match simple_args(args, kwargs, max_positional, required, names) {
+        Some(found) => found,
+        None => parse_objects(args, kwargs, params)?,
+    };
+    matched(found)
+}
+
 /// A vectorcall-style call (`tp_vectorcall`, `METH_FASTCALL | METH_KEYWORDS`): `matched` with
-/// the arguments [`fast_args`] matched to `names`, else `parsed` with the same arguments as a
-/// tuple and a dict (or NULL) for CPython's parser and its messages; the tuple and dict live
-/// until `parsed` returns.
+/// the arguments matched to `params` by [`fast_args`], or else by CPython's parser, given
+/// them as a tuple and a dict that live until `matched` returns.
 pub fn with_fast_args<const N: usize, R>(
     gil: Gil<'_>,
     args: FastArgs<'_>,
-    (max_positional, required, names): (usize, usize, [&CStr; N]),
+    params: &Params<N>,
     matched: impl FnOnce([*mut ffi::PyObject; N]) -> Result<R>,
-    parsed: impl FnOnce(*mut ffi::PyObject, *mut ffi::PyObject) -> Result<R>,
 ) -> Result<R> {
-    if let Some(found) = fast_args(&args, max_positional, required, names) {
-        return matched(found);
+    // The parser's path: the tuple and dict its arguments are borrowed from, kept to the end.
+    let mut parsed_from = None;
+    let found = match fast_args(&args, params.max_positional, params.required, params.names) {
+        Some(found) => found,
+        None => {
+            let (args, kwargs) = parsed_from.insert(args.to_tuple_dict(gil)?);
+            parse_objects(args.borrow(), kwargs.as_ref().map(Owned::borrow), params)?
+        }
+    };
+    matched(found)
+}
+
+/// `PyArg_ParseTupleAndKeywords(args, kwargs, params.format, params.names, ...)`: each
+/// argument a reference borrowed from `args` or `kwargs` (alive while they are), NULL if not
+/// given. A format with another converter than `O`, or another number of them than `N`, or
+/// more than six, is refused with a `SystemError` before CPython reads it.
+pub fn parse_objects<const N: usize>(
+    args: Borrowed<'_>,
+    kwargs: Option<Borrowed<'_>>,
+    params: &Params<N>,
+) -> Result<[*mut ffi::PyObject; N]> {
+    const MAX: usize = 6;
+    let converters = params
+        .format
+        .to_bytes()
+        .iter()
+        .take_while(|&&c| c != b':' && c != b';');
+    let mut count = 0;
+    for &c in converters {
+        match c {
+            b'O' => count += 1,
+            b'|' | b'$' => {}
+            _ => count = usize::MAX,
+        }
     }
-    let (args, kwargs) = args.to_tuple_dict(gil)?;
-    parsed(
-        args.as_ptr(),
-        kwargs.as_ref().map_or(core::ptr::null_mut(), Owned::as_ptr),
-    )
+    if count != N || N > MAX {
+        return Err(Error::system_error(format!(
+            "argument format {:?} is not {N} O converters",
+            params.format
+        )));
+    }
+    let mut names = kwlist(params.names);
+    let mut found = [core::ptr::null_mut(); MAX];
+    let [a, b, c, d, e, f] = &mut found;
+    // SAFETY: `args` and `kwargs` are live for the call (`Borrowed`); CPython refuses an
+    // `args` that is not a tuple and a `kwargs` that is not a dict with a SystemError. The
+    // format has exactly N converters, each `O` (checked above), which store a borrowed
+    // PyObject* into the first N pointers; C's variadic call reads no more arguments than its
+    // format asks for, so the unused ones are never read. `names` holds N names and a NULL.
+    let parsed = unsafe {
+        ffi::PyArg_ParseTupleAndKeywords(
+            args.as_ptr(),
+            kwargs.map_or(core::ptr::null_mut(), Borrowed::as_ptr),
+            params.format.as_ptr(),
+            names.as_mut_ptr() as KwList,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+        )
+    };
+    if parsed == 0 {
+        return Err(Error::Raised);
+    }
+    Ok(core::array::from_fn(|i| found[i]))
 }
 
 /// The matching of [`simple_args`] and [`fast_args`]: `n` positional arguments, read by
@@ -287,22 +380,13 @@ pub fn tobytes_method<T: Shipped>(
     kwargs: Option<Borrowed<'_>>,
 ) -> Result<Owned> {
     open(this)?;
-    let mut names = kwlist([c"order"]);
-    let mut order: *mut ffi::PyObject = core::ptr::null_mut();
-    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, borrowed for the call; the
-    // converter O stores a borrowed PyObject* into `order`.
-    let parsed = unsafe {
-        ffi::PyArg_ParseTupleAndKeywords(
-            args.as_ptr(),
-            kwargs.map_or(core::ptr::null_mut(), Borrowed::as_ptr),
-            c"|O:tobytes".as_ptr(),
-            names.as_mut_ptr() as KwList,
-            &mut order,
-        )
+    const PARAMS: Params<1> = Params {
+        max_positional: 1,
+        required: 0,
+        names: [c"order"],
+        format: c"|O:tobytes",
     };
-    if parsed == 0 {
-        return Err(Error::Raised);
-    }
+    let [order] = parse_objects(args, kwargs, &PARAMS)?;
     // SAFETY: NULL or a borrowed reference valid for this call.
     let order = parse_copy_order(unsafe { Borrowed::from_ptr(order) })?;
     tobytes(this.obj, order)

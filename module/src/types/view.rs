@@ -38,8 +38,7 @@ use core::ptr::{self, NonNull};
 use pyo3_ffi as ffi;
 
 use super::common::{
-    self, getset_table, kwlist, method_table, slot, spec_flags, KwList, Shipped, IMMUTABLE,
-    SLOT_END,
+    self, getset_table, method_table, slot, spec_flags, Shipped, IMMUTABLE, SLOT_END,
 };
 use crate::trampoline::{
     fastkw, getter, length, noargs, onearg, richcompare, unary, varkw, vectorcall, with_first,
@@ -589,14 +588,19 @@ impl View {
 }
 
 /// The parameters of `View(...)`.
-const VIEW_NAMES: [&core::ffi::CStr; 6] = [
-    c"base",
-    c"offset",
-    c"format",
-    c"shape",
-    c"strides",
-    c"readonly",
-];
+const VIEW_PARAMS: common::Params<6> = common::Params {
+    max_positional: 1,
+    required: 1,
+    names: [
+        c"base",
+        c"offset",
+        c"format",
+        c"shape",
+        c"strides",
+        c"readonly",
+    ],
+    format: c"O|$OOOOO:View",
+};
 
 /// `View(base, *, offset=0, format=None, shape=None, strides=None, readonly=None)`: `tp_new`,
 /// which calls of a subclass take.
@@ -606,65 +610,20 @@ fn view_new(
     args: Borrowed<'_>,
     kwargs: Option<Borrowed<'_>>,
 ) -> Result<Owned> {
-    match common::simple_args(args, kwargs, 1, 1, VIEW_NAMES) {
-        Some(found) => view_with(gil, subtype, found),
-        None => view_parsed(
-            gil,
-            subtype,
-            args.as_ptr(),
-            kwargs.map_or(ptr::null_mut(), Borrowed::as_ptr),
-        ),
-    }
+    common::with_tuple_args(args, kwargs, &VIEW_PARAMS, |found| {
+        view_with(gil, subtype, found)
+    })
 }
 
 /// `View(...)` itself on CPython 3.14+ (`tp_vectorcall`, never inherited): no argument tuple,
 /// keyword dict or `type.__call__` in between.
 fn view_vectorcall(gil: Gil<'_>, tp: *mut ffi::PyTypeObject, args: FastArgs<'_>) -> Result<Owned> {
-    common::with_fast_args(
-        gil,
-        args,
-        (1, 1, VIEW_NAMES),
-        |found| view_with(gil, tp, found),
-        |args, kwargs| view_parsed(gil, tp, args, kwargs),
-    )
+    common::with_fast_args(gil, args, &VIEW_PARAMS, |found| view_with(gil, tp, found))
 }
 
-/// `View(...)` through CPython's argument parser, which raises its own error for anything
-/// the fast matching of [`common::simple_args`] declined.
-fn view_parsed(
-    gil: Gil<'_>,
-    subtype: *mut ffi::PyTypeObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-) -> Result<Owned> {
-    let mut names = kwlist(VIEW_NAMES);
-    let mut found = [ptr::null_mut(); 6];
-    let [base, offset, format, shape, strides, readonly] = &mut found;
-    // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call (caller);
-    // every converter is O, storing a borrowed PyObject*.
-    let parsed = unsafe {
-        ffi::PyArg_ParseTupleAndKeywords(
-            args,
-            kwargs,
-            c"O|$OOOOO:View".as_ptr(),
-            names.as_mut_ptr() as KwList,
-            base,
-            offset,
-            format,
-            shape,
-            strides,
-            readonly,
-        )
-    };
-    if parsed == 0 {
-        return Err(Error::Raised);
-    }
-    view_with(gil, subtype, found)
-}
-
-/// `View(...)` with its arguments matched to [`VIEW_NAMES`]: each NULL (not given) or a
+/// `View(...)` with its arguments matched to [`VIEW_PARAMS`]: each NULL (not given) or a
 /// reference borrowed for the call.
-// Inlined into its three callers: as a call of its own, `View(ba)` cost 23 instructions more
+// Inlined into each call path: as a call of its own, `View(ba)` cost 23 instructions more
 // (`make bench`, 2491 against 2468 on 3.11).
 #[inline(always)]
 fn view_with(
@@ -920,36 +879,15 @@ fn view_subscript(this: This<'_, View>, key: Borrowed<'_>) -> Result<Owned> {
 /// shape=shape)`, a View of the same items with another format (and shape); any struct
 /// format, C or Fortran order. Like a slice, it shares this View's export.
 fn view_cast(this: This<'_, View>, args: FastArgs<'_>) -> Result<Owned> {
-    const NAMES: [&core::ffi::CStr; 2] = [c"format", c"shape"];
-    common::with_fast_args(
-        this.gil,
-        args,
-        (2, 1, NAMES),
-        |[format, shape]| cast_with(this, format, shape),
-        |args, kwargs| {
-            // Anything the fast matching declined (a missing or unknown argument, one given
-            // twice) gets CPython's own parser and message.
-            let mut names = kwlist(NAMES);
-            let mut found = [ptr::null_mut(); 2];
-            let [format, shape] = &mut found;
-            // SAFETY: `args` is a tuple and `kwargs` NULL or a dict, alive for the call; both
-            // converters are O, storing a borrowed PyObject*.
-            let parsed = unsafe {
-                ffi::PyArg_ParseTupleAndKeywords(
-                    args,
-                    kwargs,
-                    c"O|O:cast".as_ptr(),
-                    names.as_mut_ptr() as KwList,
-                    format,
-                    shape,
-                )
-            };
-            if parsed == 0 {
-                return Err(Error::Raised);
-            }
-            cast_with(this, found[0], found[1])
-        },
-    )
+    const PARAMS: common::Params<2> = common::Params {
+        max_positional: 2,
+        required: 1,
+        names: [c"format", c"shape"],
+        format: c"O|O:cast",
+    };
+    common::with_fast_args(this.gil, args, &PARAMS, |[format, shape]| {
+        cast_with(this, format, shape)
+    })
 }
 
 /// `view_cast` with its arguments: `format` a borrowed reference, `shape` one or NULL, both
