@@ -242,12 +242,6 @@ impl Shown {
 // do through an export is outside Rust's view, as for every buffer.
 unsafe impl<T: Element> Sync for SharedVec<T> {}
 
-// On every build, free-threaded ones included (where `ExportingType` asks its values to be
-// `Sync`): a `SharedVec` can be the memory of an exporting type and of a PyO3 `#[pyclass]`.
-const _: () = {
-    const fn shared<V: Sync + Send>() {}
-    shared::<SharedVec<u8>>();
-};
 // SAFETY: owning the elements and the counter on another thread is owning numbers.
 unsafe impl<T: Element> Send for SharedVec<T> {}
 

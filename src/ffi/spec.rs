@@ -384,19 +384,20 @@ impl<'py> Args<'py> {
 /// methods, slots and exports run on many threads at once there, a [`Gil`] token orders
 /// nothing, and the value is dropped on whichever thread lets go of the object last. With the
 /// GIL, which orders every call that reaches the value, any `T` (as before this bound).
-#[cfg(Py_GIL_DISABLED)]
-pub trait ThreadShared: Send + Sync {}
-#[cfg(Py_GIL_DISABLED)]
-impl<T: Send + Sync + ?Sized> ThreadShared for T {}
-/// What the value of an [`ExportingType`]'s instances must be to be reached from several
-/// threads: on free-threaded builds (`Py_GIL_DISABLED`) `Send + Sync`, since an object's
-/// methods, slots and exports run on many threads at once there, a [`Gil`] token orders
-/// nothing, and the value is dropped on whichever thread lets go of the object last. With the
-/// GIL, which orders every call that reaches the value, any `T` (as before this bound).
-#[cfg(not(Py_GIL_DISABLED))]
-pub trait ThreadShared {}
-#[cfg(not(Py_GIL_DISABLED))]
-impl<T: ?Sized> ThreadShared for T {}
+pub trait ThreadShared: thread_shared::Bound {}
+impl<T: thread_shared::Bound + ?Sized> ThreadShared for T {}
+
+/// The build's bound behind [`ThreadShared`] (sealed: nothing outside names it).
+mod thread_shared {
+    #[cfg(Py_GIL_DISABLED)]
+    pub trait Bound: Send + Sync {}
+    #[cfg(Py_GIL_DISABLED)]
+    impl<T: Send + Sync + ?Sized> Bound for T {}
+    #[cfg(not(Py_GIL_DISABLED))]
+    pub trait Bound {}
+    #[cfg(not(Py_GIL_DISABLED))]
+    impl<T: ?Sized> Bound for T {}
+}
 
 /// The description of a heap type whose instances hold a `T` and export its memory; a `const`
 /// builder, so it lives in a `static`.
